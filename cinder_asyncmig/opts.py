@@ -1,0 +1,75 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Configuration options of the async migration plugin.
+
+The target driver's options live in the backend's section, registered the
+way Cinder's RBD driver registers its own. ``list_opts`` feeds
+oslo-config-generator through the ``oslo.config.opts`` entry point.
+"""
+
+from oslo_config import cfg
+from oslo_config import types
+
+from cinder.volume import configuration
+
+SOURCE_KINDS = ('rbd-linked',)
+
+target_opts = [
+    cfg.ListOpt('async_migration_source_kinds',
+                item_type=types.String(choices=SOURCE_KINDS),
+                default=list(SOURCE_KINDS),
+                help='Kinds of source volume this backend takes over as a '
+                     'remote parent when it is the target of a migration. '
+                     '"rbd-linked" is an RBD volume in the same Ceph '
+                     'cluster, taken over with a linked librbd live '
+                     'migration. An empty list turns asynchronous '
+                     'migration to this backend off, and Cinder falls '
+                     'back to its generic migration.'),
+    cfg.StrOpt('async_migration_state_dir',
+               default='$state_path/asyncmig',
+               help='Directory where background copy workers write their '
+                    'status files. It must be local to the host and '
+                    'writable by cinder-volume.'),
+    cfg.FloatOpt('async_migration_poll_interval',
+                 default=2.0, min=0.1, max=60,
+                 help='Seconds between two reads of the background copy\'s '
+                      'progress; each read updates the migration record.'),
+    cfg.IntOpt('async_migration_stall_timeout',
+               default=600, min=30,
+               help='Seconds the background copy may go without progress '
+                    'before its worker is stopped and the migration is '
+                    'reported as failed. The migration itself is left '
+                    'prepared, so completing it again resumes the copy.'),
+    cfg.IntOpt('async_migration_worker_restarts',
+               default=3, min=0,
+               help='How many times a background copy worker that died '
+                    'is restarted within one completion before the '
+                    'completion fails.'),
+    cfg.IntOpt('async_migration_blocklist_expiry',
+               default=3600, min=60,
+               help='Seconds a dead copy worker\'s Ceph client stays '
+                    'blocklisted. Blocklisting frees the image at once '
+                    'instead of after the watch timeout (about 30 s); it '
+                    'is only done for workers known to be dead.'),
+]
+
+CONF = cfg.CONF
+CONF.register_opts(target_opts, group=configuration.SHARED_CONF_GROUP)
+
+
+def list_opts():
+    """Return the plugin's options for oslo-config-generator.
+
+    :returns: a list of (group, options) pairs.
+    """
+    return [(configuration.SHARED_CONF_GROUP, target_opts)]

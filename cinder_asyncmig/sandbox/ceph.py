@@ -1,0 +1,455 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""A throwaway one-node Ceph cluster for tests, benchmarks and the sandbox.
+
+One monitor, one memstore OSD and optionally a manager, bound to loopback
+on ports picked at start-up, with cephx on. Everything lives in one
+directory: configuration, keyrings, daemon data, logs, sockets and
+``cluster.json``, the record :meth:`CephCluster.load` reads back so that
+another process (the ``cinder-asyncmig-ceph down`` command) can tear the
+cluster down. Several clusters can run at once.
+
+Clients get a key limited the way a Cinder deployment limits its RBD user:
+``mon 'profile rbd'`` and ``osd 'profile rbd pool=...'`` for the pools the
+cluster was asked to create.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+from oslo_log import log as logging
+from oslo_utils import units
+
+LOG = logging.getLogger(__name__)
+
+STATE_FILE = 'cluster.json'
+DEFAULT_MEMSTORE_BYTES = 4 * units.Gi
+DEFAULT_CLIENT = 'cinder'
+_CMD_TIMEOUT = 60
+
+_CONF_TEMPLATE = """\
+[global]
+fsid = %(fsid)s
+mon host = [v2:127.0.0.1:%(mon_port)d]
+public addr = 127.0.0.1
+cluster addr = 127.0.0.1
+ms bind msgr1 = false
+ms bind msgr2 = true
+ms bind ipv6 = false
+auth cluster required = cephx
+auth service required = cephx
+auth client required = cephx
+run dir = %(dir)s/run
+admin socket = %(dir)s/run/$cluster-$name.$pid.asok
+log file = %(dir)s/log/$name.log
+pid file = %(dir)s/run/$name.pid
+osd pool default size = 1
+osd pool default min size = 1
+osd pool default pg autoscale mode = off
+osd crush chooseleaf type = 0
+mon allow pool size one = true
+mon allow pool delete = true
+mon warn on pool no redundancy = false
+mon data avail warn = 1
+mon data avail crit = 0
+
+[mon]
+mon data = %(dir)s/$name
+keyring = %(dir)s/keyring
+
+[osd]
+osd data = %(dir)s/$name
+keyring = %(dir)s/keyring
+osd objectstore = memstore
+memstore device bytes = %(memstore_bytes)d
+osd max object name len = 256
+osd max object namespace len = 64
+
+[mgr]
+mgr data = %(dir)s/$name
+keyring = %(dir)s/keyring
+
+[client]
+log to file = false
+admin socket =
+
+[client.admin]
+keyring = %(dir)s/keyring
+"""
+
+_CLIENT_SECTION = """
+[client.%(name)s]
+keyring = %(keyring)s
+"""
+
+
+class CephClusterError(Exception):
+    """The throwaway cluster could not be started, used or stopped."""
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def _run(args, timeout=_CMD_TIMEOUT):
+    try:
+        result = subprocess.run(args, capture_output=True, text=True,
+                                timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise CephClusterError('%s timed out after %ss' % (args[0], timeout)
+                               ) from exc
+    if result.returncode != 0:
+        raise CephClusterError('%s failed (exit %d): %s' % (
+            ' '.join(args[:3]), result.returncode,
+            (result.stderr or result.stdout).strip()[-2000:]))
+    return result.stdout
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open('/proc/%d/stat' % pid) as stat:
+            return stat.read().split(')')[-1].split()[0] != 'Z'
+    except OSError:
+        return False
+
+
+def _cmdline(pid):
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            return f.read().replace(b'\0', b' ').decode(errors='replace')
+    except OSError:
+        return ''
+
+
+class CephCluster(object):
+    """A one-node Ceph cluster living in ``directory``.
+
+    Use :meth:`up` to create and start one, :meth:`load` to attach to one
+    another process started, and :meth:`down` to stop it and remove its
+    directory.
+    """
+
+    def __init__(self, directory, state):
+        self.directory = os.path.abspath(directory)
+        self._state = state
+
+    # -- paths and identities -------------------------------------------
+
+    @property
+    def fsid(self):
+        return self._state['fsid']
+
+    @property
+    def conf_path(self):
+        return os.path.join(self.directory, 'ceph.conf')
+
+    @property
+    def admin_keyring(self):
+        return os.path.join(self.directory, 'keyring')
+
+    @property
+    def mon_port(self):
+        return self._state['mon_port']
+
+    @property
+    def client(self):
+        """The limited client name (without ``client.``)."""
+        return self._state['client']
+
+    @property
+    def pools(self):
+        return list(self._state['pools'])
+
+    def client_keyring(self, name=None):
+        return os.path.join(self.directory,
+                            'ceph.client.%s.keyring' % (name or self.client))
+
+    def env(self, admin=False):
+        """Environment for ``rbd``/``ceph``/``qemu-img`` on this cluster.
+
+        :param admin: use client.admin instead of the limited client.
+        :returns: dict with ``CEPH_CONF`` and ``CEPH_ARGS``.
+        """
+        name = 'admin' if admin else self.client
+        return {'CEPH_CONF': self.conf_path,
+                'CEPH_ARGS': '--id %s' % name}
+
+    def connect(self, admin=False, timeout=30):
+        """Return a connected ``rados.Rados`` handle (caller shuts it down).
+
+        :param admin: connect as client.admin instead of the limited client.
+        """
+        import rados  # Debian's binding, not importable everywhere
+
+        client = rados.Rados(conffile=self.conf_path,
+                             rados_id='admin' if admin else self.client)
+        client.connect(timeout=timeout)
+        return client
+
+    # -- lifecycle -------------------------------------------------------
+
+    @classmethod
+    def up(cls, directory=None, memstore_bytes=DEFAULT_MEMSTORE_BYTES,
+           pools=(), client=DEFAULT_CLIENT, with_mgr=False, timeout=60):
+        """Create and start a cluster.
+
+        :param directory: where everything lives; must be empty or absent.
+                          A temporary directory is made when None.
+        :param memstore_bytes: RAM the OSD may use for data.
+        :param pools: RBD pools to create and open to ``client``.
+        :param client: name of the limited client key.
+        :param with_mgr: also start a ceph-mgr.
+        :param timeout: seconds to wait for the OSD to come up.
+        :returns: the running :class:`CephCluster`.
+        """
+        if directory is None:
+            directory = tempfile.mkdtemp(prefix='asyncmig-ceph-')
+        directory = os.path.abspath(directory)
+        if os.path.isdir(directory) and os.listdir(directory):
+            raise CephClusterError('%s is not empty; pick another directory '
+                                   'or run down on it first' % directory)
+        for sub in ('run', 'log', 'mon.a', 'osd.0', 'mgr.x'):
+            os.makedirs(os.path.join(directory, sub), exist_ok=True)
+        state = {'fsid': str(uuid.uuid4()), 'mon_port': _free_port(),
+                 'memstore_bytes': int(memstore_bytes), 'client': client,
+                 'pools': [], 'with_mgr': bool(with_mgr),
+                 'daemons': {}}
+        cluster = cls(directory, state)
+        started = time.monotonic()
+        try:
+            cluster._write_conf()
+            cluster._save()
+            cluster._make_keys()
+            cluster._start_mon()
+            cluster._start_osd(timeout)
+            if with_mgr:
+                cluster._start_mgr()
+            cluster._make_client()
+            for pool in pools:
+                cluster.create_pool(pool)
+        except BaseException:
+            cluster.down()
+            raise
+        LOG.info('Ceph cluster %(fsid)s up in %(dir)s after %(secs).1fs',
+                 {'fsid': cluster.fsid, 'dir': directory,
+                  'secs': time.monotonic() - started})
+        return cluster
+
+    @classmethod
+    def load(cls, directory):
+        """Attach to a cluster started by :meth:`up` (maybe elsewhere)."""
+        path = os.path.join(directory, STATE_FILE)
+        try:
+            with open(path) as f:
+                state = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise CephClusterError('no cluster record at %s: %s' %
+                                   (path, exc)) from exc
+        return cls(directory, state)
+
+    def down(self):
+        """Stop every daemon and remove the cluster's directory."""
+        pids = self._daemon_pids()
+        for pid in pids:
+            # memstore writes all its data to disk on a clean stop: a
+            # throwaway cluster has nothing to keep, so kill at once.
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 30
+        while any(_pid_alive(p) for p in pids):
+            if time.monotonic() > deadline:
+                raise CephClusterError('daemons %s did not stop' % pids)
+            time.sleep(0.05)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def is_running(self):
+        pids = self._daemon_pids()
+        return bool(pids) and all(_pid_alive(p) for p in pids)
+
+    # -- pools and clients ----------------------------------------------
+
+    def ceph(self, *args, admin=True, timeout=_CMD_TIMEOUT):
+        """Run the ``ceph`` CLI against this cluster and return stdout."""
+        return _run(['ceph', '-c', self.conf_path,
+                     '--id', 'admin' if admin else self.client,
+                     '--connect-timeout', '20'] + list(args),
+                    timeout=timeout)
+
+    def rbd(self, *args, admin=False, timeout=_CMD_TIMEOUT):
+        """Run the ``rbd`` CLI (as the limited client by default)."""
+        return _run(['rbd', '-c', self.conf_path,
+                     '--id', 'admin' if admin else self.client] + list(args),
+                    timeout=timeout)
+
+    def create_pool(self, name, pg_num=8):
+        """Create an RBD pool and grant the limited client access to it."""
+        self.ceph('osd', 'pool', 'create', name, str(pg_num), str(pg_num))
+        self.rbd('pool', 'init', name, admin=True)
+        if name not in self._state['pools']:
+            self._state['pools'].append(name)
+        self._save()
+        self._update_client_caps()
+
+    def delete_pool(self, name):
+        """Delete a pool and remove it from the limited client's caps."""
+        self.ceph('osd', 'pool', 'delete', name, name,
+                  '--yes-i-really-really-mean-it')
+        if name in self._state['pools']:
+            self._state['pools'].remove(name)
+        self._save()
+        self._update_client_caps()
+
+    def blocklist(self):
+        """Return the client addresses currently blocklisted."""
+        out = json.loads(self.ceph('osd', 'blocklist', 'ls', '-f', 'json'))
+        return [entry['addr'] for entry in out]
+
+    # -- internals -------------------------------------------------------
+
+    def _save(self):
+        path = os.path.join(self.directory, STATE_FILE)
+        tmp = path + '.tmp'
+        with open(tmp, 'w') as f:
+            json.dump(self._state, f, indent=2)
+        os.replace(tmp, path)
+
+    def _write_conf(self):
+        conf = _CONF_TEMPLATE % {'fsid': self.fsid, 'dir': self.directory,
+                                 'mon_port': self.mon_port,
+                                 'memstore_bytes':
+                                     self._state['memstore_bytes']}
+        conf += _CLIENT_SECTION % {'name': self.client,
+                                   'keyring': self.client_keyring()}
+        with open(self.conf_path, 'w') as f:
+            f.write(conf)
+
+    def _make_keys(self):
+        keyring = self.admin_keyring
+        entities = [
+            ('mon.', ['mon', 'allow *']),
+            ('client.admin', ['mon', 'allow *', 'osd', 'allow *',
+                              'mgr', 'allow *', 'mds', 'allow *']),
+            ('osd.0', ['mon', 'allow profile osd', 'osd', 'allow *',
+                       'mgr', 'allow profile osd']),
+            ('mgr.x', ['mon', 'allow profile mgr', 'osd', 'allow *',
+                       'mds', 'allow *']),
+        ]
+        first = True
+        for name, caps in entities:
+            args = ['ceph-authtool', keyring]
+            if first:
+                args.append('--create-keyring')
+                first = False
+            args += ['--gen-key', '-n', name]
+            for i in range(0, len(caps), 2):
+                args += ['--cap', caps[i], caps[i + 1]]
+            _run(args)
+        os.chmod(keyring, 0o600)
+        monmap = os.path.join(self.directory, 'monmap')
+        _run(['monmaptool', '--create', '--fsid', self.fsid,
+              '--addv', 'a', '[v2:127.0.0.1:%d]' % self.mon_port, monmap])
+        _run(['ceph-mon', '-c', self.conf_path, '--mkfs', '-i', 'a',
+              '--monmap', monmap, '--keyring', keyring])
+
+    def _start_daemon(self, kind, ident, extra=()):
+        _run(['ceph-%s' % kind, '-c', self.conf_path, '-i', ident] +
+             list(extra))
+        pid_file = os.path.join(self.directory, 'run',
+                                '%s.%s.pid' % (kind, ident))
+        # the daemon writes its pid file right after it forks
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with open(pid_file) as f:
+                    pid = int(f.read().strip())
+                break
+            except (OSError, ValueError):
+                if time.monotonic() > deadline:
+                    raise CephClusterError('ceph-%s.%s wrote no pid file: %s'
+                                           % (kind, ident,
+                                              self._log_tail(kind, ident)))
+                time.sleep(0.05)
+        self._state['daemons']['%s.%s' % (kind, ident)] = pid
+        self._save()
+
+    def _start_mon(self):
+        self._start_daemon('mon', 'a')
+
+    def _start_osd(self, timeout):
+        osd_uuid = str(uuid.uuid4())
+        self.ceph('osd', 'create', osd_uuid, '0')
+        _run(['ceph-osd', '-c', self.conf_path, '-i', '0', '--mkfs',
+              '--osd-uuid', osd_uuid])
+        self._start_daemon('osd', '0')
+        deadline = time.monotonic() + timeout
+        while True:
+            stat = json.loads(self.ceph('osd', 'stat', '-f', 'json'))
+            if stat.get('num_up_osds') == 1 and stat.get('num_in_osds') == 1:
+                return
+            if time.monotonic() > deadline:
+                raise CephClusterError('osd.0 not up after %ss: %s' %
+                                       (timeout, self._log_tail('osd', '0')))
+            time.sleep(0.2)
+
+    def _start_mgr(self):
+        self._start_daemon('mgr', 'x')
+
+    def _client_caps(self):
+        if self._state['pools']:
+            osd = ', '.join('profile rbd pool=%s' % p
+                            for p in self._state['pools'])
+        else:
+            osd = 'profile rbd pool=none'
+        return ['mon', 'profile rbd', 'osd', osd]
+
+    def _make_client(self):
+        self.ceph('auth', 'get-or-create', 'client.%s' % self.client,
+                  *self._client_caps(), '-o', self.client_keyring())
+        os.chmod(self.client_keyring(), 0o600)
+
+    def _update_client_caps(self):
+        self.ceph('auth', 'caps', 'client.%s' % self.client,
+                  *self._client_caps())
+
+    def _log_tail(self, kind, ident, lines=5):
+        path = os.path.join(self.directory, 'log', '%s.%s.log' % (kind, ident))
+        try:
+            with open(path, errors='replace') as f:
+                return ''.join(f.readlines()[-lines:]).strip()
+        except OSError:
+            return 'no log at %s' % path
+
+    def _daemon_pids(self):
+        pids = []
+        for pid in self._state.get('daemons', {}).values():
+            # a pid reused by something else is not ours to kill
+            if self.conf_path in _cmdline(pid):
+                pids.append(pid)
+        return pids

@@ -1,0 +1,149 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Functional test base: a real one-node Ceph cluster with cephx on.
+
+One cluster serves a whole test process (started on first use, stopped
+at exit); every test class gets fresh pools. The source volume lives on
+Cinder's stock RBD driver, the destination on the plugin's driver, both
+connected as the same limited client ('profile rbd' on both pools), as a
+deployment with two RBD backends in one cluster has.
+"""
+
+import atexit
+import hashlib
+import os
+import tempfile
+import uuid
+
+from cinder import context
+from cinder import objects
+from cinder.tests.unit import fake_volume
+from cinder.volume import configuration
+from cinder.volume import driver as cinder_driver
+from cinder.volume.drivers import rbd as cinder_rbd
+from oslo_config import cfg
+from oslo_utils import units
+import testtools
+
+from cinder_asyncmig import opts
+from cinder_asyncmig.sandbox import ceph
+from cinder_asyncmig.volume.drivers import rbd as target_rbd
+
+CONF = cfg.CONF
+MEMSTORE_BYTES = int(os.environ.get('ASYNCMIG_TEST_MEMSTORE_GIB', '8')) * units.Gi
+CHUNK = 4 * units.Mi
+
+_cluster = None
+
+
+def cluster():
+    """Return the process' cluster, starting it on first use."""
+    global _cluster
+    if _cluster is None:
+        base = os.environ.get('ASYNCMIG_TEST_DIR') or tempfile.gettempdir()
+        os.makedirs(base, exist_ok=True)
+        directory = tempfile.mkdtemp(prefix='ceph-', dir=base)
+        os.rmdir(directory)
+        _cluster = ceph.CephCluster.up(directory,
+                                       memstore_bytes=MEMSTORE_BYTES)
+        atexit.register(_cluster.down)
+    return _cluster
+
+
+def image_sha256(ioctx, name, length=None):
+    """sha256 of an image's bytes as a reader (a hypervisor) sees them."""
+    import rbd
+    digest = hashlib.sha256()
+    with rbd.Image(ioctx, name, read_only=True) as img:
+        size = img.size() if length is None else length
+        offset = 0
+        while offset < size:
+            n = min(CHUNK * 4, size - offset)
+            digest.update(img.read(offset, n))
+            offset += n
+    return digest.hexdigest()
+
+
+class FunctionalTestCase(testtools.TestCase):
+    """Pools, drivers and helpers on the shared cluster."""
+
+    @classmethod
+    def setUpClass(cls):
+        super(FunctionalTestCase, cls).setUpClass()
+        objects.register_all()
+        cls.cluster = cluster()
+        suffix = uuid.uuid4().hex[:8]
+        cls.src_pool, cls.dst_pool = 'src-' + suffix, 'dst-' + suffix
+        for pool in (cls.src_pool, cls.dst_pool):
+            cls.cluster.create_pool(pool)
+        cls.state_dir = tempfile.mkdtemp(prefix='asyncmig-state-')
+        cls.source_driver = cls._make_driver(cinder_rbd.RBDDriver,
+                                             cls.src_pool)
+        cls.target_driver = cls._make_driver(
+            target_rbd.AsyncMigrationRBDDriver, cls.dst_pool,
+            async_migration_state_dir=cls.state_dir,
+            async_migration_poll_interval=0.2)
+        cls.rados = cls.cluster.connect()
+        cls.src_ioctx = cls.rados.open_ioctx(cls.src_pool)
+        cls.dst_ioctx = cls.rados.open_ioctx(cls.dst_pool)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.src_ioctx.close()
+        cls.dst_ioctx.close()
+        cls.rados.shutdown()
+        for pool in (cls.src_pool, cls.dst_pool):
+            cls.cluster.delete_pool(pool)
+        super(FunctionalTestCase, cls).tearDownClass()
+
+    @classmethod
+    def _make_driver(cls, driver_class, pool, **overrides):
+        group = 'backend-%s' % pool
+        settings = dict(rbd_pool=pool, rbd_user=cls.cluster.client,
+                        rbd_ceph_conf=cls.cluster.conf_path,
+                        rbd_secret_uuid=str(uuid.uuid4()),
+                        volume_backend_name=group,
+                        rados_connect_timeout=30, **overrides)
+        config = configuration.Configuration(cinder_driver.volume_opts,
+                                             config_group=group)
+        config.append_config_values(cinder_rbd.RBD_OPTS)
+        config.append_config_values(opts.target_opts)
+        # RBDDriver copies some options at construction: override first
+        for key, value in settings.items():
+            CONF.set_override(key, value, group=group)
+        drv = driver_class(configuration=config, host='test@' + group)
+        drv.do_setup(context.get_admin_context())
+        drv.check_for_setup_error()
+        return drv
+
+    def setUp(self):
+        super(FunctionalTestCase, self).setUp()
+        self.ctxt = context.get_admin_context()
+
+    def make_volume(self, size_gib=1, size_bytes=None):
+        """Create a volume on the source backend with Cinder's driver."""
+        volume = fake_volume.fake_volume_obj(
+            self.ctxt, id=str(uuid.uuid4()), size=size_gib,
+            volume_type_id=None, volume_type=None,
+            host='test@backend-%s#%s' % (self.src_pool, self.src_pool))
+        self.source_driver.create_volume(volume)
+        if size_bytes is not None:
+            import rbd
+            with rbd.Image(self.src_ioctx, volume.name) as img:
+                img.resize(size_bytes)
+        return volume
+
+    def src_host(self):
+        stats = self.source_driver.get_volume_stats(refresh=True)
+        return {'host': 'test@backend-%s' % self.src_pool,
+                'capabilities': stats}

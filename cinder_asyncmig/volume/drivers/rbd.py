@@ -1,0 +1,456 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""RBD driver that can be the target of an asynchronous migration.
+
+The target backend takes over the source volume as a *remote parent* with
+librbd live migration: :meth:`AsyncMigrationRBDDriver.migrate_volume_target`
+prepares the destination image in milliseconds, whatever the volume's
+size, and from then on the volume is usable here while reads of blocks
+not yet copied go to the source. :meth:`complete_migration_target` runs
+the background copy and commits.
+
+The plugin's record of a migration (source, phase, progress, copy worker)
+lives in the destination image's metadata under ``asyncmig.migration``,
+beside librbd's own migration header, so it survives any restart.
+"""
+
+import os
+import socket
+import time
+
+from cinder.i18n import _
+from cinder.volume.drivers import rbd as cinder_rbd
+from oslo_log import log as logging
+from oslo_utils import excutils
+from oslo_utils import timeutils
+
+from cinder_asyncmig.engine import migration
+from cinder_asyncmig.engine import state
+from cinder_asyncmig.engine import worker as copy_worker
+from cinder_asyncmig import exception
+from cinder_asyncmig import opts
+from cinder_asyncmig.sources import rbd as rbd_source
+
+LOG = logging.getLogger(__name__)
+
+NOT_MOVED = (False, False, None)
+# consecutive engine states one completion may step through before it
+# concludes something outside it keeps changing the migration
+_MAX_COMPLETION_STEPS = 8
+
+
+class _RateMeter(object):
+    """Bytes per second of the copy, smoothed over the last reads."""
+
+    def __init__(self, smoothing=0.3):
+        self._smoothing = smoothing
+        self._last = None
+        self.rate = 0.0
+
+    def update(self, copied):
+        now = time.monotonic()
+        if self._last is not None:
+            then, before = self._last
+            if now > then and copied >= before:
+                sample = (copied - before) / (now - then)
+                self.rate = (self._smoothing * sample +
+                             (1 - self._smoothing) * self.rate)
+        self._last = (now, copied)
+        return self.rate
+
+
+class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
+    """Cinder's RBD driver, able to take over a volume being migrated here.
+
+    Version history:
+
+    .. code-block:: none
+
+        1.0.0 - Linked live migration of RBD volumes in the same cluster
+    """
+
+    VERSION = '1.0.0'
+
+    def __init__(self, *args, **kwargs):
+        super(AsyncMigrationRBDDriver, self).__init__(*args, **kwargs)
+        self.configuration.append_config_values(opts.target_opts)
+        self.engine = migration.Engine(self.rbd)
+
+    # -- setup and stats -------------------------------------------------
+
+    def check_for_setup_error(self):
+        super(AsyncMigrationRBDDriver, self).check_for_setup_error()
+        if self._source_kinds():
+            self.engine.features.require('live_migration')
+            os.makedirs(self._state_dir(), mode=0o700, exist_ok=True)
+
+    def _update_volume_stats(self):
+        super(AsyncMigrationRBDDriver, self)._update_volume_stats()
+        kinds = self._source_kinds()
+        self._stats['async_migration_target'] = bool(kinds)
+        self._stats['async_migration_source_kinds'] = kinds
+
+    def _source_kinds(self):
+        return list(self.configuration.async_migration_source_kinds or [])
+
+    def _state_dir(self):
+        return self.configuration.async_migration_state_dir
+
+    # -- blueprint: migrate_volume_target ----------------------------------
+
+    def migrate_volume_target(self, context, volume, src_host):
+        """Take the volume over from its source as a remote parent.
+
+        Called on the target backend while the volume still belongs to
+        its source host. Sources this target cannot handle are declined
+        (not moved, reason logged) so that Cinder falls back to its
+        generic migration; sources it can handle but must refuse (missing,
+        open by a client, already migrating) raise a clear error and leave
+        the source as it was.
+
+        :param context: the request context.
+        :param volume: the volume object, still on its source host.
+        :param src_host: the source backend as the scheduler knows it:
+                         ``{'host': 'host@backend#pool', 'capabilities':
+                         {...}}`` (the shape ``migrate_volume`` gets for
+                         its destination).
+        :returns: ``(moved, migration_async, model_update)``. ``moved``
+                  False means "not handled here, use another way";
+                  ``migration_async`` True means the volume is usable here
+                  now and :meth:`complete_migration_target` must run.
+        :raises MigrationSourceNotFound: the source image does not exist.
+        :raises MigrationSourceRefused: the source is open by a client.
+        :raises MigrationConflict: the source or destination is already
+                                   part of another migration.
+        """
+        source = rbd_source.from_host(volume, src_host)
+        reason = self._decline_reason(volume, source)
+        if reason:
+            LOG.info('Not taking over volume %(vol)s asynchronously: '
+                     '%(reason)s Cinder falls back to another migration.',
+                     {'vol': volume.id, 'reason': reason}, resource=volume)
+            return NOT_MOVED
+        if source.pool == self.configuration.rbd_pool:
+            LOG.info('Volume %s is already in this pool; only its host '
+                     'changes.', volume.id, resource=volume)
+            return True, False, None
+
+        with cinder_rbd.RADOSClient(self) as client:
+            try:
+                src_ioctx = client.cluster.open_ioctx(source.pool)
+            except self.rados.ObjectNotFound:
+                raise exception.MigrationSourceRefused(
+                    volume_id=volume.id,
+                    reason=_('its pool %s does not exist in this '
+                             'cluster') % source.pool)
+            try:
+                return self._prepare_linked(client, src_ioctx, volume,
+                                            source)
+            finally:
+                src_ioctx.close()
+
+    def _decline_reason(self, volume, source):
+        if source is None:
+            return _('the source backend is not an RBD backend reporting '
+                     'its location.')
+        if rbd_source.LINKED not in self._source_kinds():
+            return _('this backend does not accept %s sources '
+                     '(async_migration_source_kinds).') % rbd_source.LINKED
+        if source.fsid != self._get_fsid():
+            return _('the source is in another Ceph cluster (fsid %s).'
+                     ) % source.fsid
+        if volume.volume_type and (
+                self._is_multiattach_type(volume.volume_type) or
+                self._is_replicated_type(volume.volume_type)):
+            return _('multiattach and replicated volume types are not '
+                     'taken over asynchronously.')
+        return None
+
+    def _prepare_linked(self, client, src_ioctx, volume, source):
+        name = volume.name
+        existing = self.engine.status(client.ioctx, name)
+        if existing is not None:
+            if (existing.state is not state.MigrationState.NONE and
+                    existing.source_image == source.image and
+                    not existing.import_only):
+                LOG.info('Volume %s is already being taken over here; '
+                         'nothing to prepare.', volume.id, resource=volume)
+                return True, True, {}
+            raise exception.MigrationConflict(
+                image=name,
+                reason=_('an image of that name already exists in the '
+                         'destination pool %s') % self.configuration.rbd_pool)
+
+        info = self.engine.inspect(src_ioctx, source.image)
+        if info is None:
+            raise exception.MigrationSourceNotFound(image=source.display,
+                                                    volume_id=volume.id)
+        if info.migrating:
+            raise exception.MigrationConflict(
+                image=source.display,
+                reason=_('the source image is already part of a '
+                         'migration'))
+        if info.watchers:
+            raise exception.MigrationSourceRefused(
+                volume_id=volume.id,
+                reason=_('its image %(img)s is open by %(n)d client(s); '
+                         'detach the volume (or stop whatever maps it) '
+                         'and retry') % {'img': source.display,
+                                         'n': len(info.watchers)})
+
+        started = time.monotonic()
+        self.engine.prepare_linked(src_ioctx, source.image, client.ioctx,
+                                   name, order=info.order)
+        try:
+            self.engine.write_record(client.ioctx, name, {
+                'kind': rbd_source.LINKED,
+                'source': {'pool': source.pool, 'image': source.image},
+                'phase': 'prepared',
+                'prepared_at': timeutils.utcnow().isoformat(),
+                'progress': state.Progress(0, info.size).as_dict()})
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                # nobody has seen the destination yet: a linked abort
+                # puts the source back exactly as it was
+                self.engine.abort(client.ioctx, name, exposed=False)
+        LOG.info('Volume %(vol)s (%(size)d bytes) taken over from '
+                 '%(src)s in %(ms).1f ms; it is usable on this backend '
+                 'while its data is copied.',
+                 {'vol': volume.id, 'size': info.size, 'src': source.display,
+                  'ms': (time.monotonic() - started) * 1000},
+                 resource=volume)
+        return True, True, {}
+
+    # -- blueprint: complete_migration_target -------------------------------
+
+    def complete_migration_target(self, context, volume,
+                                  progress_callback=None):
+        """Copy the remaining data in the background and commit.
+
+        Safe to call again after any crash, at any point: it reads the
+        migration's state from librbd first, adopts a copy worker that is
+        still running, blocklists one that died so the copy resumes at
+        once, and treats an already committed migration as done.
+
+        :param context: the request context.
+        :param volume: the volume, already on this backend.
+        :param progress_callback: called with the progress dict
+                                  (``bytes_copied``, ``bytes_total``,
+                                  ``percent``, ``rate_bytes_per_sec``,
+                                  ``phase``) at every poll.
+        :returns: the final progress dict.
+        :raises MigrationEngineError: the copy or commit failed; the
+                                      migration is left as librbd has it
+                                      and calling again resumes it.
+        """
+        name = volume.name
+        with cinder_rbd.RADOSClient(self) as client:
+            for _step in range(_MAX_COMPLETION_STEPS):
+                status = self.engine.status(client.ioctx, name)
+                if status is None:
+                    raise exception.MigrationEngineError(
+                        image=name, step='complete',
+                        reason=_('the destination image does not exist'))
+                if status.state is state.MigrationState.NONE:
+                    return self._finish(client, volume, progress_callback)
+                if status.state.copy_pending:
+                    self._run_copy(client, volume, progress_callback)
+                elif status.state is state.MigrationState.EXECUTED:
+                    self._record(client, name, phase='committing',
+                                 callback=progress_callback)
+                    self.engine.commit(client.ioctx, name)
+                    LOG.info('Migration of volume %s committed; the source '
+                             'image is removed.', volume.id, resource=volume)
+                else:
+                    raise exception.MigrationEngineError(
+                        image=name, step='complete',
+                        reason=_('librbd reports the migration as '
+                                 '%(state)s %(desc)s') % {
+                            'state': status.state.value,
+                            'desc': status.description})
+            raise exception.MigrationEngineError(
+                image=name, step='complete',
+                reason=_('the migration state kept changing under this '
+                         'completion'))
+
+    def _finish(self, client, volume, callback):
+        size = self.engine.inspect(client.ioctx, volume.name).size
+        final = dict(state.Progress(size, size).as_dict(), phase='success')
+        self.engine.clear_record(client.ioctx, volume.name)
+        if callback:
+            callback(final)
+        return final
+
+    def _record(self, client, name, callback=None, **changes):
+        record = self.engine.read_record(client.ioctx, name)
+        record.update(changes)
+        record['updated_at'] = timeutils.utcnow().isoformat()
+        self.engine.write_record(client.ioctx, name, record)
+        if callback:
+            callback(dict(record.get('progress', {}),
+                          phase=record.get('phase')))
+        return record
+
+    def _status_path(self, name):
+        return os.path.join(self._state_dir(), '%s.%s.json' % (
+            self.configuration.rbd_pool, name))
+
+    def _start_worker(self, client, name, record):
+        status_path = self._status_path(name)
+        worker = copy_worker.ExecuteWorker.adopt(status_path, name)
+        if worker is not None:
+            return worker
+        self._release_dead_worker(client, name, record, status_path)
+        os.makedirs(self._state_dir(), mode=0o700, exist_ok=True)
+        cluster, conf, user, _secret = self._get_config_tuple()
+        return copy_worker.ExecuteWorker.start(
+            name, self.configuration.rbd_pool, status_path, conf=conf,
+            user=user, cluster=cluster)
+
+    def _release_dead_worker(self, client, name, record, status_path):
+        """Blocklist a dead copy worker still watching the image.
+
+        librbd otherwise waits for the dead client's watch to time out
+        (about 30 s) before a new execute can take the exclusive lock. It
+        is only safe when the worker is known dead: same host, its pid
+        gone or reused.
+        """
+        dead = dict(copy_worker.read_status(status_path))
+        dead.update(record.get('worker') or {})
+        addr = dead.get('addr')
+        if not addr:
+            return
+        if dead.get('host') != socket.gethostname():
+            LOG.info('The previous copy worker of %(img)s ran on host '
+                     '%(host)s; librbd waits for its watch to expire.',
+                     {'img': name, 'host': dead.get('host')})
+            return
+        if copy_worker.ExecuteWorker.adopt(status_path, name):
+            return
+        if addr not in self.engine.watchers(client.ioctx, name):
+            return
+        LOG.warning('Blocklisting dead copy worker %(pid)s (%(addr)s) of '
+                    '%(img)s so that the copy resumes at once.',
+                    {'pid': dead.get('pid'), 'addr': addr, 'img': name})
+        client.cluster.blocklist_add(
+            addr, self.configuration.async_migration_blocklist_expiry)
+
+    def _run_copy(self, client, volume, callback):
+        name = volume.name
+        cfg = self.configuration
+        record = self.engine.read_record(client.ioctx, name)
+        worker = self._start_worker(client, name, record)
+        restarts = 0
+        meter = _RateMeter()
+        last_done, last_change = -1, time.monotonic()
+        while True:
+            report = worker.read()
+            running = worker.running()
+            done, total = report.get('done', 0), report.get('total', 0)
+            size = self.engine.inspect(client.ioctx, name).size
+            if report.get('phase') == copy_worker.DONE:
+                done = total = max(total, 1)
+            progress = state.Progress.from_objects(done, total, size)
+            progress = state.Progress(progress.bytes_copied,
+                                      progress.bytes_total,
+                                      meter.update(progress.bytes_copied))
+            changes = {'phase': 'copying', 'progress': progress.as_dict()}
+            if report.get('addr'):
+                changes['worker'] = {k: report.get(k)
+                                     for k in ('pid', 'host', 'addr')}
+            record = self._record(client, name, callback=callback,
+                                  **changes)
+
+            phase = report.get('phase')
+            if phase == copy_worker.DONE:
+                return
+            if phase == copy_worker.FAILED:
+                raise exception.MigrationEngineError(
+                    image=name, step='execute',
+                    reason=_('the copy worker failed with %(type)s (errno '
+                             '%(errno)s)') % {'type': report.get('error_type'),
+                                              'errno': report.get('errno')})
+            if not running:
+                restarts += 1
+                if restarts > cfg.async_migration_worker_restarts:
+                    raise exception.MigrationEngineError(
+                        image=name, step='execute',
+                        reason=_('the copy worker died %d times; see its '
+                                 'log %s.log') % (restarts,
+                                                  self._status_path(name)))
+                LOG.warning('Copy worker of %(img)s died; restarting it '
+                            '(%(n)d of %(max)d).',
+                            {'img': name, 'n': restarts,
+                             'max': cfg.async_migration_worker_restarts})
+                worker = self._start_worker(client, name, record)
+                last_change = time.monotonic()
+            if done != last_done:
+                last_done, last_change = done, time.monotonic()
+            elif (time.monotonic() - last_change >
+                  cfg.async_migration_stall_timeout):
+                worker.stop()
+                raise exception.MigrationEngineError(
+                    image=name, step='execute',
+                    reason=_('no progress for %d s; the migration stays '
+                             'prepared and completing it again resumes the '
+                             'copy') % cfg.async_migration_stall_timeout)
+            time.sleep(cfg.async_migration_poll_interval)
+
+    # -- abort and delete ----------------------------------------------------
+
+    def abort_migration_target(self, context, volume, force=False):
+        """Roll back an unfinished migration to this backend.
+
+        A linked migration is always rolled back: librbd copies every write
+        made here back to the source. An import-only one would lose those
+        writes, so it is refused unless ``force``.
+
+        :param context: the request context.
+        :param volume: the volume being migrated here.
+        :param force: discard writes made to an import-only destination.
+        :returns: True if a migration was rolled back, False if none ran.
+        :raises MigrationAbortRefused: import-only without ``force``.
+        :raises MigrationConflict: the volume is attached somewhere.
+        """
+        name = volume.name
+        worker = copy_worker.ExecuteWorker.adopt(self._status_path(name),
+                                                 name)
+        with cinder_rbd.RADOSClient(self) as client:
+            status = self.engine.status(client.ioctx, name)
+            if status is None or status.state is state.MigrationState.NONE:
+                return False
+            if status.import_only and not force:
+                # refuse before stopping anything
+                return self.engine.abort(client.ioctx, name)
+            if worker is not None:
+                worker.stop()
+            return self.engine.abort(client.ioctx, name, force=force)
+
+    def delete_volume(self, volume):
+        """Delete a volume; an unfinished migration is rolled back first.
+
+        Removing the destination of a migration would drop the writes made
+        to it, so a linked migration is aborted instead (its data goes back
+        to the source image) and an import-only one is refused.
+        """
+        with cinder_rbd.RADOSClient(self) as client:
+            status = self.engine.status(client.ioctx, volume.name)
+        if status is not None and status.state is not state.MigrationState.NONE:
+            self.abort_migration_target(None, volume)
+            LOG.warning('Volume %(vol)s was deleted while being migrated '
+                        'here; the migration was rolled back and its data '
+                        'is in the source image %(src)s.',
+                        {'vol': volume.id, 'src': status.source_image},
+                        resource=volume)
+            return
+        super(AsyncMigrationRBDDriver, self).delete_volume(volume)
