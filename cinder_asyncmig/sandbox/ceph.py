@@ -328,8 +328,10 @@ class CephCluster(object):
 
     def blocklist(self):
         """Return the client addresses currently blocklisted."""
-        out = json.loads(self.ceph('osd', 'blocklist', 'ls', '-f', 'json'))
-        return [entry['addr'] for entry in out]
+        out = self.ceph('osd', 'blocklist', 'ls', '-f', 'json')
+        # the command adds a "listed N entries" line after the JSON
+        entries, _end = json.JSONDecoder().raw_decode(out.strip())
+        return [entry['addr'] for entry in entries]
 
     # -- internals -------------------------------------------------------
 

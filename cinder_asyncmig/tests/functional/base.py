@@ -147,3 +147,47 @@ class FunctionalTestCase(testtools.TestCase):
         stats = self.source_driver.get_volume_stats(refresh=True)
         return {'host': 'test@backend-%s' % self.src_pool,
                 'capabilities': stats}
+
+
+class ImageModel(object):
+    """The bytes an image should hold, kept beside the real image."""
+
+    def __init__(self, size):
+        self.data = bytearray(size)
+
+    def write(self, ioctx, name, offset, payload):
+        import rbd
+        with rbd.Image(ioctx, name) as img:
+            img.write(payload, offset)
+        self.apply(offset, payload)
+
+    def apply(self, offset, payload):
+        end = offset + len(payload)
+        if end > len(self.data):
+            self.data.extend(bytes(end - len(self.data)))
+        self.data[offset:end] = payload
+
+    def resize(self, size):
+        if size > len(self.data):
+            self.data.extend(bytes(size - len(self.data)))
+        else:
+            del self.data[size:]
+
+    def sha256(self):
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def fill_with_holes(model, ioctx, name, rng, density=0.6):
+    """Random data in about ``density`` of the 4 MiB extents, holes
+    elsewhere, plus writes at unaligned offsets and in the last extent."""
+    size = len(model.data)
+    offset = 0
+    while offset < size:
+        n = min(CHUNK, size - offset)
+        if rng.random() < density:
+            model.write(ioctx, name, offset, rng.randbytes(n))
+        offset += n
+    for _ in range(8):
+        at = rng.randrange(0, size - 4097)
+        model.write(ioctx, name, at, rng.randbytes(4097))
+    model.write(ioctx, name, size - 1000, rng.randbytes(1000))

@@ -325,8 +325,8 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         is only safe when the worker is known dead: same host, its pid
         gone or reused.
         """
-        dead = dict(copy_worker.read_status(status_path))
-        dead.update(record.get('worker') or {})
+        dead = dict(record.get('worker') or {})
+        dead.update(copy_worker.read_status(status_path))
         addr = dead.get('addr')
         if not addr:
             return
@@ -355,10 +355,30 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         last_done, last_change = -1, time.monotonic()
         while True:
             report = worker.read()
-            running = worker.running()
+            phase = report.get('phase')
+            if phase not in (copy_worker.DONE, copy_worker.FAILED) and (
+                    not worker.running()):
+                # before anything else touches the image: a dead worker
+                # may still hold its exclusive lock
+                restarts += 1
+                if restarts > cfg.async_migration_worker_restarts:
+                    raise exception.MigrationEngineError(
+                        image=name, step='execute',
+                        reason=_('the copy worker died %(n)d times; see '
+                                 'its log %(log)s') % {
+                            'n': restarts,
+                            'log': self._status_path(name) + '.log'})
+                LOG.warning('Copy worker of %(img)s died; restarting it '
+                            '(%(n)d of %(max)d).',
+                            {'img': name, 'n': restarts,
+                             'max': cfg.async_migration_worker_restarts})
+                worker = self._start_worker(client, name, record)
+                last_change = time.monotonic()
+                continue
+
             done, total = report.get('done', 0), report.get('total', 0)
             size = self.engine.inspect(client.ioctx, name).size
-            if report.get('phase') == copy_worker.DONE:
+            if phase == copy_worker.DONE:
                 done = total = max(total, 1)
             progress = state.Progress.from_objects(done, total, size)
             progress = state.Progress(progress.bytes_copied,
@@ -370,8 +390,6 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                                      for k in ('pid', 'host', 'addr')}
             record = self._record(client, name, callback=callback,
                                   **changes)
-
-            phase = report.get('phase')
             if phase == copy_worker.DONE:
                 return
             if phase == copy_worker.FAILED:
@@ -380,20 +398,6 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                     reason=_('the copy worker failed with %(type)s (errno '
                              '%(errno)s)') % {'type': report.get('error_type'),
                                               'errno': report.get('errno')})
-            if not running:
-                restarts += 1
-                if restarts > cfg.async_migration_worker_restarts:
-                    raise exception.MigrationEngineError(
-                        image=name, step='execute',
-                        reason=_('the copy worker died %d times; see its '
-                                 'log %s.log') % (restarts,
-                                                  self._status_path(name)))
-                LOG.warning('Copy worker of %(img)s died; restarting it '
-                            '(%(n)d of %(max)d).',
-                            {'img': name, 'n': restarts,
-                             'max': cfg.async_migration_worker_restarts})
-                worker = self._start_worker(client, name, record)
-                last_change = time.monotonic()
             if done != last_done:
                 last_done, last_change = done, time.monotonic()
             elif (time.monotonic() - last_change >
@@ -423,17 +427,20 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         :raises MigrationConflict: the volume is attached somewhere.
         """
         name = volume.name
-        worker = copy_worker.ExecuteWorker.adopt(self._status_path(name),
-                                                 name)
+        status_path = self._status_path(name)
         with cinder_rbd.RADOSClient(self) as client:
             status = self.engine.status(client.ioctx, name)
             if status is None or status.state is state.MigrationState.NONE:
                 return False
             if status.import_only and not force:
-                # refuse before stopping anything
+                # refuses, before anything is stopped
                 return self.engine.abort(client.ioctx, name)
+            worker = copy_worker.ExecuteWorker.adopt(status_path, name)
             if worker is not None:
                 worker.stop()
+                self._release_dead_worker(
+                    client, name, self.engine.read_record(client.ioctx, name),
+                    status_path)
             return self.engine.abort(client.ioctx, name, force=force)
 
     def delete_volume(self, volume):

@@ -1,0 +1,417 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Linked (same cluster) take-over on a real Ceph cluster with cephx."""
+
+import json
+import os
+import random
+import signal
+import time
+
+from oslo_utils import units
+import rbd
+
+from cinder_asyncmig.engine import specs
+from cinder_asyncmig.engine import state
+from cinder_asyncmig.engine import worker as copy_worker
+from cinder_asyncmig import exception
+from cinder_asyncmig.tests.functional import base
+
+
+class LinkedMigrationTest(base.FunctionalTestCase):
+
+    def setUp(self):
+        super(LinkedMigrationTest, self).setUp()
+        self.rng = random.Random(self.id())
+
+    def _prepared(self, size_bytes, density=0.6):
+        volume = self.make_volume(size_gib=max(1, size_bytes // units.Gi),
+                                  size_bytes=size_bytes)
+        model = base.ImageModel(size_bytes)
+        base.fill_with_holes(model, self.src_ioctx, volume.name, self.rng,
+                             density)
+        moved = self.target_driver.migrate_volume_target(
+            self.ctxt, volume, self.src_host())
+        self.assertEqual((True, True, {}), moved)
+        return volume, model
+
+    def _dst_names(self):
+        return rbd.RBD().list(self.dst_ioctx)
+
+    def _src_names(self):
+        return rbd.RBD().list(self.src_ioctx)
+
+    def _status(self, volume):
+        return self.target_driver.engine.status(self.dst_ioctx, volume.name)
+
+    def test_dense_unaligned_volume_readable_at_once(self):
+        size = 1025 * units.Mi
+        volume = self.make_volume(size_gib=2, size_bytes=size)
+        model = base.ImageModel(size)
+        base.fill_with_holes(model, self.src_ioctx, volume.name, self.rng)
+        expected = model.sha256()
+        self.assertEqual(expected,
+                         base.image_sha256(self.src_ioctx, volume.name))
+
+        moved = self.target_driver.migrate_volume_target(
+            self.ctxt, volume, self.src_host())
+
+        self.assertEqual((True, True, {}), moved)
+        self.assertEqual(state.MigrationState.PREPARED,
+                         self._status(volume).state)
+        # nothing is copied yet: every read goes through to the source
+        self.assertEqual(expected,
+                         base.image_sha256(self.dst_ioctx, volume.name))
+
+        seen = []
+        final = self.target_driver.complete_migration_target(
+            self.ctxt, volume, seen.append)
+
+        self.assertEqual('success', final['phase'])
+        self.assertEqual(size, final['bytes_copied'])
+        self.assertEqual(100.0, final['percent'])
+        self.assertEqual(state.MigrationState.NONE,
+                         self._status(volume).state)
+        self.assertEqual(expected,
+                         base.image_sha256(self.dst_ioctx, volume.name))
+        self.assertNotIn(volume.name, self._src_names())
+        self.assertEqual({}, self.target_driver.engine.read_record(
+            self.dst_ioctx, volume.name))
+        percents = [p['percent'] for p in seen if p.get('phase') == 'copying']
+        self.assertEqual(sorted(percents), percents)
+
+    def test_writes_before_and_during_copy_survive(self):
+        volume, model = self._prepared(1024 * units.Mi, density=1.0)
+        # a hypervisor attached at the destination writes at once ...
+        with rbd.Image(self.dst_ioctx, volume.name) as hypervisor:
+            for at in (0, 5 * units.Mi + 17, 1000 * units.Mi):
+                payload = self.rng.randbytes(64 * units.Ki)
+                hypervisor.write(payload, at)
+                model.apply(at, payload)
+            during = []
+
+            # ... and while the background copy runs
+            def write_during_copy(progress):
+                if (progress.get('phase') == 'copying' and
+                        0 < progress['percent'] < 100 and len(during) < 20):
+                    at = self.rng.randrange(0, 1024 * units.Mi - units.Mi)
+                    payload = self.rng.randbytes(units.Mi)
+                    hypervisor.write(payload, at)
+                    model.apply(at, payload)
+                    during.append(at)
+
+            self.target_driver.complete_migration_target(
+                self.ctxt, volume, write_during_copy)
+            hypervisor.flush()
+
+        self.assertNotEqual([], during, 'no write landed during the copy')
+        self.assertEqual(state.MigrationState.NONE,
+                         self._status(volume).state)
+        self.assertEqual(model.sha256(),
+                         base.image_sha256(self.dst_ioctx, volume.name))
+
+    def _kill_worker_mid_copy(self, volume, killed):
+        status_path = self.target_driver._status_path(volume.name)
+
+        def kill(progress):
+            if (not killed and progress.get('phase') == 'copying' and
+                    0 < progress['percent'] < 90):
+                report = copy_worker.read_status(status_path)
+                os.kill(report['pid'], signal.SIGKILL)
+                killed.append((report['pid'], report['addr'],
+                               time.monotonic(), progress['percent']))
+        return kill
+
+    def test_worker_killed_mid_copy_resumes(self):
+        volume, model = self._prepared(1024 * units.Mi, density=1.0)
+        killed = []
+        final = self.target_driver.complete_migration_target(
+            self.ctxt, volume, self._kill_worker_mid_copy(volume, killed))
+
+        self.assertEqual(1, len(killed), 'the worker was never killed')
+        pid, addr, _at, _percent = killed[0]
+        self.assertFalse(copy_worker._pid_running(pid))
+        # the dead worker was blocklisted instead of waited for
+        self.assertIn(addr, self.cluster.blocklist())
+        self.assertEqual('success', final['phase'])
+        self.assertEqual(model.sha256(),
+                         base.image_sha256(self.dst_ioctx, volume.name))
+        self.assertNotIn(volume.name, self._src_names())
+
+    def test_service_crash_then_completion_adopts_running_worker(self):
+        volume, model = self._prepared(1024 * units.Mi, density=1.0)
+        status_path = self.target_driver._status_path(volume.name)
+
+        class ServiceDied(Exception):
+            pass
+
+        def die(progress):
+            if (progress.get('phase') == 'copying' and
+                    copy_worker.read_status(status_path).get('pid')):
+                raise ServiceDied()
+
+        self.assertRaises(ServiceDied,
+                          self.target_driver.complete_migration_target,
+                          self.ctxt, volume, die)
+        first = copy_worker.read_status(status_path)
+        final = self.target_driver.complete_migration_target(self.ctxt,
+                                                             volume)
+        self.assertEqual('success', final['phase'])
+        # the worker of the first call finished the copy: no second worker
+        self.assertEqual(first['pid'],
+                         copy_worker.read_status(status_path)['pid'])
+        self.assertEqual(model.sha256(),
+                         base.image_sha256(self.dst_ioctx, volume.name))
+
+    def test_sparse_100g_volume_keeps_allocation(self):
+        size = 100 * units.Gi
+        volume = self.make_volume(size_gib=100)
+        model_written = 0
+        for i in range(25):
+            at = self.rng.randrange(0, size // base.CHUNK) * base.CHUNK
+            with rbd.Image(self.src_ioctx, volume.name) as img:
+                img.write(self.rng.randbytes(base.CHUNK), at)
+            model_written += base.CHUNK
+
+        def used(pool):
+            out = json.loads(self.cluster.rbd(
+                'du', '--format', 'json', '%s/%s' % (pool, volume.name)))
+            return out['images'][0]['used_size']
+
+        src_used = used(self.src_pool)
+        self.assertLessEqual(src_used, 110 * units.Mi)
+        self.target_driver.migrate_volume_target(self.ctxt, volume,
+                                                 self.src_host())
+        self.target_driver.complete_migration_target(self.ctxt, volume)
+
+        dst_used = used(self.dst_pool)
+        self.assertLessEqual(abs(dst_used - src_used), src_used * 0.10,
+                             'source uses %d bytes, destination %d' %
+                             (src_used, dst_used))
+
+    def test_extend_during_migration(self):
+        volume, model = self._prepared(1024 * units.Mi, density=0.3)
+        volume.size = 1
+        self.target_driver.extend_volume(volume, 2)
+        model.resize(2 * units.Gi)
+        model.write(self.dst_ioctx, volume.name, 1500 * units.Mi,
+                    self.rng.randbytes(units.Mi))
+
+        self.target_driver.complete_migration_target(self.ctxt, volume)
+
+        with rbd.Image(self.dst_ioctx, volume.name, read_only=True) as img:
+            self.assertEqual(2 * units.Gi, img.size())
+        self.assertEqual(model.sha256(),
+                         base.image_sha256(self.dst_ioctx, volume.name))
+
+    def test_linked_abort_before_writes_restores_source(self):
+        volume, model = self._prepared(256 * units.Mi)
+
+        self.assertTrue(self.target_driver.abort_migration_target(
+            self.ctxt, volume))
+
+        self.assertNotIn(volume.name, self._dst_names())
+        self.assertIn(volume.name, self._src_names())
+        self.assertEqual(model.sha256(),
+                         base.image_sha256(self.src_ioctx, volume.name))
+
+    def test_linked_abort_after_writes_keeps_them(self):
+        volume, model = self._prepared(256 * units.Mi)
+        for at in (0, 100 * units.Mi + 3, 256 * units.Mi - 4096):
+            model.write(self.dst_ioctx, volume.name, at,
+                        self.rng.randbytes(4096))
+
+        class ServiceDied(Exception):
+            pass
+
+        def die_mid_copy(progress):
+            if progress.get('percent', 0) > 0:
+                raise ServiceDied()
+
+        # part of the data is already copied, and the copy worker still
+        # runs, when the abort comes
+        self.assertRaises(ServiceDied,
+                          self.target_driver.complete_migration_target,
+                          self.ctxt, volume, die_mid_copy)
+
+        self.assertTrue(self.target_driver.abort_migration_target(
+            self.ctxt, volume))
+
+        self.assertNotIn(volume.name, self._dst_names())
+        self.assertEqual(model.sha256(),
+                         base.image_sha256(self.src_ioctx, volume.name))
+
+    def test_delete_during_migration_rolls_back(self):
+        volume, model = self._prepared(128 * units.Mi)
+        model.write(self.dst_ioctx, volume.name, 4096,
+                    self.rng.randbytes(8192))
+
+        self.target_driver.delete_volume(volume)
+
+        self.assertNotIn(volume.name, self._dst_names())
+        self.assertEqual(model.sha256(),
+                         base.image_sha256(self.src_ioctx, volume.name))
+
+    def test_abort_refused_while_attached(self):
+        volume, model = self._prepared(64 * units.Mi)
+        with rbd.Image(self.dst_ioctx, volume.name):
+            self.assertRaises(exception.MigrationConflict,
+                              self.target_driver.abort_migration_target,
+                              self.ctxt, volume)
+        self.assertEqual(state.MigrationState.PREPARED,
+                         self._status(volume).state)
+        self.target_driver.complete_migration_target(self.ctxt, volume)
+        self.assertEqual(model.sha256(),
+                         base.image_sha256(self.dst_ioctx, volume.name))
+
+    def test_duplicate_request_is_idempotent(self):
+        volume, model = self._prepared(64 * units.Mi)
+        again = self.target_driver.migrate_volume_target(
+            self.ctxt, volume, self.src_host())
+        self.assertEqual((True, True, {}), again)
+        self.target_driver.complete_migration_target(self.ctxt, volume)
+        self.assertEqual(model.sha256(),
+                         base.image_sha256(self.dst_ioctx, volume.name))
+        # completing a committed migration again is a no-op
+        final = self.target_driver.complete_migration_target(self.ctxt,
+                                                             volume)
+        self.assertEqual('success', final['phase'])
+
+
+class RefusalTest(base.FunctionalTestCase):
+    """Bad input: a clear error, nothing created, the source unchanged."""
+
+    def setUp(self):
+        super(RefusalTest, self).setUp()
+        self.rng = random.Random(self.id())
+        self.volume = self.make_volume(size_gib=1, size_bytes=64 * units.Mi)
+        self.model = base.ImageModel(64 * units.Mi)
+        self.model.write(self.src_ioctx, self.volume.name, 0,
+                         self.rng.randbytes(units.Mi))
+
+    def _assert_untouched(self):
+        self.assertEqual([], rbd.RBD().list(self.dst_ioctx))
+        self.assertIn(self.volume.name, rbd.RBD().list(self.src_ioctx))
+        self.assertIsNone(self.target_driver.engine.status(
+            self.dst_ioctx, self.volume.name))
+        with rbd.Image(self.src_ioctx, self.volume.name,
+                       read_only=True) as img:
+            self.assertFalse(img.features() & rbd.RBD_FEATURE_MIGRATING)
+        self.assertEqual(self.model.sha256(), base.image_sha256(
+            self.src_ioctx, self.volume.name))
+
+    def test_source_open_by_another_client(self):
+        with rbd.Image(self.src_ioctx, self.volume.name):
+            exc = self.assertRaises(
+                exception.MigrationSourceRefused,
+                self.target_driver.migrate_volume_target,
+                self.ctxt, self.volume, self.src_host())
+        self.assertIn('open by 1 client', str(exc))
+        self._assert_untouched()
+
+    def test_missing_source(self):
+        missing = self.make_volume(size_gib=1)
+        rbd.RBD().remove(self.src_ioctx, missing.name)
+        exc = self.assertRaises(exception.MigrationSourceNotFound,
+                                self.target_driver.migrate_volume_target,
+                                self.ctxt, missing, self.src_host())
+        self.assertIn(missing.name, str(exc))
+        self._assert_untouched()
+
+    def test_cross_cluster_native_import_needs_newer_ceph(self):
+        spec = specs.native(self.src_pool, self.volume.name, 'snap',
+                            cluster_name='other', client_name='client.x')
+        if self.target_driver.engine.features.native_cross_cluster:
+            self.skipTest('this librbd supports cross-cluster import')
+        exc = self.assertRaises(exception.MigrationFeatureUnsupported,
+                                self.target_driver.engine.prepare_import,
+                                spec, self.dst_ioctx, self.volume.name)
+        self.assertIn('Ceph 20', str(exc))
+        self._assert_untouched()
+
+    def test_destination_name_taken(self):
+        rbd.RBD().create(self.dst_ioctx, self.volume.name, units.Mi)
+        self.addCleanup(rbd.RBD().remove, self.dst_ioctx, self.volume.name)
+        self.assertRaises(exception.MigrationConflict,
+                          self.target_driver.migrate_volume_target,
+                          self.ctxt, self.volume, self.src_host())
+        self.assertIn(self.volume.name, rbd.RBD().list(self.src_ioctx))
+
+    def test_not_rbd_source_declined(self):
+        moved = self.target_driver.migrate_volume_target(
+            self.ctxt, self.volume,
+            {'host': 'x@nfs', 'capabilities': {'storage_protocol': 'nfs'}})
+        self.assertEqual((False, False, None), moved)
+        self._assert_untouched()
+
+    def test_other_cluster_declined(self):
+        host = self.src_host()
+        loc = host['capabilities']['location_info'].split(':')
+        loc[2] = '00000000-0000-0000-0000-000000000000'
+        host['capabilities']['location_info'] = ':'.join(loc)
+        moved = self.target_driver.migrate_volume_target(self.ctxt,
+                                                         self.volume, host)
+        self.assertEqual((False, False, None), moved)
+        self._assert_untouched()
+
+
+class ImportOnlyAbortTest(base.FunctionalTestCase):
+    """An import-only abort would drop writes: refused unless forced."""
+
+    def test_abort_refused_then_forced(self):
+        rng = random.Random(self.id())
+        path = os.path.join(self.state_dir, 'raw-source.img')
+        with open(path, 'wb') as f:
+            f.write(rng.randbytes(8 * units.Mi))
+        engine = self.target_driver.engine
+        engine.prepare_import(specs.raw_file(path), self.dst_ioctx, 'imp')
+        with rbd.Image(self.dst_ioctx, 'imp') as img:
+            img.write(b'written at the destination', 0)
+
+        exc = self.assertRaises(exception.MigrationAbortRefused,
+                                engine.abort, self.dst_ioctx, 'imp')
+        self.assertIn('would be lost', str(exc))
+        self.assertTrue(engine.status(self.dst_ioctx, 'imp').import_only)
+        with rbd.Image(self.dst_ioctx, 'imp', read_only=True) as img:
+            self.assertEqual(b'written at the destination', img.read(0, 26))
+
+        self.assertTrue(engine.abort(self.dst_ioctx, 'imp', force=True))
+        self.assertNotIn('imp', rbd.RBD().list(self.dst_ioctx))
+
+
+class ConcurrentClustersTest(base.FunctionalTestCase):
+    """A second cluster runs beside the first and goes without a trace."""
+
+    def test_second_cluster_up_and_down(self):
+        other = base.ceph.CephCluster.up(memstore_bytes=256 * units.Mi,
+                                         pools=['p'])
+        try:
+            self.assertNotEqual(self.cluster.fsid, other.fsid)
+            self.assertNotEqual(self.cluster.mon_port, other.mon_port)
+            client = other.connect()
+            try:
+                ioctx = client.open_ioctx('p')
+                rbd.RBD().create(ioctx, 'x', units.Mi)
+                self.assertEqual(['x'], rbd.RBD().list(ioctx))
+                ioctx.close()
+                # the limited key cannot reach pools it was not given
+                self.assertRaises(Exception, client.open_ioctx, 'nope')
+            finally:
+                client.shutdown()
+            pids = list(other._daemon_pids())
+        finally:
+            other.down()
+        self.assertFalse(os.path.exists(other.directory))
+        self.assertFalse([p for p in pids if copy_worker._pid_running(p)])
+        self.assertTrue(self.cluster.is_running())
+
