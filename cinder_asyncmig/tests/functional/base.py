@@ -26,21 +26,16 @@ import tempfile
 import uuid
 
 from cinder import context
-from cinder import objects
-from cinder.tests.unit import fake_volume
-from cinder.volume import configuration
-from cinder.volume import driver as cinder_driver
 from cinder.volume.drivers import rbd as cinder_rbd
-from oslo_config import cfg
 from oslo_utils import units
 import testtools
 
-from cinder_asyncmig import opts
+from cinder_asyncmig.sandbox import backends
 from cinder_asyncmig.sandbox import ceph
 from cinder_asyncmig.volume.drivers import rbd as target_rbd
 
-CONF = cfg.CONF
-MEMSTORE_BYTES = int(os.environ.get('ASYNCMIG_TEST_MEMSTORE_GIB', '8')) * units.Gi
+MEMSTORE_BYTES = int(os.environ.get('ASYNCMIG_TEST_MEMSTORE_GIB',
+                                    '8')) * units.Gi
 CHUNK = 4 * units.Mi
 
 _cluster = None
@@ -80,17 +75,16 @@ class FunctionalTestCase(testtools.TestCase):
     @classmethod
     def setUpClass(cls):
         super(FunctionalTestCase, cls).setUpClass()
-        objects.register_all()
         cls.cluster = cluster()
         suffix = uuid.uuid4().hex[:8]
         cls.src_pool, cls.dst_pool = 'src-' + suffix, 'dst-' + suffix
         for pool in (cls.src_pool, cls.dst_pool):
             cls.cluster.create_pool(pool)
         cls.state_dir = tempfile.mkdtemp(prefix='asyncmig-state-')
-        cls.source_driver = cls._make_driver(cinder_rbd.RBDDriver,
-                                             cls.src_pool)
-        cls.target_driver = cls._make_driver(
-            target_rbd.AsyncMigrationRBDDriver, cls.dst_pool,
+        cls.source_driver = backends.make_driver(
+            cinder_rbd.RBDDriver, cls.cluster, cls.src_pool)
+        cls.target_driver = backends.make_driver(
+            target_rbd.AsyncMigrationRBDDriver, cls.cluster, cls.dst_pool,
             async_migration_state_dir=cls.state_dir,
             async_migration_poll_interval=0.2)
         cls.rados = cls.cluster.connect()
@@ -106,37 +100,14 @@ class FunctionalTestCase(testtools.TestCase):
             cls.cluster.delete_pool(pool)
         super(FunctionalTestCase, cls).tearDownClass()
 
-    @classmethod
-    def _make_driver(cls, driver_class, pool, **overrides):
-        group = 'backend-%s' % pool
-        settings = dict(rbd_pool=pool, rbd_user=cls.cluster.client,
-                        rbd_ceph_conf=cls.cluster.conf_path,
-                        rbd_secret_uuid=str(uuid.uuid4()),
-                        volume_backend_name=group,
-                        rados_connect_timeout=30, **overrides)
-        config = configuration.Configuration(cinder_driver.volume_opts,
-                                             config_group=group)
-        config.append_config_values(cinder_rbd.RBD_OPTS)
-        config.append_config_values(opts.target_opts)
-        # RBDDriver copies some options at construction: override first
-        for key, value in settings.items():
-            CONF.set_override(key, value, group=group)
-        drv = driver_class(configuration=config, host='test@' + group)
-        drv.do_setup(context.get_admin_context())
-        drv.check_for_setup_error()
-        return drv
-
     def setUp(self):
         super(FunctionalTestCase, self).setUp()
         self.ctxt = context.get_admin_context()
 
     def make_volume(self, size_gib=1, size_bytes=None):
         """Create a volume on the source backend with Cinder's driver."""
-        volume = fake_volume.fake_volume_obj(
-            self.ctxt, id=str(uuid.uuid4()), size=size_gib,
-            volume_type_id=None, volume_type=None,
-            host='test@backend-%s#%s' % (self.src_pool, self.src_pool))
-        self.source_driver.create_volume(volume)
+        volume = backends.new_volume(self.ctxt, self.source_driver,
+                                     size_gib)
         if size_bytes is not None:
             import rbd
             with rbd.Image(self.src_ioctx, volume.name) as img:
@@ -144,9 +115,7 @@ class FunctionalTestCase(testtools.TestCase):
         return volume
 
     def src_host(self):
-        stats = self.source_driver.get_volume_stats(refresh=True)
-        return {'host': 'test@backend-%s' % self.src_pool,
-                'capabilities': stats}
+        return backends.host_dict(self.source_driver)
 
 
 class ImageModel(object):
@@ -178,8 +147,11 @@ class ImageModel(object):
 
 
 def fill_with_holes(model, ioctx, name, rng, density=0.6):
-    """Random data in about ``density`` of the 4 MiB extents, holes
-    elsewhere, plus writes at unaligned offsets and in the last extent."""
+    """Fill an image with random data and holes.
+
+    Random data in about ``density`` of the 4 MiB extents, holes elsewhere,
+    plus writes at unaligned offsets and in the last, partial extent.
+    """
     size = len(model.data)
     offset = 0
     while offset < size:

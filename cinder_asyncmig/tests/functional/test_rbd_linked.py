@@ -19,6 +19,7 @@ import signal
 import time
 
 from oslo_utils import units
+import rados
 import rbd
 
 from cinder_asyncmig.engine import specs
@@ -404,8 +405,12 @@ class ConcurrentClustersTest(base.FunctionalTestCase):
                 rbd.RBD().create(ioctx, 'x', units.Mi)
                 self.assertEqual(['x'], rbd.RBD().list(ioctx))
                 ioctx.close()
-                # the limited key cannot reach pools it was not given
-                self.assertRaises(Exception, client.open_ioctx, 'nope')
+                # the limited key cannot write to pools it was not given
+                other.ceph('osd', 'pool', 'create', 'q', '8')
+                ioctx = client.open_ioctx('q')
+                self.assertRaises(rados.PermissionDeniedError,
+                                  ioctx.write_full, 'obj', b'x')
+                ioctx.close()
             finally:
                 client.shutdown()
             pids = list(other._daemon_pids())
@@ -414,4 +419,3 @@ class ConcurrentClustersTest(base.FunctionalTestCase):
         self.assertFalse(os.path.exists(other.directory))
         self.assertFalse([p for p in pids if copy_worker._pid_running(p)])
         self.assertTrue(self.cluster.is_running())
-

@@ -146,6 +146,14 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
             return True, False, None
 
         with cinder_rbd.RADOSClient(self) as client:
+            if source.fsid != client.cluster.get_fsid():
+                LOG.info('Not taking over volume %(vol)s asynchronously: '
+                         'its source is in another Ceph cluster (fsid '
+                         '%(fsid)s). Cinder falls back to another '
+                         'migration.', {'vol': volume.id,
+                                        'fsid': source.fsid},
+                         resource=volume)
+                return NOT_MOVED
             try:
                 src_ioctx = client.cluster.open_ioctx(source.pool)
             except self.rados.ObjectNotFound:
@@ -166,9 +174,6 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         if rbd_source.LINKED not in self._source_kinds():
             return _('this backend does not accept %s sources '
                      '(async_migration_source_kinds).') % rbd_source.LINKED
-        if source.fsid != self._get_fsid():
-            return _('the source is in another Ceph cluster (fsid %s).'
-                     ) % source.fsid
         if volume.volume_type and (
                 self._is_multiattach_type(volume.volume_type) or
                 self._is_replicated_type(volume.volume_type)):
@@ -452,7 +457,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         """
         with cinder_rbd.RADOSClient(self) as client:
             status = self.engine.status(client.ioctx, volume.name)
-        if status is not None and status.state is not state.MigrationState.NONE:
+        if status and status.state is not state.MigrationState.NONE:
             self.abort_migration_target(None, volume)
             LOG.warning('Volume %(vol)s was deleted while being migrated '
                         'here; the migration was rolled back and its data '

@@ -1,0 +1,86 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""cinder-asyncmig-ceph: start and stop throwaway one-node Ceph clusters.
+
+    cinder-asyncmig-ceph up --dir DIR [--memstore-gib N] [--pool P ...]
+    cinder-asyncmig-ceph env --dir DIR [--admin]
+    cinder-asyncmig-ceph down --dir DIR
+
+``up`` and ``env`` print shell exports (``CEPH_CONF``, ``CEPH_ARGS``) so
+that ``eval "$(cinder-asyncmig-ceph env --dir DIR)"`` points ``rbd`` and
+``ceph`` at the cluster as its limited client.
+"""
+
+import argparse
+import shlex
+import sys
+import time
+
+from oslo_utils import units
+
+from cinder_asyncmig.sandbox import ceph
+
+
+def _exports(cluster, admin):
+    return ''.join('export %s=%s\n' % (k, shlex.quote(v))
+                   for k, v in sorted(cluster.env(admin=admin).items()))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='cinder-asyncmig-ceph',
+                                     description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest='command', required=True)
+    up = sub.add_parser('up', help='create and start a cluster')
+    up.add_argument('--dir', required=True,
+                    help='directory for everything of the cluster; must '
+                         'be empty or absent')
+    up.add_argument('--memstore-gib', type=float, default=4,
+                    help='RAM the OSD may use for data (GiB)')
+    up.add_argument('--pool', action='append', default=[],
+                    help='RBD pool to create and open to the client')
+    up.add_argument('--client', default=ceph.DEFAULT_CLIENT,
+                    help='name of the limited client key')
+    up.add_argument('--mgr', action='store_true', help='start a ceph-mgr')
+    env = sub.add_parser('env', help='print exports for rbd and ceph')
+    env.add_argument('--dir', required=True)
+    env.add_argument('--admin', action='store_true',
+                     help='use client.admin instead of the limited client')
+    down = sub.add_parser('down', help='stop a cluster and remove its '
+                                       'directory')
+    down.add_argument('--dir', required=True)
+    args = parser.parse_args(argv)
+
+    try:
+        if args.command == 'up':
+            started = time.monotonic()
+            cluster = ceph.CephCluster.up(
+                args.dir, memstore_bytes=int(args.memstore_gib * units.Gi),
+                pools=args.pool, client=args.client, with_mgr=args.mgr)
+            sys.stderr.write('Ceph %s up in %.1f s at %s (mon port %d)\n' % (
+                cluster.fsid, time.monotonic() - started, cluster.directory,
+                cluster.mon_port))
+            sys.stdout.write(_exports(cluster, admin=False))
+        elif args.command == 'env':
+            sys.stdout.write(_exports(ceph.CephCluster.load(args.dir),
+                                      admin=args.admin))
+        else:
+            ceph.CephCluster.load(args.dir).down()
+    except ceph.CephClusterError as exc:
+        sys.stderr.write('cinder-asyncmig-ceph %s: %s\n' % (args.command,
+                                                            exc))
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

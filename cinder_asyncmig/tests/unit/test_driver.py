@@ -1,0 +1,123 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Target driver decisions that need no cluster."""
+
+from unittest import mock
+import uuid
+
+from cinder import context
+from cinder import objects
+from cinder.volume import configuration
+from cinder.volume import driver as cinder_driver
+from cinder.volume.drivers import rbd as cinder_rbd
+from oslo_config import cfg
+import testtools
+
+from cinder_asyncmig import opts
+from cinder_asyncmig.volume.drivers import rbd as target_rbd
+
+CONF = cfg.CONF
+FSID = '6a8c3b8e-1111-4c1f-9a39-000000000001'
+
+
+class DriverDecisionTest(testtools.TestCase):
+
+    def setUp(self):
+        super(DriverDecisionTest, self).setUp()
+        objects.register_all()
+        self.group = 'unit-%s' % uuid.uuid4().hex[:8]
+        config = configuration.Configuration(cinder_driver.volume_opts,
+                                             config_group=self.group)
+        config.append_config_values(cinder_rbd.RBD_OPTS)
+        config.append_config_values(opts.target_opts)
+        self.set('rbd_pool', 'dst')
+        self.driver = target_rbd.AsyncMigrationRBDDriver(
+            configuration=config, host='h@b')
+        self.ctxt = context.get_admin_context()
+        self.volume = objects.Volume(self.ctxt, id=str(uuid.uuid4()),
+                                     _name_id=None, size=1,
+                                     volume_type=None)
+
+    def set(self, key, value):
+        CONF.set_override(key, value, group=self.group)
+        self.addCleanup(CONF.clear_override, key, group=self.group)
+
+    def _host(self, pool='src', protocol='ceph', fsid=FSID):
+        return {'host': 'h@src#src', 'capabilities': {
+            'storage_protocol': protocol,
+            'location_info': 'ceph:/etc/ceph/ceph.conf:%s:cinder:%s' % (
+                fsid, pool)}}
+
+    def test_non_rbd_source_declined(self):
+        self.assertEqual((False, False, None),
+                         self.driver.migrate_volume_target(
+                             self.ctxt, self.volume,
+                             self._host(protocol='nfs')))
+
+    def test_malformed_location_declined(self):
+        host = self._host()
+        host['capabilities']['location_info'] = 'not:enough'
+        self.assertEqual((False, False, None),
+                         self.driver.migrate_volume_target(
+                             self.ctxt, self.volume, host))
+
+    def test_kind_switched_off(self):
+        self.set('async_migration_source_kinds', [])
+        self.assertEqual((False, False, None),
+                         self.driver.migrate_volume_target(
+                             self.ctxt, self.volume, self._host()))
+
+    def test_multiattach_type_declined(self):
+        self.volume.volume_type = objects.VolumeType(
+            extra_specs={'multiattach': '<is> True'})
+        self.assertEqual((False, False, None),
+                         self.driver.migrate_volume_target(
+                             self.ctxt, self.volume, self._host()))
+
+    def test_same_pool_is_a_host_update(self):
+        self.assertEqual((True, False, None),
+                         self.driver.migrate_volume_target(
+                             self.ctxt, self.volume,
+                             self._host(pool='dst')))
+
+    def test_unknown_source_kind_is_a_config_error(self):
+        self.assertRaises(ValueError, self.set,
+                          'async_migration_source_kinds', ['nbd'])
+
+    def test_stats_advertise_async_target(self):
+        with mock.patch.object(cinder_rbd.RBDDriver,
+                               '_update_volume_stats'):
+            self.driver._stats = {}
+            self.driver._update_volume_stats()
+        self.assertTrue(self.driver._stats['async_migration_target'])
+        self.assertEqual(['rbd-linked'],
+                         self.driver._stats['async_migration_source_kinds'])
+
+    def test_list_opts(self):
+        [(group, listed)] = opts.list_opts()
+        self.assertEqual('backend_defaults', group)
+        self.assertEqual({o.name for o in opts.target_opts},
+                         {o.name for o in listed})
+        for opt in listed:
+            self.assertTrue(opt.help.endswith('.'), opt.name)
+
+
+class RateMeterTest(testtools.TestCase):
+
+    def test_rate_follows_samples(self):
+        meter = target_rbd._RateMeter(smoothing=1.0)
+        with mock.patch('time.monotonic', side_effect=[0.0, 2.0, 3.0]):
+            self.assertEqual(0.0, meter.update(0))
+            self.assertEqual(50.0, meter.update(100))
+            # a restarted copy going back does not yield a negative rate
+            self.assertEqual(50.0, meter.update(10))
