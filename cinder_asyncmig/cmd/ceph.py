@@ -15,6 +15,7 @@
     cinder-asyncmig-ceph up --dir DIR [--memstore-gib N] [--pool P ...]
     cinder-asyncmig-ceph env --dir DIR [--admin]
     cinder-asyncmig-ceph down --dir DIR
+    cinder-asyncmig-ceph down --under DIR   (every cluster below DIR)
 
 ``up`` and ``env`` print shell exports (``CEPH_CONF``, ``CEPH_ARGS``) so
 that ``eval "$(cinder-asyncmig-ceph env --dir DIR)"`` points ``rbd`` and
@@ -57,7 +58,11 @@ def main(argv=None):
                      help='use client.admin instead of the limited client')
     down = sub.add_parser('down', help='stop a cluster and remove its '
                                        'directory')
-    down.add_argument('--dir', required=True)
+    where = down.add_mutually_exclusive_group(required=True)
+    where.add_argument('--dir', help='the cluster directory')
+    where.add_argument('--under',
+                       help='stop every cluster whose directory is right '
+                            'below this one (left over by killed tests)')
     args = parser.parse_args(argv)
 
     try:
@@ -73,8 +78,13 @@ def main(argv=None):
         elif args.command == 'env':
             sys.stdout.write(_exports(ceph.CephCluster.load(args.dir),
                                       admin=args.admin))
-        else:
+        elif args.dir:
             ceph.CephCluster.load(args.dir).down()
+        else:
+            for cluster in ceph.CephCluster.find(args.under):
+                sys.stderr.write('stopping the cluster in %s\n' %
+                                 cluster.directory)
+                cluster.down()
     except ceph.CephClusterError as exc:
         sys.stderr.write('cinder-asyncmig-ceph %s: %s\n' % (args.command,
                                                             exc))

@@ -59,7 +59,6 @@ auth client required = cephx
 run dir = %(dir)s/run
 admin socket = %(dir)s/run/$cluster-$name.$pid.asok
 log file = %(dir)s/log/$name.log
-pid file = %(dir)s/run/$name.pid
 osd pool default size = 1
 osd pool default min size = 1
 osd pool default pg autoscale mode = off
@@ -157,6 +156,8 @@ class CephCluster(object):
     def __init__(self, directory, state):
         self.directory = os.path.abspath(directory)
         self._state = state
+        # daemons this process started, to reap them when they stop
+        self._children = {}
 
     # -- paths and identities -------------------------------------------
 
@@ -272,6 +273,17 @@ class CephCluster(object):
                                    (path, exc)) from exc
         return cls(directory, state)
 
+    @classmethod
+    def find(cls, parent):
+        """Return the clusters whose directories are right below parent."""
+        found = []
+        if os.path.isdir(parent):
+            for name in sorted(os.listdir(parent)):
+                directory = os.path.join(parent, name)
+                if os.path.isfile(os.path.join(directory, STATE_FILE)):
+                    found.append(cls.load(directory))
+        return found
+
     def down(self):
         """Stop every daemon and remove the cluster's directory."""
         pids = self._daemon_pids()
@@ -287,6 +299,9 @@ class CephCluster(object):
             if time.monotonic() > deadline:
                 raise CephClusterError('daemons %s did not stop' % pids)
             time.sleep(0.05)
+        for proc in self._children.values():
+            proc.wait()
+        self._children.clear()
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def is_running(self):
@@ -380,26 +395,23 @@ class CephCluster(object):
         _run(['ceph-mon', '-c', self.conf_path, '--mkfs', '-i', 'a',
               '--monmap', monmap, '--keyring', keyring])
 
-    def _start_daemon(self, kind, ident, extra=()):
-        _run(['ceph-%s' % kind, '-c', self.conf_path, '-i', ident] +
-             list(extra))
-        pid_file = os.path.join(self.directory, 'run',
-                                '%s.%s.pid' % (kind, ident))
-        # the daemon writes its pid file right after it forks
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with open(pid_file) as f:
-                    pid = int(f.read().strip())
-                break
-            except (OSError, ValueError):
-                if time.monotonic() > deadline:
-                    raise CephClusterError('ceph-%s.%s wrote no pid file: %s'
-                                           % (kind, ident,
-                                              self._log_tail(kind, ident)))
-                time.sleep(0.05)
-        self._state['daemons']['%s.%s' % (kind, ident)] = pid
+    def _start_daemon(self, kind, ident):
+        # in the foreground (-f) but in a session of its own: its pid is
+        # known at once, even when it fails before writing a pid file,
+        # and it outlives the process that started it
+        log = os.path.join(self.directory, 'log', '%s.%s.out' % (kind, ident))
+        with open(log, 'ab') as out:
+            proc = subprocess.Popen(
+                ['ceph-%s' % kind, '-f', '-c', self.conf_path, '-i', ident],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                start_new_session=True, close_fds=True)
+        self._children[proc.pid] = proc
+        self._state['daemons']['%s.%s' % (kind, ident)] = proc.pid
         self._save()
+        time.sleep(0.1)
+        if proc.poll() is not None:
+            raise CephClusterError('ceph-%s.%s exited with %s: %s' % (
+                kind, ident, proc.returncode, self._log_tail(kind, ident)))
 
     def _start_mon(self):
         self._start_daemon('mon', 'a')

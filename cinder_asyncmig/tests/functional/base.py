@@ -22,6 +22,7 @@ deployment with two RBD backends in one cluster has.
 import atexit
 import hashlib
 import os
+import shutil
 import tempfile
 import uuid
 
@@ -41,13 +42,17 @@ CHUNK = 4 * units.Mi
 _cluster = None
 
 
+def _test_dir():
+    base = os.environ.get('ASYNCMIG_TEST_DIR') or tempfile.gettempdir()
+    os.makedirs(base, exist_ok=True)
+    return base
+
+
 def cluster():
     """Return the process' cluster, starting it on first use."""
     global _cluster
     if _cluster is None:
-        base = os.environ.get('ASYNCMIG_TEST_DIR') or tempfile.gettempdir()
-        os.makedirs(base, exist_ok=True)
-        directory = tempfile.mkdtemp(prefix='ceph-', dir=base)
+        directory = tempfile.mkdtemp(prefix='ceph-', dir=_test_dir())
         os.rmdir(directory)
         _cluster = ceph.CephCluster.up(directory,
                                        memstore_bytes=MEMSTORE_BYTES)
@@ -80,7 +85,8 @@ class FunctionalTestCase(testtools.TestCase):
         cls.src_pool, cls.dst_pool = 'src-' + suffix, 'dst-' + suffix
         for pool in (cls.src_pool, cls.dst_pool):
             cls.cluster.create_pool(pool)
-        cls.state_dir = tempfile.mkdtemp(prefix='asyncmig-state-')
+        cls.state_dir = tempfile.mkdtemp(prefix='asyncmig-state-',
+                                         dir=_test_dir())
         cls.source_driver = backends.make_driver(
             cinder_rbd.RBDDriver, cls.cluster, cls.src_pool)
         cls.target_driver = backends.make_driver(
@@ -98,6 +104,7 @@ class FunctionalTestCase(testtools.TestCase):
         cls.rados.shutdown()
         for pool in (cls.src_pool, cls.dst_pool):
             cls.cluster.delete_pool(pool)
+        shutil.rmtree(cls.state_dir, ignore_errors=True)
         super(FunctionalTestCase, cls).tearDownClass()
 
     def setUp(self):

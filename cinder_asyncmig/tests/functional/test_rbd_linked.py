@@ -408,7 +408,7 @@ class ConcurrentClustersTest(base.FunctionalTestCase):
                 # the limited key cannot write to pools it was not given
                 other.ceph('osd', 'pool', 'create', 'q', '8')
                 ioctx = client.open_ioctx('q')
-                self.assertRaises(rados.PermissionDeniedError,
+                self.assertRaises(rados.PermissionError,
                                   ioctx.write_full, 'obj', b'x')
                 ioctx.close()
             finally:
