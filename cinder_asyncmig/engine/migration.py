@@ -74,8 +74,9 @@ class Engine(object):
     @contextlib.contextmanager
     def image(self, ioctx, name, read_only=False):
         """Open an image; it is closed when the block ends."""
-        handle = utils.tpool_wrap(self.rbd.Image(ioctx, name,
-                                                 read_only=read_only))
+        # opening talks to the cluster too: off the hub like the calls
+        opener = utils.tpool_wrap(self.rbd.Image)
+        handle = utils.tpool_wrap(opener(ioctx, name, read_only=read_only))
         try:
             yield handle
         finally:

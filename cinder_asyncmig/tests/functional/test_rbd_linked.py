@@ -16,11 +16,14 @@ import json
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 
 from oslo_utils import units
 import rados
 import rbd
+import testtools
 
 from cinder_asyncmig.engine import specs
 from cinder_asyncmig.engine import state
@@ -419,3 +422,21 @@ class ConcurrentClustersTest(base.FunctionalTestCase):
         self.assertFalse(os.path.exists(other.directory))
         self.assertFalse([p for p in pids if copy_worker._pid_running(p)])
         self.assertTrue(self.cluster.is_running())
+
+
+class EventletModeTest(testtools.TestCase):
+    """The driver under eventlet monkey patching, as cinder-volume runs."""
+
+    def test_demo_migration_under_eventlet(self):
+        code = ('from cinder import monkey_patch; monkey_patch.patch(); '
+                'import sys; from cinder_asyncmig.cmd import demo; '
+                'sys.exit(demo.main(["--size-gib", "1"]))')
+        env = dict(os.environ)
+        env.pop('OS_CINDER_DISABLE_EVENTLET_PATCHING', None)
+        result = subprocess.run([sys.executable, '-c', code], env=env,
+                                capture_output=True, text=True, timeout=600)
+        self.assertEqual(0, result.returncode, result.stdout + result.stderr)
+        self.assertRegex(result.stdout, r'sha256 destination +[0-9a-f]{64}'
+                                        r'  OK')
+        self.assertIn('removed at commit', result.stdout)
+        self.assertNotIn('hypervisor writes      0 during', result.stdout)
