@@ -110,9 +110,9 @@ class _Demo(object):
                      'driver in pool %s' % (volume.name, self.args.size_gib,
                                             SRC_POOL))
 
+            src_host = backends.host_dict(source)
             t0 = time.monotonic()
-            moved = target.migrate_volume_target(ctxt, volume,
-                                                 backends.host_dict(source))
+            moved = target.migrate_volume_target(ctxt, volume, src_host)
             ready = time.monotonic() - t0
             with rbd.Image(dst, volume.name, read_only=True) as img:
                 first = img.read(0, CHUNK)

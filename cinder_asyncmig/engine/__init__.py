@@ -15,6 +15,6 @@
 ``state`` names the migration states, ``specs`` builds source specs,
 ``features`` tells what the local librbd can do, ``migration`` runs the
 steps (prepare, status, commit, abort) with librbd errors mapped to the
-plugin's exceptions, and ``worker`` runs execute in a child process that
-can be stopped, resumed and adopted after a restart.
+plugin's exceptions, and ``worker`` runs execute, the long copy, in a child
+process that can be stopped, resumed and adopted after a restart.
 """

@@ -199,21 +199,17 @@ class Engine(object):
                 specs.encode(spec), dst_ioctx, dst_name, features=features,
                 order=order)
 
-    def execute(self, ioctx, name, on_progress=None):
-        """Copy every block not yet at the destination (blocking).
+    def raise_execute_error(self, name, error_type, errno=None):
+        """Raise the plugin error for an execute failure in the worker.
 
-        Runs in the worker process, see :mod:`.worker`. ``on_progress``
-        gets (objects done, objects total); its return value is ignored
-        by librbd, so it cannot stop the copy.
+        :param error_type: the name of the librbd exception class the
+                           worker reported (see :mod:`.worker`).
         """
-        def _progress(done, total):
-            if on_progress:
-                on_progress(done, total)
-            return 0
-
+        cls = getattr(self.rbd, error_type or '', None)
+        if not (isinstance(cls, type) and issubclass(cls, self.rbd.OSError)):
+            cls = self.rbd.OSError
         with self.translate_errors('execute', name):
-            self._api().migration_execute(ioctx, name,
-                                          on_progress=_progress)
+            raise cls('migration execute failed', errno=errno)
 
     def commit(self, ioctx, name):
         """Finish a migration whose copy is done; removes a linked source."""

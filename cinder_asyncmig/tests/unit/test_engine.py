@@ -260,3 +260,22 @@ class SpecsAndProgressTest(testtools.TestCase):
         self.assertEqual({'bytes_copied': 5, 'bytes_total': 10,
                           'percent': 50.0, 'rate_bytes_per_sec': 2},
                          state.Progress(5, 10, 2.7).as_dict())
+
+
+class WorkerErrorTest(testtools.TestCase):
+
+    def test_worker_error_mapped_like_in_process_errors(self):
+        engine, _api = _engine({})
+        exc = self.assertRaises(exception.MigrationNoSpace,
+                                engine.raise_execute_error, 'vol',
+                                'NoSpace', 28)
+        self.assertIsInstance(exc.__cause__, rbd.NoSpace)
+        self.assertIn('pool is full', str(exc))
+
+    def test_unknown_worker_error_type(self):
+        engine, _api = _engine({})
+        for name in ('NoSuchClass', 'object', None):
+            exc = self.assertRaises(exception.MigrationEngineError,
+                                    engine.raise_execute_error, 'vol', name,
+                                    5)
+            self.assertIn('errno 5', str(exc))

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 import testtools
 
@@ -38,6 +39,11 @@ class WorkerHandleTest(testtools.TestCase):
              '--status-file', self.status])
         self.addCleanup(proc.wait)
         self.addCleanup(proc.kill)
+        # until exec, /proc shows the parent's command line
+        deadline = time.monotonic() + 10
+        while (b'--status-file' not in worker._pid_cmdline(proc.pid) and
+               time.monotonic() < deadline):
+            time.sleep(0.01)
         with open(self.status, 'w') as f:
             json.dump({'pid': proc.pid, 'phase': worker.RUNNING}, f)
         return proc

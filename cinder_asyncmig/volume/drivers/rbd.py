@@ -398,11 +398,8 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
             if phase == copy_worker.DONE:
                 return
             if phase == copy_worker.FAILED:
-                raise exception.MigrationEngineError(
-                    image=name, step='execute',
-                    reason=_('the copy worker failed with %(type)s (errno '
-                             '%(errno)s)') % {'type': report.get('error_type'),
-                                              'errno': report.get('errno')})
+                self.engine.raise_execute_error(name, report.get('error_type'),
+                                                report.get('errno'))
             if done != last_done:
                 last_done, last_change = done, time.monotonic()
             elif (time.monotonic() - last_change >
