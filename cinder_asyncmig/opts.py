@@ -63,8 +63,30 @@ target_opts = [
                     'is only done for workers known to be dead.'),
 ]
 
+manager_opts = [
+    cfg.StrOpt('rpc_version_cap',
+               help='Highest version of the async migration RPC API this '
+                    'service sends, e.g. "1.0". Set it to the version of '
+                    'the oldest cinder-volume during a rolling upgrade, '
+                    'unset it once every volume service runs the new '
+                    'release.'),
+    cfg.FloatOpt('progress_interval',
+                 default=2.0, min=0.5, max=5.0,
+                 help='Seconds between two updates of a migrating '
+                      'volume\'s progress in its metadata '
+                      '("async_migration_progress").'),
+    cfg.IntOpt('target_call_timeout',
+               default=120, min=10,
+               help='Seconds the source volume service waits for the '
+                    'target to take a volume over. Taking over is fast; '
+                    'this only bounds a target that does not answer.'),
+]
+
+GROUP = 'asyncmig'
+
 CONF = cfg.CONF
 CONF.register_opts(target_opts, group=configuration.SHARED_CONF_GROUP)
+CONF.register_opts(manager_opts, group=GROUP)
 
 
 def list_opts():
@@ -72,4 +94,5 @@ def list_opts():
 
     :returns: a list of (group, options) pairs.
     """
-    return [(configuration.SHARED_CONF_GROUP, target_opts)]
+    return [(configuration.SHARED_CONF_GROUP, target_opts),
+            (GROUP, manager_opts)]

@@ -104,11 +104,11 @@ class DriverDecisionTest(testtools.TestCase):
                          self.driver._stats['async_migration_source_kinds'])
 
     def test_list_opts(self):
-        [(group, listed)] = opts.list_opts()
-        self.assertEqual('backend_defaults', group)
+        listed = dict(opts.list_opts())
+        self.assertEqual({'backend_defaults', 'asyncmig'}, set(listed))
         self.assertEqual({o.name for o in opts.target_opts},
-                         {o.name for o in listed})
-        for opt in listed:
+                         {o.name for o in listed['backend_defaults']})
+        for opt in opts.target_opts + opts.manager_opts:
             self.assertTrue(opt.help.endswith('.'), opt.name)
 
 

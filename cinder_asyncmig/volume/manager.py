@@ -1,0 +1,383 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Volume manager that carries out asynchronous migrations.
+
+Selected with ``[DEFAULT] volume_manager`` on every volume service (source
+and target backends alike). On the source host, ``migrate_volume`` asks the
+target backend to take the volume over (RPC ``migrate_volume_target``);
+when the target does so asynchronously the volume moves to the target host
+at once with ``migration_status = migrating_attachable`` and the target's
+``complete_migration_target`` copies the data in the background, commits,
+and sets ``success``. Everything else is Cinder's own migration.
+
+What a restart finds is resumed in ``init_host``: the target restarts the
+background copy of its ``migrating_attachable`` volumes, the source
+re-asks the target for volumes it was handing over (taking over is
+idempotent).
+"""
+
+import contextlib
+import threading
+import time
+
+from cinder import context as cinder_context
+from cinder import exception as cinder_exception
+from cinder.i18n import _
+from cinder import objects
+from cinder.volume import manager
+from cinder.volume import volume_utils
+from oslo_config import cfg
+from oslo_log import log as logging
+import oslo_messaging as messaging
+from oslo_utils import excutils
+from oslo_utils import units
+
+from cinder_asyncmig import opts
+from cinder_asyncmig.volume import rpcapi
+
+CONF = cfg.CONF
+LOG = logging.getLogger(__name__)
+
+ATTACHABLE = 'migrating_attachable'
+# volume metadata users see in "cinder show" while the copy runs
+PROGRESS_KEY = 'async_migration_progress'
+# admin metadata on the source side while the target takes the volume over
+TARGET_KEY = 'asyncmig_target_host'
+
+
+@contextlib.contextmanager
+def _rpc_safe_errors():
+    """Re-raise plugin errors as their nearest ``cinder.exception`` type.
+
+    oslo.messaging rebuilds only ``cinder.exception`` types on the caller's
+    side; anything else would reach it as an opaque RemoteError.
+    """
+    try:
+        yield
+    except cinder_exception.CinderException as exc:
+        for cls in type(exc).__mro__:
+            if cls.__module__ == cinder_exception.__name__:
+                if cls is type(exc):
+                    raise
+                raise cls(str(exc)) from exc
+        raise
+
+
+class _ProgressRecorder(object):
+    """Writes copy progress into the volume's metadata, throttled."""
+
+    def __init__(self, db, ctxt, volume_id, interval):
+        self._db = db
+        self._ctxt = ctxt
+        self._volume_id = volume_id
+        self._interval = interval
+        self._last = 0.0
+
+    @staticmethod
+    def render(progress):
+        return '%.1f%% (%d of %d MiB, %d MiB/s)' % (
+            progress.get('percent', 0.0),
+            progress.get('bytes_copied', 0) // units.Mi,
+            progress.get('bytes_total', 0) // units.Mi,
+            progress.get('rate_bytes_per_sec', 0) // units.Mi)
+
+    def __call__(self, progress):
+        now = time.monotonic()
+        if progress.get('phase') == 'copying' and (
+                now - self._last < self._interval):
+            return
+        self._last = now
+        self._db.volume_metadata_update(
+            self._ctxt, self._volume_id,
+            {PROGRESS_KEY: self.render(progress)}, False)
+
+
+class AsyncMigrationEndpoint(object):
+    """Server side of :class:`rpcapi.AsyncMigrationAPI` (own namespace)."""
+
+    target = messaging.Target(namespace=rpcapi.NAMESPACE,
+                              version=rpcapi.AsyncMigrationAPI.RPC_API_VERSION)
+
+    def __init__(self, volume_manager):
+        self.manager = volume_manager
+
+    def migrate_volume_target(self, context, volume, src_host):
+        """Take ``volume`` over from its source (called on the target).
+
+        :returns: ``(moved, migration_async, model_update)``.
+        """
+        return self.manager.take_over(context, volume, src_host)
+
+    def complete_migration_target(self, context, volume):
+        """Copy, commit and set ``success`` (cast to the target)."""
+        self.manager.complete_migration(context, volume)
+
+
+class AsyncMigrationVolumeManager(manager.VolumeManager):
+    """Cinder's volume manager with asynchronous migration to RBD targets."""
+
+    def __init__(self, *args, **kwargs):
+        super(AsyncMigrationVolumeManager, self).__init__(*args, **kwargs)
+        self.additional_endpoints.append(AsyncMigrationEndpoint(self))
+        self._asyncmig_rpcapi = None
+        self._completing = set()
+        self._completing_lock = threading.Lock()
+
+    @property
+    def asyncmig_rpcapi(self):
+        # built on first use: the client reads service versions from the DB
+        if self._asyncmig_rpcapi is None:
+            self._asyncmig_rpcapi = rpcapi.AsyncMigrationAPI()
+        return self._asyncmig_rpcapi
+
+    # -- source side: blueprint steps 1-3 -----------------------------------
+
+    def migrate_volume(self, ctxt, volume, host, force_host_copy=False,
+                       new_type_id=None, diff=None):
+        """Migrate the volume to ``host`` (called on the source host).
+
+        When the destination advertises ``async_migration_target`` it is
+        asked to take the volume over first; a target that declines, and
+        every other case, gets Cinder's own migration.
+
+        :param volume: the volume to migrate.
+        :param host: the destination, ``{'host', 'capabilities', ...}``.
+        :param force_host_copy: skip driver-assisted and async migration.
+        :param new_type_id: set by a retype (migrates the stock way).
+        :param diff: the type difference of a retype.
+        """
+        reason = self._stock_migration_reason(volume, host, force_host_copy,
+                                              new_type_id)
+        if reason:
+            LOG.info('Migrating volume %(vol)s the stock way: %(reason)s',
+                     {'vol': volume.id, 'reason': reason}, resource=volume)
+            return super(AsyncMigrationVolumeManager, self).migrate_volume(
+                ctxt, volume, host, force_host_copy=force_host_copy,
+                new_type_id=new_type_id, diff=diff)
+
+        try:
+            volume_utils.require_driver_initialized(self.driver)
+        except cinder_exception.DriverNotInitialized:
+            with excutils.save_and_reraise_exception():
+                volume.migration_status = 'error'
+                volume.save()
+        status_update = {}
+        if volume.status in ('retyping', 'maintenance'):
+            status_update = {'status': volume.previous_status}
+        volume.migration_status = 'migrating'
+        volume.save()
+        self._set_marker(ctxt, volume, host['host'])
+        self._hand_over(ctxt, volume, host, status_update)
+
+    def _stock_migration_reason(self, volume, host, force_host_copy,
+                                new_type_id):
+        if volume.volume_attachment:
+            return _('it has attachments, and Cinder migrates attached '
+                     'volumes itself, with Nova.')
+        if force_host_copy:
+            return _('force_host_copy was requested.')
+        if new_type_id:
+            return _('it is a retype.')
+        if not (host.get('capabilities') or {}).get(
+                'async_migration_target'):
+            return _('the destination %s is not an async migration '
+                     'target.') % host.get('host')
+        return None
+
+    def _source_description(self, volume):
+        stats = self.driver.get_volume_stats(refresh=False)
+        if not stats:
+            stats = self.driver.get_volume_stats(refresh=True)
+        return {'host': volume.host, 'capabilities': stats}
+
+    def _hand_over(self, ctxt, volume, host, status_update):
+        try:
+            moved, is_async, model_update = (
+                self.asyncmig_rpcapi.migrate_volume_target(
+                    ctxt, volume, host['host'],
+                    self._source_description(volume)))
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                LOG.error('Target %(host)s could not take volume %(vol)s '
+                          'over; the volume stays on its source.',
+                          {'host': host['host'], 'vol': volume.id},
+                          resource=volume)
+                self._clear_marker(ctxt, volume)
+                volume.update(dict(status_update, migration_status='error'))
+                volume.save()
+        if not moved:
+            LOG.info('Target %(host)s declined to take volume %(vol)s over '
+                     'asynchronously; using Cinder\'s migration.',
+                     {'host': host['host'], 'vol': volume.id},
+                     resource=volume)
+            self._clear_marker(ctxt, volume)
+            if status_update:
+                volume.update(status_update)
+                volume.save()
+            return super(AsyncMigrationVolumeManager, self).migrate_volume(
+                ctxt, volume, host)
+
+        dst_service = self._get_service(host['host'])
+        updates = {
+            'host': host['host'],
+            'cluster_name': host.get('cluster_name'),
+            'availability_zone': dst_service.availability_zone,
+            'service_uuid': dst_service.uuid,
+            'previous_status': volume.status,
+            'migration_status': ATTACHABLE if is_async else 'success',
+        }
+        updates.update(status_update)
+        updates.update(model_update or {})
+        volume.update(updates)
+        volume.save()
+        self._clear_marker(ctxt, volume)
+        if is_async:
+            LOG.info('Volume %(vol)s is usable on %(host)s while its data '
+                     'is copied.', {'vol': volume.id, 'host': host['host']},
+                     resource=volume)
+            self.asyncmig_rpcapi.complete_migration_target(ctxt, volume)
+
+    def _set_marker(self, ctxt, volume, target_host):
+        self.db.volume_admin_metadata_update(
+            ctxt.elevated(), volume.id, {TARGET_KEY: target_host}, False)
+
+    def _clear_marker(self, ctxt, volume):
+        self.db.volume_admin_metadata_delete(ctxt.elevated(), volume.id,
+                                             TARGET_KEY)
+
+    # -- target side: blueprint steps 2 and 4-5 ------------------------------
+
+    def take_over(self, ctxt, volume, src_host):
+        """Have the driver take ``volume`` over (RPC, on the target).
+
+        :returns: ``(moved, migration_async, model_update)``; drivers
+                  without async support decline.
+        """
+        volume_utils.require_driver_initialized(self.driver)
+        if not hasattr(self.driver, 'migrate_volume_target'):
+            return False, False, None
+        with _rpc_safe_errors():
+            return tuple(self.driver.migrate_volume_target(ctxt, volume,
+                                                           src_host))
+
+    def complete_migration(self, ctxt, volume):
+        """Run the background copy and commit (on the target host).
+
+        One run per volume at a time: a resume at start-up and a cast for
+        the same volume do not race. A failure sets ``migration_status``
+        to ``error``; the volume keeps working on this backend (reads go
+        to the source until the copy finishes) and a restart of this
+        service does not resume it: an operator decides.
+        """
+        with self._completing_lock:
+            if volume.id in self._completing:
+                LOG.info('Volume %s is already being completed.', volume.id)
+                return
+            self._completing.add(volume.id)
+        try:
+            volume_utils.require_driver_initialized(self.driver)
+            recorder = _ProgressRecorder(self.db, ctxt.elevated(), volume.id,
+                                         CONF[opts.GROUP].progress_interval)
+            self.driver.complete_migration_target(ctxt, volume,
+                                                  progress_callback=recorder)
+        except Exception:
+            LOG.exception('Background copy of volume %s failed; its data '
+                          'is safe and it stays usable here.', volume.id,
+                          resource=volume)
+            volume.refresh()
+            volume.migration_status = 'error'
+            volume.save()
+            return
+        finally:
+            with self._completing_lock:
+                self._completing.discard(volume.id)
+        self._finish(ctxt, volume)
+
+    def _finish(self, ctxt, volume):
+        volume.refresh()
+        updates = {'migration_status': 'success'}
+        if volume.status == 'in-use' and not volume.volume_attachment:
+            updates['status'] = 'available'
+        volume.update(updates)
+        volume.save()
+        self.db.volume_metadata_delete(ctxt.elevated(), volume.id,
+                                       PROGRESS_KEY)
+        LOG.info('Migration of volume %s completed.', volume.id,
+                 resource=volume)
+
+    # -- restarts ------------------------------------------------------------
+
+    def init_host(self, added_to_cluster=None, **kwargs):
+        """Start as Cinder does, then resume interrupted migrations."""
+        super(AsyncMigrationVolumeManager, self).init_host(
+            added_to_cluster=added_to_cluster, **kwargs)
+        ctxt = cinder_context.get_admin_context()
+        for volume in objects.VolumeList.get_all_by_host(ctxt, self.host):
+            if volume.migration_status == ATTACHABLE:
+                LOG.info('Resuming the background copy of volume %s.',
+                         volume.id, resource=volume)
+                self._spawn(self.complete_migration, ctxt, volume)
+            elif (volume.migration_status == 'migrating' and
+                    volume.admin_metadata.get(TARGET_KEY)):
+                LOG.info('Resuming the hand-over of volume %(vol)s to '
+                         '%(host)s.', {'vol': volume.id,
+                                       'host': volume.admin_metadata[
+                                           TARGET_KEY]}, resource=volume)
+                self._spawn(self._resume_hand_over, ctxt, volume)
+
+    @staticmethod
+    def _spawn(func, *args):
+        # a green thread under eventlet (threading is monkey patched), a
+        # native one otherwise
+        thread = threading.Thread(target=func, args=args, daemon=True)
+        thread.start()
+
+    def _resume_hand_over(self, ctxt, volume):
+        target = volume.admin_metadata[TARGET_KEY]
+        try:
+            service = self._get_service(target)
+            self._hand_over(ctxt, volume, {
+                'host': target, 'cluster_name': service.cluster_name,
+                'capabilities': {'async_migration_target': True}}, {})
+        except Exception:
+            LOG.exception('Could not resume the hand-over of volume %s.',
+                          volume.id, resource=volume)
+
+    # -- what users see during a migration ------------------------------------
+
+    def attachment_update(self, context, vref, connector, attachment_id):
+        """Refuse to attach while the target is taking the volume over."""
+        if vref.migration_status == 'migrating':
+            raise cinder_exception.InvalidVolume(
+                reason=_('volume %s is being migrated and cannot be '
+                         'attached until its migration_status is '
+                         'migrating_attachable or success') % vref.id)
+        return super(AsyncMigrationVolumeManager, self).attachment_update(
+            context, vref, connector, attachment_id)
+
+    def attachment_delete(self, context, attachment_id, vref):
+        """Detach; the last detach during a migration frees the volume.
+
+        Cinder keeps a migrating volume ``in-use`` after its last detach,
+        expecting the migration to set the status; an async migration
+        leaves it usable all along, so it is made ``available`` here.
+        """
+        super(AsyncMigrationVolumeManager, self).attachment_delete(
+            context, attachment_id, vref)
+        vref.refresh()
+        others = [a for a in vref.volume_attachment
+                  if a.id != attachment_id]
+        if vref.migration_status == ATTACHABLE and not others and (
+                vref.status == 'in-use'):
+            vref.status = 'available'
+            vref.save()

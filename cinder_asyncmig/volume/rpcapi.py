@@ -1,0 +1,79 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Client side of the async migration RPC API.
+
+The API has its own namespace and version history on the volume service's
+topic, so it never changes (or is capped by) Cinder's own volume RPC
+version. The server side is :class:`cinder_asyncmig.volume.manager.
+AsyncMigrationEndpoint`, added to the volume service's endpoints by the
+manager.
+"""
+
+from cinder.common import constants
+from cinder import rpc
+from cinder.volume import volume_utils
+from oslo_config import cfg
+
+from cinder_asyncmig import opts
+
+CONF = cfg.CONF
+NAMESPACE = 'asyncmig'
+
+
+class AsyncMigrationAPI(rpc.RPCAPI):
+    """Client side of the async migration RPC API.
+
+    API version history:
+
+    .. code-block:: none
+
+        1.0 - Initial version: migrate_volume_target,
+              complete_migration_target.
+    """
+
+    RPC_API_VERSION = '1.0'
+    RPC_DEFAULT_VERSION = '1.0'
+    TOPIC = constants.VOLUME_TOPIC
+    BINARY = constants.VOLUME_BINARY
+
+    @classmethod
+    def determine_rpc_version_cap(cls):
+        # Cinder derives its cap from the services table, which records
+        # Cinder's own volume API version: ours is capped by configuration.
+        return CONF[opts.GROUP].rpc_version_cap or cls.RPC_API_VERSION
+
+    def _get_cctxt(self, host, version=None, **kwargs):
+        return super(AsyncMigrationAPI, self)._get_cctxt(
+            version=version, server=volume_utils.extract_host(host),
+            namespace=NAMESPACE, **kwargs)
+
+    def migrate_volume_target(self, ctxt, volume, dest_host, src_host):
+        """Ask the target backend to take the volume over.
+
+        :param volume: the volume, still on its source host.
+        :param dest_host: the target's ``host@backend#pool``.
+        :param src_host: the source backend, ``{'host', 'capabilities'}``.
+        :returns: ``(moved, migration_async, model_update)``.
+        """
+        cctxt = self._get_cctxt(dest_host,
+                                timeout=CONF[opts.GROUP].target_call_timeout)
+        return tuple(cctxt.call(ctxt, 'migrate_volume_target',
+                                volume=volume, src_host=src_host))
+
+    def complete_migration_target(self, ctxt, volume):
+        """Have the volume's (target) host copy the data and commit.
+
+        :param volume: the volume, already on the target host.
+        """
+        cctxt = self._get_cctxt(volume.service_topic_queue)
+        cctxt.cast(ctxt, 'complete_migration_target', volume=volume)
