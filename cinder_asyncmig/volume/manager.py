@@ -356,8 +356,19 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
     # -- what users see during a migration ------------------------------------
 
     def attachment_update(self, context, vref, connector, attachment_id):
-        """Refuse to attach while the target is taking the volume over."""
+        """Refuse to attach while the volume's data is being moved.
+
+        The API has already reserved the attachment: it is removed again
+        and the volume given back its status, so a refused attach leaves
+        the volume as it was.
+        """
         if vref.migration_status == 'migrating':
+            attachment = objects.VolumeAttachment.get_by_id(context,
+                                                            attachment_id)
+            attachment.destroy()
+            vref.refresh()
+            vref.status = 'in-use' if vref.volume_attachment else 'available'
+            vref.save()
             raise cinder_exception.InvalidVolume(
                 reason=_('volume %s is being migrated and cannot be '
                          'attached until its migration_status is '
