@@ -1,0 +1,196 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""cinder-asyncmig-sandbox: real Cinder services on loopback, and settings.
+
+    cinder-asyncmig-sandbox up [--dir DIR] [--memstore-gib N]
+                               [--volume-manager CLASS]
+    cinder-asyncmig-sandbox env --dir DIR [--member]
+    cinder-asyncmig-sandbox status --dir DIR
+    cinder-asyncmig-sandbox down --dir DIR
+    cinder-asyncmig-sandbox down --under DIR   (every sandbox below DIR)
+    cinder-asyncmig-sandbox print-settings [--format iniset|ini] ...
+
+``up`` prints the sandbox directory on stdout (``. DIR/openrc`` then points
+the ``cinder`` client and ``rbd`` at it) and a summary on stderr.
+``print-settings`` prints the backend and volume manager settings of
+:mod:`cinder_asyncmig.sandbox.settings` for devstack's ``iniset``.
+"""
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+
+from oslo_utils import units
+
+from cinder_asyncmig.sandbox import ceph
+from cinder_asyncmig.sandbox import cloud
+from cinder_asyncmig.sandbox import process
+from cinder_asyncmig.sandbox import settings
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog='cinder-asyncmig-sandbox',
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument('-v', '--verbose', action='store_true',
+                        help='log the start-up steps')
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    up = sub.add_parser('up', help='create and start a sandbox')
+    up.add_argument('--dir', help='directory for everything of the '
+                                  'sandbox; must be empty or absent '
+                                  '(default: a new temporary directory)')
+    up.add_argument('--memstore-gib', type=float,
+                    default=cloud.DEFAULT_MEMSTORE_BYTES / units.Gi,
+                    help='RAM the Ceph OSD may use for data (GiB)')
+    up.add_argument('--volume-manager',
+                    help='[DEFAULT] volume_manager of the volume services '
+                         '(default: %s, or Cinder\'s stock manager with a '
+                         'warning when it cannot be imported)' %
+                         settings.VOLUME_MANAGER)
+    up.add_argument('--timeout', type=float, default=cloud.DEFAULT_TIMEOUT,
+                    help='seconds each start-up step may take')
+
+    env = sub.add_parser('env', help='print the openrc exports')
+    env.add_argument('--dir', required=True)
+    env.add_argument('--member', action='store_true',
+                     help='for the non-admin user')
+
+    status = sub.add_parser('status', help='print pids, ports and the '
+                                           'service list as JSON')
+    status.add_argument('--dir', required=True)
+
+    down = sub.add_parser('down', help='stop a sandbox and remove its '
+                                       'directory')
+    where = down.add_mutually_exclusive_group(required=True)
+    where.add_argument('--dir', help='the sandbox directory')
+    where.add_argument('--under',
+                       help='stop every sandbox whose directory is right '
+                            'below this one (left over by killed tests)')
+
+    show = sub.add_parser(
+        'print-settings',
+        help='print backend and volume manager settings (devstack)')
+    show.add_argument('--format', choices=('iniset', 'ini'),
+                      default='iniset',
+                      help='"section key value" lines, or an ini file')
+    show.add_argument('--backend', action='append',
+                      choices=[b.role for b in settings.BACKENDS],
+                      help='backend(s) to print (default: all)')
+    show.add_argument('--name', help='section and backend name, if not '
+                                     'the default (one backend only)')
+    show.add_argument('--pool', help='Ceph pool, if not the default (one '
+                                     'backend only)')
+    show.add_argument('--ceph-conf', default='/etc/ceph/ceph.conf')
+    show.add_argument('--rbd-user', default='cinder')
+    show.add_argument('--secret-uuid', default='',
+                      help='libvirt secret of the Ceph user')
+    show.add_argument('--state-dir',
+                      help='async_migration_state_dir of the target')
+    show.add_argument('--volume-manager', default=settings.VOLUME_MANAGER)
+    return parser
+
+
+def _exports(env):
+    return ''.join('export %s=%s\n' % (k, shlex.quote(v))
+                   for k, v in sorted(env.items()))
+
+
+def _up(args):
+    sandbox = cloud.Sandbox.up(
+        args.dir, memstore_bytes=int(args.memstore_gib * units.Gi),
+        volume_manager=args.volume_manager, timeout=args.timeout)
+    for warning in sandbox.warnings:
+        sys.stderr.write('WARNING: %s\n' % warning)
+    timings = sandbox.state['timings']
+    sys.stderr.write(
+        'sandbox up in %.1f s at %s (%s)\n'
+        'cinder-api on %s, volume manager %s\n'
+        'use it with: . %s\n' % (
+            timings['total'], sandbox.directory,
+            ', '.join('%s %.1f s' % item for item in sorted(timings.items())
+                      if item[0] != 'total'),
+            sandbox.api_url, sandbox.deployment.volume_manager,
+            sandbox.openrc))
+    sys.stdout.write('%s\n' % sandbox.directory)
+
+
+def _status(args):
+    sandbox = cloud.Sandbox.load(args.dir)
+    state = sandbox.state
+    report = {'directory': sandbox.directory, 'ports': state['ports'],
+              'api': sandbox.api_url, 'services': {}}
+    for name in cloud.SERVICES:
+        if name in state['services']:
+            service = sandbox.service(name)
+            report['services'][name] = {'pid': service.pid,
+                                        'running': service.running(),
+                                        'processes': service.processes(),
+                                        'log': service.log}
+    try:
+        report['service_list'] = [
+            {k: e[k] for k in ('binary', 'host', 'status', 'state',
+                               'updated_at')}
+            for e in sandbox.service_list()]
+    except (cloud.SandboxError, OSError) as exc:
+        report['service_list'] = 'unavailable: %s' % exc
+    sys.stdout.write(json.dumps(report, indent=2) + '\n')
+
+
+def _down(args):
+    if args.dir:
+        cloud.Sandbox.load(args.dir).down()
+        return
+    for sandbox in cloud.Sandbox.find(args.under):
+        sys.stderr.write('stopping the sandbox in %s\n' % sandbox.directory)
+        sandbox.down()
+
+
+def _print_settings(args):
+    roles = args.backend or [b.role for b in settings.BACKENDS]
+    if (args.name or args.pool) and len(roles) != 1:
+        raise ValueError('--name and --pool need exactly one --backend')
+    result = settings.manager_options(args.volume_manager)
+    for role in roles:
+        result += settings.backend_options(
+            settings.backend(role), args.ceph_conf, args.rbd_user,
+            args.secret_uuid, pool=args.pool, name=args.name,
+            state_dir=args.state_dir)
+    if args.format == 'ini':
+        sys.stdout.write(settings.render_ini(result))
+    else:
+        sys.stdout.write(settings.iniset_lines(result))
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose
+                        else logging.ERROR,
+                        format='%(asctime)s %(name)s: %(message)s')
+    commands = {'up': _up, 'status': _status, 'down': _down,
+                'print-settings': _print_settings,
+                'env': lambda a: sys.stdout.write(_exports(
+                    cloud.Sandbox.load(a.dir).env(member=a.member)))}
+    try:
+        commands[args.command](args)
+    except (cloud.SandboxError, process.DaemonError, ceph.CephClusterError,
+            ValueError) as exc:
+        sys.stderr.write('cinder-asyncmig-sandbox %s: %s\n' %
+                         (args.command, exc))
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

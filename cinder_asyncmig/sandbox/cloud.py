@@ -1,0 +1,768 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The sandbox: real Cinder services on loopback, in one directory.
+
+:meth:`Sandbox.up` starts, all bound to 127.0.0.1 on ports picked at start:
+
+- a one-node Ceph cluster (:mod:`.ceph`) with a pool per backend and a
+  ``cinder`` client key with ``profile rbd`` on both;
+- MariaDB (:mod:`.mariadb`) and RabbitMQ with its own epmd
+  (:mod:`.rabbitmq`);
+- cinder-api (noauth, :mod:`.noauth`), cinder-scheduler and one
+  cinder-volume per backend of :mod:`.settings` (the stock RBD driver as
+  the source, ``AsyncMigrationRBDDriver`` as the target), each a process
+  of its own with a configuration file of its own, so a test can kill one
+  volume service and start it again.
+
+It returns once the API answers, every service is ``up`` and the scheduler
+knows both backends. ``sandbox.json`` records every pid, port and path, so
+another process (``cinder-asyncmig-sandbox down``) can stop everything by
+pid. ``openrc`` points the stock ``cinder`` client and ``rbd`` at it.
+"""
+
+import concurrent.futures
+import datetime
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+from oslo_log import log as logging
+from oslo_utils import excutils
+from oslo_utils import units
+
+from cinder_asyncmig.sandbox import ceph
+from cinder_asyncmig.sandbox import cinderconf
+from cinder_asyncmig.sandbox import mariadb
+from cinder_asyncmig.sandbox import process
+from cinder_asyncmig.sandbox import rabbitmq
+from cinder_asyncmig.sandbox import settings
+
+LOG = logging.getLogger(__name__)
+
+STATE_FILE = 'sandbox.json'
+DEFAULT_MEMSTORE_BYTES = 8 * units.Gi
+DEFAULT_TIMEOUT = 120
+CEPH_CLIENT = 'cinder'
+DATABASE = 'cinder'
+DB_USER = 'cinder'
+AMQP_USER = 'cinder'
+AMQP_VHOST = 'cinder'
+CLI_TIMEOUT = 120
+
+# names re-exported for tests: sandbox.service(cloud.VOLUME_TARGET)
+API = cinderconf.API
+SCHEDULER = cinderconf.SCHEDULER
+VOLUME_SOURCE = cinderconf.VOLUME_SOURCE
+VOLUME_TARGET = cinderconf.VOLUME_TARGET
+SERVICES = tuple(spec.name for spec in cinderconf.SERVICES)
+
+_BINARIES = ('cinder-api', 'cinder-scheduler', 'cinder-volume',
+             'cinder-manage', 'cinder')
+
+
+class SandboxError(Exception):
+    """The sandbox could not be started, used or stopped."""
+
+
+class ApiError(SandboxError):
+    """The Cinder API answered with an HTTP error.
+
+    :param status: the HTTP status code.
+    """
+
+    def __init__(self, status, method, path, body):
+        super(ApiError, self).__init__('%s %s: HTTP %d: %s' % (
+            method, path, status, body[:500]))
+        self.status = status
+
+
+class CinderCommandError(SandboxError):
+    """The ``cinder`` client exited non-zero.
+
+    :param returncode: its exit status; ``stdout`` and ``stderr`` its output.
+    """
+
+    def __init__(self, args, returncode, stdout, stderr):
+        super(CinderCommandError, self).__init__(
+            'cinder %s: exit %d: %s' % (' '.join(args), returncode,
+                                        stderr.strip()[-1000:]))
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+def resolve_volume_manager(requested=None):
+    """Return the volume manager class path the volume services get.
+
+    :param requested: a class path; returned as is when given.
+    :returns: ``(class_path, warning)``; ``warning`` is None unless the
+              plugin's manager cannot be imported, in which case Cinder's
+              stock manager is returned and ``warning`` says why.
+    """
+    if requested:
+        return requested, None
+    # in a child, the way cinder-volume would import it, so that this
+    # process does not load half of Cinder
+    result = subprocess.run(
+        [sys.executable, '-c',
+         'from oslo_utils import importutils; '
+         'importutils.import_class(%r)' % settings.VOLUME_MANAGER],
+        capture_output=True, text=True, timeout=CLI_TIMEOUT, check=False)
+    if result.returncode == 0:
+        return settings.VOLUME_MANAGER, None
+    lines = result.stderr.strip().splitlines() or ['exit %d' %
+                                                   result.returncode]
+    return settings.STOCK_VOLUME_MANAGER, (
+        'cannot import %s (%s); the volume services run Cinder\'s stock %s '
+        'instead' % (settings.VOLUME_MANAGER, lines[-1],
+                     settings.STOCK_VOLUME_MANAGER))
+
+
+def _utc_epoch(timestamp):
+    """Seconds since the epoch of an API timestamp (UTC, no zone)."""
+    parsed = datetime.datetime.fromisoformat(timestamp.rstrip('Z'))
+    return parsed.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+class Service(object):
+    """One Cinder service process of a sandbox.
+
+    Obtained from :meth:`Sandbox.service`; :meth:`kill` and :meth:`start`
+    update the sandbox's record.
+    """
+
+    def __init__(self, sandbox, spec, daemon):
+        self._sandbox = sandbox
+        self.spec = spec
+        self.daemon = daemon
+
+    @property
+    def name(self):
+        """The sandbox's name of the service (e.g. ``volume-target``)."""
+        return self.spec.name
+
+    @property
+    def binary(self):
+        return self.spec.binary
+
+    @property
+    def host(self):
+        """The host column of the service list (``sandbox@rbd-async``)."""
+        return cinderconf.service_host(self.spec)
+
+    @property
+    def pid(self):
+        """The pid of the service's main process (last started)."""
+        return self.daemon.pid
+
+    @property
+    def log(self):
+        return self.daemon.log
+
+    @property
+    def config(self):
+        return cinderconf.config_path(self._sandbox.deployment, self.spec)
+
+    def running(self):
+        """Whether the service's main process runs."""
+        return self.daemon.running()
+
+    def processes(self):
+        """Pids of the service's processes (main process first)."""
+        return self.daemon.processes()
+
+    def kill(self, sig=signal.SIGKILL, timeout=30):
+        """Send ``sig`` to every process of the service.
+
+        With SIGKILL (the default), waits until all of them are gone, so
+        that :meth:`start` can follow at once.
+
+        :returns: the pids signalled.
+        """
+        pids = self.daemon.kill(sig)
+        if sig == signal.SIGKILL:
+            alive = process.wait_gone(pids, timeout)
+            if alive:
+                raise SandboxError('%s: %s survived SIGKILL' % (self.name,
+                                                                alive))
+        return pids
+
+    def start(self):
+        """Start the service again (after :meth:`kill`).
+
+        :returns: the new pid. Wait with :meth:`Sandbox.wait_service_up`.
+        """
+        pid = self.daemon.start()
+        self._sandbox._record_service(self)
+        return pid
+
+    def stop(self):
+        """Kill the service and wait until it is gone."""
+        self.daemon.stop()
+
+
+class Sandbox(object):
+    """A running sandbox in ``directory``; see the module documentation.
+
+    Use :meth:`up` to start one, :meth:`load` to attach to one another
+    process started, and :meth:`down` to stop it and remove its directory.
+    """
+
+    def __init__(self, directory, state):
+        self.directory = os.path.abspath(directory)
+        self._state = state
+        self._lock = threading.Lock()
+
+    # -- record ------------------------------------------------------------
+
+    @property
+    def deployment(self):
+        """The :class:`cinderconf.Deployment` of this sandbox."""
+        return cinderconf.Deployment(**self._state['deployment'])
+
+    @property
+    def state(self):
+        """A copy of the ``sandbox.json`` record."""
+        return json.loads(json.dumps(self._state))
+
+    def _save(self):
+        path = os.path.join(self.directory, STATE_FILE)
+        with self._lock:
+            tmp = path + '.tmp'
+            with open(tmp, 'w') as f:
+                json.dump(self._state, f, indent=2, sort_keys=True)
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, path)
+
+    def _record(self, key, value):
+        with self._lock:
+            self._state[key] = value
+        self._save()
+
+    def _record_service(self, service):
+        with self._lock:
+            self._state['services'][service.name] = service.daemon.to_dict()
+        self._save()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @classmethod
+    def up(cls, directory=None, memstore_bytes=DEFAULT_MEMSTORE_BYTES,
+           volume_manager=None, timeout=DEFAULT_TIMEOUT):
+        """Create and start a sandbox.
+
+        :param directory: where everything lives; must be empty or absent.
+                          A temporary directory is made when None.
+        :param memstore_bytes: RAM the Ceph OSD may use for data.
+        :param volume_manager: ``[DEFAULT] volume_manager`` of the volume
+                               services. None means the plugin's manager,
+                               or Cinder's stock one (with a warning in
+                               the record) when that does not import.
+        :param timeout: seconds each start-up step may take.
+        :returns: the running :class:`Sandbox`.
+        :raises SandboxError: when something does not start; every process
+                              started is stopped, the logs are kept.
+        """
+        if directory is None:
+            directory = tempfile.mkdtemp(prefix='asyncmig-sandbox-')
+        directory = os.path.abspath(directory)
+        if os.path.isdir(directory) and os.listdir(directory):
+            raise SandboxError('%s is not empty; pick another directory '
+                               'or run down on it first' % directory)
+        bin_dir = os.path.dirname(sys.executable)
+        missing = [b for b in _BINARIES
+                   if not os.path.exists(os.path.join(bin_dir, b))]
+        if missing:
+            raise SandboxError('%s not found in %s: run the sandbox with '
+                               'the python of the virtualenv that has '
+                               'cinder and python-cinderclient' %
+                               (', '.join(missing), bin_dir))
+        for sub in ('etc', 'log', 'state', 'mariadb', 'rabbitmq'):
+            os.makedirs(os.path.join(directory, sub), exist_ok=True)
+        sandbox = cls(directory, cls._new_state(directory, bin_dir,
+                                                memstore_bytes,
+                                                volume_manager))
+        sandbox._save()
+        started = time.monotonic()
+        try:
+            sandbox._bring_up(timeout)
+        except BaseException:
+            with excutils.save_and_reraise_exception():
+                LOG.error('Sandbox in %s did not come up; stopping it, '
+                          'logs kept in %s', directory,
+                          os.path.join(directory, 'log'))
+                sandbox.down(remove=False)
+        sandbox._state['timings']['total'] = round(
+            time.monotonic() - started, 1)
+        sandbox._save()
+        LOG.info('Sandbox up in %(dir)s after %(secs).1fs',
+                 {'dir': directory, 'secs': time.monotonic() - started})
+        return sandbox
+
+    @staticmethod
+    def _new_state(directory, bin_dir, memstore_bytes, volume_manager):
+        api, db, amqp_port, dist, epmd = process.free_ports(5)
+        ceph_dir = os.path.join(directory, 'ceph')
+        db_password = secrets.token_hex(12)
+        amqp_password = secrets.token_hex(12)
+        deployment = cinderconf.Deployment(
+            directory=directory, api_port=api,
+            transport_url=None, database_url=None,
+            ceph_conf=os.path.join(ceph_dir, 'ceph.conf'),
+            rbd_user=CEPH_CLIENT,
+            rbd_keyring=os.path.join(ceph_dir,
+                                     'ceph.client.%s.keyring' % CEPH_CLIENT),
+            rbd_secret_uuid=str(uuid.uuid4()),
+            volume_manager=volume_manager, bin_dir=bin_dir)
+        return {
+            'directory': directory,
+            'ports': {'api': api, 'mariadb': db, 'amqp': amqp_port,
+                      'erlang_dist': dist, 'epmd': epmd},
+            'memstore_bytes': int(memstore_bytes),
+            'passwords': {'database': db_password, 'amqp': amqp_password},
+            'deployment': deployment._asdict(),
+            'ceph_dir': ceph_dir,
+            'mariadb': None,
+            'rabbitmq': None,
+            'services': {},
+            'warnings': [],
+            'timings': {},
+        }
+
+    def _timed(self, what, func, *args):
+        started = time.monotonic()
+        result = func(*args)
+        with self._lock:
+            self._state['timings'][what] = round(time.monotonic() - started,
+                                                 1)
+        return result
+
+    def _bring_up(self, timeout):
+        self._complete_deployment()
+        self._write_files()
+        # the slow parts do not depend on each other
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            futures = [
+                pool.submit(self._timed, 'ceph', self._start_ceph),
+                pool.submit(self._timed, 'mariadb+db_sync',
+                            self._start_database, timeout),
+                pool.submit(self._timed, 'rabbitmq', self._start_rabbitmq,
+                            timeout),
+                pool.submit(self._timed, 'volume_manager',
+                            self._pick_volume_manager),
+            ]
+            concurrent.futures.wait(futures)
+        for future in futures:
+            future.result()
+        self._timed('cinder', self._start_cinder, timeout)
+
+    def _complete_deployment(self):
+        ports = self._state['ports']
+        passwords = self._state['passwords']
+        db = mariadb.MariaDB(os.path.join(self.directory, 'mariadb'),
+                             ports['mariadb'], self._log_dir())
+        mq = rabbitmq.RabbitMQ(os.path.join(self.directory, 'rabbitmq'),
+                               {'amqp': ports['amqp'],
+                                'dist': ports['erlang_dist'],
+                                'epmd': ports['epmd']},
+                               AMQP_USER, passwords['amqp'], AMQP_VHOST,
+                               self._log_dir())
+        deployment = self.deployment._replace(
+            transport_url=mq.transport_url,
+            database_url=db.url(DATABASE, DB_USER, passwords['database']))
+        with self._lock:
+            self._state['deployment'] = deployment._asdict()
+            self._state['mariadb'] = db.to_dict()
+            self._state['rabbitmq'] = mq.to_dict()
+        self._save()
+
+    def _log_dir(self):
+        return os.path.join(self.directory, 'log')
+
+    def _write_files(self):
+        etc = os.path.join(self.directory, 'etc')
+        installed = os.path.join(sys.prefix, 'etc', 'cinder')
+        try:
+            with open(os.path.join(installed, 'api-paste.ini')) as f:
+                paste = cinderconf.api_paste(f.read())
+            shutil.copy(os.path.join(installed, 'resource_filters.json'),
+                        etc)
+        except OSError as exc:
+            raise SandboxError('Cinder\'s api-paste.ini or '
+                               'resource_filters.json not found in %s: %s' %
+                               (installed, exc)) from exc
+        with open(os.path.join(etc, 'api-paste.ini'), 'w') as f:
+            f.write(paste)
+        for spec in cinderconf.SERVICES:
+            if spec.backend is None:
+                self._write_service_config(spec)
+
+    def _write_service_config(self, spec):
+        deployment = self.deployment
+        path = cinderconf.config_path(deployment, spec)
+        with open(path, 'w') as f:
+            f.write(settings.render_ini(
+                cinderconf.service_settings(deployment, spec)))
+        # database and broker passwords
+        os.chmod(path, 0o600)
+
+    def _write_openrc(self):
+        for name, member in (('openrc', False), ('openrc-member', True)):
+            with open(os.path.join(self.directory, name), 'w') as f:
+                f.write(cinderconf.render_openrc(self.deployment,
+                                                 member=member))
+
+    def _start_ceph(self):
+        ceph.CephCluster.up(self._state['ceph_dir'],
+                            memstore_bytes=self._state['memstore_bytes'],
+                            pools=[b.pool for b in settings.BACKENDS],
+                            client=CEPH_CLIENT)
+
+    def _start_database(self, timeout):
+        db = self._mariadb()
+        try:
+            db.install()
+            db.start(timeout=timeout)
+        finally:
+            self._record('mariadb', db.to_dict())
+        db.create_database(DATABASE, DB_USER,
+                           self._state['passwords']['database'])
+        api = cinderconf.service_spec(API)
+        self._run_cinder_manage('--config-file',
+                                cinderconf.config_path(self.deployment, api),
+                                'db', 'sync', timeout=timeout * 2)
+
+    def _run_cinder_manage(self, *args, timeout):
+        log = os.path.join(self._log_dir(), 'cinder-manage.log')
+        argv = [os.path.join(self.deployment.bin_dir, 'cinder-manage'),
+                '--log-file', log] + list(args)
+        with open(log, 'ab') as out:
+            result = subprocess.run(argv, stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=subprocess.STDOUT,
+                                    timeout=timeout, check=False)
+        if result.returncode != 0:
+            raise SandboxError('cinder-manage %s failed (exit %d), see %s' %
+                               (' '.join(args[2:]), result.returncode, log))
+
+    def _start_rabbitmq(self, timeout):
+        mq = self._rabbitmq()
+        try:
+            mq.start(timeout=timeout)
+        finally:
+            self._record('rabbitmq', mq.to_dict())
+
+    def _pick_volume_manager(self):
+        manager, warning = resolve_volume_manager(
+            self.deployment.volume_manager)
+        if warning:
+            LOG.warning('%s', warning)
+        with self._lock:
+            self._state['deployment']['volume_manager'] = manager
+            if warning:
+                self._state['warnings'].append(warning)
+        self._save()
+
+    def _start_cinder(self, timeout):
+        deployment = self.deployment
+        for spec in cinderconf.SERVICES:
+            if spec.backend is not None:
+                self._write_service_config(spec)
+        services = []
+        for spec in cinderconf.SERVICES:
+            daemon = process.Daemon(
+                'cinder-%s' % spec.name,
+                cinderconf.service_argv(deployment, spec),
+                cinderconf.log_path(deployment, spec),
+                marker=cinderconf.config_path(deployment, spec))
+            service = Service(self, spec, daemon)
+            try:
+                service.start()
+            finally:
+                self._record_service(service)
+            services.append(service)
+        self.wait_service_up(API, timeout)
+        self._create_volume_types()
+        for service in services[1:]:
+            self.wait_service_up(service.name, timeout)
+        self._wait_for_pools(timeout, [s.daemon for s in services])
+        self._write_openrc()
+
+    def _create_volume_types(self):
+        for name, description, extra_specs in cinderconf.volume_types():
+            self.api('POST', '/types', {'volume_type': {
+                'name': name, 'description': description,
+                'extra_specs': extra_specs}})
+
+    def _wait_for_pools(self, timeout, daemons):
+        wanted = {cinderconf.pool_host(b) for b in settings.BACKENDS}
+
+        def known():
+            try:
+                pools = self.api('GET', '/scheduler-stats/get_pools')
+            except (SandboxError, OSError):
+                return False
+            return wanted <= {p['name'] for p in pools['pools']}
+        process.wait_for('the scheduler knowing pools %s' %
+                         ', '.join(sorted(wanted)), known, timeout,
+                         interval=0.5, daemons=daemons)
+
+    @classmethod
+    def load(cls, directory):
+        """Attach to a sandbox started by :meth:`up` (maybe elsewhere)."""
+        path = os.path.join(directory, STATE_FILE)
+        try:
+            with open(path) as f:
+                state = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise SandboxError('no sandbox record at %s: %s' %
+                               (path, exc)) from exc
+        return cls(directory, state)
+
+    @classmethod
+    def find(cls, parent):
+        """Return the sandboxes whose directories are right below parent."""
+        found = []
+        if os.path.isdir(parent):
+            for name in sorted(os.listdir(parent)):
+                directory = os.path.join(parent, name)
+                if os.path.isfile(os.path.join(directory, STATE_FILE)):
+                    found.append(cls.load(directory))
+        return found
+
+    def down(self, remove=True):
+        """Stop every process of the sandbox by pid; remove its directory.
+
+        Cinder services first, then RabbitMQ and its epmd, MariaDB, Ceph.
+
+        :param remove: also remove the directory (when all stopped).
+        :raises SandboxError: when a process did not stop; the directory
+                              is kept then.
+        """
+        errors = []
+        for name in reversed(SERVICES):
+            if name in self._state['services']:
+                self._stop(errors, self.service(name).stop)
+        if self._state.get('rabbitmq'):
+            self._stop(errors, self._rabbitmq().stop)
+        if self._state.get('mariadb'):
+            self._stop(errors, self._mariadb().stop)
+        ceph_dir = self._state['ceph_dir']
+        if os.path.isfile(os.path.join(ceph_dir, ceph.STATE_FILE)):
+            self._stop(errors, ceph.CephCluster.load(ceph_dir).down)
+        if errors:
+            raise SandboxError('sandbox in %s not fully stopped: %s' %
+                               (self.directory, '; '.join(errors)))
+        if remove:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    @staticmethod
+    def _stop(errors, stop):
+        try:
+            stop()
+        except (process.DaemonError, ceph.CephClusterError) as exc:
+            errors.append(str(exc))
+
+    def _mariadb(self):
+        return mariadb.MariaDB.from_dict(self._state['mariadb'])
+
+    def _rabbitmq(self):
+        return rabbitmq.RabbitMQ.from_dict(self._state['rabbitmq'])
+
+    # -- using it ----------------------------------------------------------
+
+    @property
+    def ceph(self):
+        """The sandbox's :class:`ceph.CephCluster`."""
+        return ceph.CephCluster.load(self._state['ceph_dir'])
+
+    @property
+    def source_host(self):
+        """``host@backend#pool`` of the source backend."""
+        return cinderconf.pool_host(settings.SOURCE)
+
+    @property
+    def target_host(self):
+        """``host@backend#pool`` of the target backend."""
+        return cinderconf.pool_host(settings.TARGET)
+
+    @property
+    def api_url(self):
+        return 'http://127.0.0.1:%d/v3' % self.deployment.api_port
+
+    @property
+    def openrc(self):
+        """Path of the admin openrc (``openrc-member`` is beside it)."""
+        return os.path.join(self.directory, 'openrc')
+
+    @property
+    def warnings(self):
+        """Warnings of the start-up (e.g. the volume manager fallback)."""
+        return list(self._state['warnings'])
+
+    def env(self, member=False):
+        """The openrc variables as a dict.
+
+        :param member: for the non-admin user instead of the admin.
+        """
+        return cinderconf.openrc_env(self.deployment, member=member)
+
+    def service(self, name):
+        """Return the :class:`Service` called ``name`` (see SERVICES)."""
+        spec = cinderconf.service_spec(name)
+        record = self._state['services'].get(name)
+        if record is None:
+            raise SandboxError('service %s was never started' % name)
+        return Service(self, spec, process.Daemon.from_dict(record))
+
+    def api(self, method, path, body=None, member=False, timeout=30):
+        """Call the Cinder API (newest microversion) and return its JSON.
+
+        :param path: below ``/v3/<project>``, e.g. ``/os-services``.
+        :param member: as the non-admin user instead of the admin.
+        :raises ApiError: on an HTTP error status.
+        """
+        user, project = ((cinderconf.MEMBER_USER, cinderconf.MEMBER_PROJECT)
+                         if member else
+                         (cinderconf.ADMIN_USER, cinderconf.ADMIN_PROJECT))
+        request = urllib.request.Request(
+            '%s/%s%s' % (self.api_url, project, path), method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={'X-Auth-Token': '%s:%s' % (user, project),
+                     'OpenStack-API-Version':
+                         'volume %s' % cinderconf.API_MICROVERSION,
+                     'Accept': 'application/json',
+                     'Content-Type': 'application/json'})
+        # loopback: never through a proxy from the environment
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                text = response.read()
+        except urllib.error.HTTPError as exc:
+            raise ApiError(exc.code, method, path,
+                           exc.read().decode(errors='replace')) from exc
+        return json.loads(text) if text else None
+
+    def api_answers(self):
+        """Whether cinder-api answers HTTP at all."""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open('http://127.0.0.1:%d/' %
+                             self.deployment.api_port, timeout=2):
+                return True
+        except urllib.error.HTTPError:
+            return True  # the version list answers 300
+        except OSError:
+            return False
+
+    def service_list(self):
+        """The API's service list (``os-services``)."""
+        return self.api('GET', '/os-services')['services']
+
+    def _service_entry(self, spec):
+        host = cinderconf.service_host(spec)
+        try:
+            entries = self.service_list()
+        except (SandboxError, OSError):
+            return None
+        for entry in entries:
+            if entry['binary'] == spec.binary and entry['host'] == host:
+                return entry
+        return None
+
+    def wait_service_up(self, name, timeout=60):
+        """Wait until a service is up and done with its start-up.
+
+        cinder-api is up when it answers HTTP. The other services are up
+        when the service list shows them ``up`` with two heartbeats sent
+        since their last start: a service writes the first one before
+        ``init_host`` and the periodic ones only after ``init_host`` and
+        ``init_host_with_rpc``, and a service just started again must not
+        be taken for up on the strength of its previous life's heartbeat.
+
+        :raises process.DaemonError: on timeout, or at once when the
+                                     service's process stops.
+        """
+        service = self.service(name)
+        if name == API:
+            process.wait_for('cinder-api on port %d' %
+                             self.deployment.api_port, self.api_answers,
+                             timeout, daemons=[service.daemon])
+            return
+        # the database keeps whole seconds
+        since = int(service.daemon.started_at or 0)
+        heartbeats = set()
+
+        def up():
+            entry = self._service_entry(service.spec)
+            if not entry or not entry.get('updated_at'):
+                return False
+            if _utc_epoch(entry['updated_at']) >= since:
+                heartbeats.add(entry['updated_at'])
+            return entry['state'] == 'up' and len(heartbeats) >= 2
+        process.wait_for('%s on %s up' % (service.binary, service.host),
+                         up, timeout, interval=0.5,
+                         daemons=[service.daemon])
+
+    def wait_service_down(self, name, timeout=60):
+        """Wait until the service list shows a service ``down``.
+
+        That takes ``service_down_time`` (8 s here) after its last
+        heartbeat.
+        """
+        spec = cinderconf.service_spec(name)
+
+        def down():
+            entry = self._service_entry(spec)
+            return bool(entry and entry['state'] == 'down')
+        process.wait_for('%s on %s down' % (spec.binary,
+                                            cinderconf.service_host(spec)),
+                         down, timeout, interval=0.5)
+
+    def cli_env(self, member=False):
+        """The environment the ``cinder`` client runs with."""
+        env = dict(os.environ)
+        env.update(self.env(member=member))
+        env['PATH'] = '%s:%s' % (self.deployment.bin_dir,
+                                 env.get('PATH', '/usr/bin:/bin'))
+        for key in ('no_proxy', 'NO_PROXY'):
+            env[key] = ','.join(filter(None, ['127.0.0.1', 'localhost',
+                                              env.get(key)]))
+        return env
+
+    def cinder(self, *args, member=False, timeout=CLI_TIMEOUT):
+        """Run the stock ``cinder`` client against the sandbox.
+
+        :param args: its arguments, e.g. ``('show', volume_id)``.
+        :param member: as the non-admin user instead of the admin.
+        :returns: its stdout.
+        :raises CinderCommandError: when it exits non-zero.
+        """
+        argv = [os.path.join(self.deployment.bin_dir, 'cinder')]
+        argv += [str(arg) for arg in args]
+        result = subprocess.run(argv, env=self.cli_env(member=member),
+                                capture_output=True, text=True,
+                                timeout=timeout, check=False)
+        if result.returncode != 0:
+            raise CinderCommandError(argv[1:], result.returncode,
+                                     result.stdout, result.stderr)
+        return result.stdout

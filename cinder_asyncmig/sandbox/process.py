@@ -1,0 +1,284 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Daemons of the sandbox: started in a session of their own, known by pid.
+
+A :class:`Daemon` is one long-running program of the sandbox (a database, a
+broker, a Cinder service). It is started in the foreground of a new session,
+so its pid is known at once and it outlives the process that started it,
+and it is described by a plain dict that another process can load to stop
+it. Stopping signals every process of its tree (the leader, the children it
+forked, whatever they started in sessions of their own) by pid, and checks
+each pid against the daemon's marker first so that a pid reused by an
+unrelated program is never signalled.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+from oslo_log import log as logging
+
+LOG = logging.getLogger(__name__)
+
+
+class DaemonError(Exception):
+    """A sandbox daemon could not be started or stopped."""
+
+
+def free_ports(count):
+    """Return ``count`` distinct TCP ports free on 127.0.0.1 right now.
+
+    The sockets stay bound until all ports are picked, so the ports differ
+    from each other; another program may still take one before its daemon
+    binds it, which a failed start then reports.
+    """
+    sockets = []
+    try:
+        for _i in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.bind(('127.0.0.1', 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def port_open(port, host='127.0.0.1', timeout=0.5):
+    """Whether something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _stat(pid):
+    """Return (state, ppid, session) of a process, or None when gone."""
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            # the command name may hold spaces and parentheses
+            fields = f.read().rsplit(')', 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[1]), int(fields[3])
+
+
+def pid_alive(pid):
+    """Whether ``pid`` is a running (not zombie) process."""
+    stat = _stat(pid)
+    return stat is not None and stat[0] != 'Z'
+
+
+def cmdline(pid):
+    """The command line of ``pid`` as one string ('' when gone)."""
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            return f.read().replace(b'\0', b' ').decode(errors='replace')
+    except OSError:
+        return ''
+
+
+def _all_stats():
+    stats = {}
+    for name in os.listdir('/proc'):
+        if name.isdigit():
+            stat = _stat(int(name))
+            if stat is not None:
+                stats[int(name)] = stat
+    return stats
+
+
+def process_tree(pid):
+    """Return ``pid``, its descendants and the rest of its session.
+
+    Descendants are found through their parent pids, so the ones that
+    started sessions of their own (Erlang's port programs do) are included;
+    the members of the session ``pid`` leads are found even after their
+    parent died. Zombies are left out. The leader comes first.
+    """
+    stats = _all_stats()
+    children = {}
+    for child, (_state, ppid, _sid) in stats.items():
+        children.setdefault(ppid, []).append(child)
+    found = []
+    todo = [pid] + [p for p, (_s, _pp, sid) in stats.items()
+                    if sid == pid and p != pid]
+    while todo:
+        current = todo.pop(0)
+        if current in found or current not in stats:
+            continue
+        found.append(current)
+        todo.extend(children.get(current, ()))
+    return [p for p in found if stats[p][0] != 'Z']
+
+
+def wait_gone(pids, timeout):
+    """Wait until none of ``pids`` runs; return the ones still running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [p for p in pids if pid_alive(p)]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.05)
+
+
+class Daemon(object):
+    """One program of the sandbox, running in a session of its own.
+
+    :param name: a short name, used for its log file and messages.
+    :param argv: the command line.
+    :param log: file receiving its stdout and stderr (appended to).
+    :param marker: a string its command line holds (a path of its own),
+                   checked before any signal is sent to the recorded pid.
+    :param env: variables added to the environment it starts with.
+    :param cwd: its working directory.
+    :param pid: the pid of a running instance, when loaded from a record.
+    """
+
+    def __init__(self, name, argv, log, marker, env=None, cwd=None,
+                 pid=None, started_at=None):
+        self.name = name
+        self.argv = list(argv)
+        self.log = log
+        self.marker = marker
+        self.env = dict(env or {})
+        self.cwd = cwd
+        self.pid = pid
+        self.started_at = started_at
+        self._proc = None
+
+    @classmethod
+    def from_dict(cls, record):
+        """Rebuild a daemon from :meth:`to_dict` output."""
+        return cls(record['name'], record['argv'], record['log'],
+                   record['marker'], env=record.get('env'),
+                   cwd=record.get('cwd'), pid=record.get('pid'),
+                   started_at=record.get('started_at'))
+
+    def to_dict(self):
+        """Return a JSON-serialisable record of this daemon."""
+        return {'name': self.name, 'argv': self.argv, 'log': self.log,
+                'marker': self.marker, 'env': self.env, 'cwd': self.cwd,
+                'pid': self.pid, 'started_at': self.started_at}
+
+    def start(self):
+        """Start the program; fail if it exits at once.
+
+        :returns: its pid.
+        """
+        if self.running():
+            raise DaemonError('%s already runs as pid %d' %
+                              (self.name, self.pid))
+        env = dict(os.environ)
+        env.update(self.env)
+        os.makedirs(os.path.dirname(self.log), exist_ok=True)
+        with open(self.log, 'ab') as out:
+            try:
+                self._proc = subprocess.Popen(
+                    self.argv, stdin=subprocess.DEVNULL, stdout=out,
+                    stderr=subprocess.STDOUT, env=env, cwd=self.cwd,
+                    start_new_session=True, close_fds=True)
+            except OSError as exc:
+                raise DaemonError('cannot start %s (%s): %s' % (
+                    self.name, self.argv[0], exc)) from exc
+        self.pid = self._proc.pid
+        self.started_at = time.time()
+        LOG.debug('Started %(name)s as pid %(pid)d',
+                  {'name': self.name, 'pid': self.pid})
+        time.sleep(0.05)
+        self.check()
+        return self.pid
+
+    def check(self):
+        """Raise :class:`DaemonError` with its log tail if it stopped."""
+        if not self.running():
+            if self._proc is not None:
+                self._proc.poll()
+            raise DaemonError('%s (pid %s) stopped: %s' % (
+                self.name, self.pid, self.log_tail()))
+
+    def running(self):
+        """Whether the recorded pid runs and is this daemon."""
+        if not self.pid:
+            return False
+        if self._proc is not None:
+            # our own child: poll() reaps it once it has exited
+            return self._proc.poll() is None
+        return pid_alive(self.pid) and self.marker in cmdline(self.pid)
+
+    def processes(self):
+        """The pids of every process of this daemon (leader first)."""
+        if not self.running():
+            return []
+        return process_tree(self.pid)
+
+    def kill(self, sig=signal.SIGKILL):
+        """Send ``sig`` to every process of the daemon, leader first.
+
+        The leader goes first so that a supervisor (oslo.service's process
+        launcher, the RabbitMQ start script) cannot respawn or signal the
+        others in between.
+
+        :returns: the pids signalled.
+        """
+        pids = self.processes()
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        if pids:
+            LOG.debug('Sent signal %(sig)d to %(name)s: %(pids)s',
+                      {'sig': sig, 'name': self.name, 'pids': pids})
+        return pids
+
+    def stop(self, timeout=30):
+        """Kill every process of the daemon and wait until all are gone."""
+        pids = self.kill(signal.SIGKILL)
+        alive = wait_gone(pids, timeout)
+        if self._proc is not None:
+            self._proc.wait(timeout=timeout)
+            self._proc = None
+        if alive:
+            raise DaemonError('%s: processes %s did not stop' %
+                              (self.name, alive))
+
+    def log_tail(self, lines=15):
+        """The last ``lines`` lines of the daemon's log."""
+        try:
+            with open(self.log, errors='replace') as f:
+                return ''.join(f.readlines()[-lines:]).strip()
+        except OSError:
+            return 'no log at %s' % self.log
+
+
+def wait_for(what, predicate, timeout, interval=0.2, daemons=()):
+    """Wait until ``predicate()`` is true.
+
+    :param what: what is awaited, for the error message.
+    :param daemons: daemons that must keep running meanwhile; one that
+                    stops ends the wait at once with its log tail.
+    :raises DaemonError: on timeout or when a daemon stops.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return
+        for daemon in daemons:
+            daemon.check()
+        if time.monotonic() > deadline:
+            raise DaemonError('%s: not ready after %ss' % (what, timeout))
+        time.sleep(interval)
