@@ -75,6 +75,7 @@ Deployment = collections.namedtuple('Deployment', [
     'rbd_secret_uuid',
     'volume_manager',
     'bin_dir',          # where the cinder console scripts are
+    'privileged',       # root: volume services get a host's /etc/ceph
 ])
 
 
@@ -85,6 +86,14 @@ def service_spec(name):
             return spec
     raise KeyError('no sandbox service %r; the services are %s' % (
         name, ', '.join(s.name for s in SERVICES)))
+
+
+def service_spec_of(backend):
+    """Return the :class:`ServiceSpec` of the volume service of backend."""
+    for spec in SERVICES:
+        if spec.backend == backend:
+            return spec
+    raise KeyError(backend.name)
 
 
 def service_host(spec):
@@ -113,6 +122,11 @@ def config_path(deployment, spec):
 
 def log_path(deployment, spec):
     return path(deployment, 'log', 'cinder-%s.log' % spec.name)
+
+
+def host_ceph_dir(deployment):
+    """The sandbox's /etc/ceph, seen there by the volume services."""
+    return path(deployment, 'etc', 'ceph')
 
 
 def common_settings(deployment):
@@ -158,7 +172,17 @@ def volume_settings(deployment, backend):
     state_dir = None
     if backend.driver == settings.TARGET_DRIVER:
         state_dir = path(deployment, 'state', 'asyncmig-%s' % backend.name)
-    return ([('DEFAULT', 'enabled_backends', backend.name)] +
+    privsep = []
+    if deployment.privileged:
+        # os-brick and Cinder start their privsep daemons with
+        # "sudo cinder-rootwrap", which finds neither in the virtualenv;
+        # the sandbox already runs as root
+        helper = '%s --config-file %s' % (
+            os.path.join(deployment.bin_dir, 'privsep-helper'),
+            config_path(deployment, service_spec_of(backend)))
+        privsep = [(section, 'helper_command', helper)
+                   for section in ('privsep_osbrick', 'cinder_sys_admin')]
+    return ([('DEFAULT', 'enabled_backends', backend.name)] + privsep +
             settings.manager_options(deployment.volume_manager) +
             settings.backend_options(
                 backend, deployment.ceph_conf, deployment.rbd_user,
@@ -192,9 +216,22 @@ def service_settings(deployment, spec):
 
 
 def service_argv(deployment, spec):
-    """The command line of one service."""
-    return [os.path.join(deployment.bin_dir, spec.binary),
+    """The command line of one service.
+
+    With root, a volume service runs in a mount namespace of its own where
+    the sandbox's ``etc/ceph`` is ``/etc/ceph``: os-brick reads the Ceph
+    keyring from ``/etc/ceph/<cluster>.client.<user>.keyring`` when it
+    attaches an RBD volume (generic migration does), as on a real host,
+    and nothing of the sandbox lands in the machine's /etc/ceph. ``exec``
+    keeps one pid from ``unshare`` to cinder-volume.
+    """
+    argv = [os.path.join(deployment.bin_dir, spec.binary),
             '--config-file', config_path(deployment, spec)]
+    if spec.backend is None or not deployment.privileged:
+        return argv
+    return ['unshare', '--mount', '--propagation', 'private', '--',
+            '/bin/sh', '-c', 'mount --bind "$0" /etc/ceph && exec "$@"',
+            host_ceph_dir(deployment)] + argv
 
 
 def api_paste(installed_text, admin_users=(ADMIN_USER,)):

@@ -138,6 +138,12 @@ def resolve_volume_manager(requested=None):
                      settings.STOCK_VOLUME_MANAGER))
 
 
+def _can_fake_etc_ceph():
+    """Whether volume services can get a /etc/ceph of the sandbox."""
+    return (os.geteuid() == 0 and os.path.isdir('/etc/ceph') and
+            shutil.which('unshare') is not None)
+
+
 def _utc_epoch(timestamp):
     """Seconds since the epoch of an API timestamp (UTC, no zone)."""
     parsed = datetime.datetime.fromisoformat(timestamp.rstrip('Z'))
@@ -333,7 +339,8 @@ class Sandbox(object):
             rbd_keyring=os.path.join(ceph_dir,
                                      'ceph.client.%s.keyring' % CEPH_CLIENT),
             rbd_secret_uuid=str(uuid.uuid4()),
-            volume_manager=volume_manager, bin_dir=bin_dir)
+            volume_manager=volume_manager, bin_dir=bin_dir,
+            privileged=_can_fake_etc_ceph())
         return {
             'directory': directory,
             'ports': {'api': api, 'mariadb': db, 'amqp': amqp_port,
@@ -413,6 +420,20 @@ class Sandbox(object):
                                (installed, exc)) from exc
         with open(os.path.join(etc, 'api-paste.ini'), 'w') as f:
             f.write(paste)
+        deployment = self.deployment
+        if deployment.privileged:
+            # what a hypervisor host or cinder-volume host has in /etc/ceph
+            host_ceph = cinderconf.host_ceph_dir(deployment)
+            os.makedirs(host_ceph, exist_ok=True)
+            os.symlink(deployment.ceph_conf,
+                       os.path.join(host_ceph, 'ceph.conf'))
+            os.symlink(deployment.rbd_keyring, os.path.join(
+                host_ceph, os.path.basename(deployment.rbd_keyring)))
+        else:
+            self._state['warnings'].append(
+                'not root (or no /etc/ceph, or no unshare): generic '
+                '(host copy) migration will fail, os-brick cannot attach '
+                'RBD volumes without the keyring in /etc/ceph')
         for spec in cinderconf.SERVICES:
             if spec.backend is None:
                 self._write_service_config(spec)
