@@ -121,10 +121,11 @@ def resolve_volume_manager(requested=None):
     """
     if requested:
         return requested, None
-    # in a child, the way cinder-volume would import it, so that this
+    # in a child, after what cinder-volume does first, so that this
     # process does not load half of Cinder
     result = subprocess.run(
         [sys.executable, '-c',
+         'from cinder import objects; objects.register_all(); '
          'from oslo_utils import importutils; '
          'importutils.import_class(%r)' % settings.VOLUME_MANAGER],
         capture_output=True, text=True, timeout=CLI_TIMEOUT, check=False)
