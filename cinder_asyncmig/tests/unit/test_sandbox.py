@@ -1,0 +1,420 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The sandbox's settings, configuration files and openrc, no services."""
+
+import configparser
+import contextlib
+import io
+import os
+import subprocess
+import tempfile
+
+import fixtures
+import testtools
+
+from cinder_asyncmig.cmd import sandbox as sandbox_cmd
+from cinder_asyncmig.sandbox import cinderconf
+from cinder_asyncmig.sandbox import cloud
+from cinder_asyncmig.sandbox import mariadb
+from cinder_asyncmig.sandbox import rabbitmq
+from cinder_asyncmig.sandbox import settings
+
+_PASTE = """\
+[composite:osapi_volume]
+use = call:cinder.api:root_app_factory
+/: apiversions
+/v3: openstack_volume_api_v3
+
+[composite:openstack_volume_api_v3]
+use = call:cinder.api.middleware.auth:pipeline_factory
+noauth = request_id faultwrap noauth apiv3
+keystone = request_id faultwrap authtoken keystonecontext apiv3
+
+[filter:noauth]
+paste.filter_factory = cinder.api.middleware.auth:NoAuthMiddleware.factory
+
+[app:apiv3]
+paste.app_factory = cinder.api.v3.router:APIRouter.factory
+"""
+
+
+def _deployment(directory, privileged=False):
+    return cinderconf.Deployment(
+        directory=directory, api_port=18776,
+        transport_url='rabbit://cinder:pw@127.0.0.1:15672/cinder',
+        database_url='mysql+pymysql://cinder:pw@127.0.0.1:13306/cinder',
+        ceph_conf=os.path.join(directory, 'ceph', 'ceph.conf'),
+        rbd_user='cinder',
+        rbd_keyring=os.path.join(directory, 'ceph',
+                                 'ceph.client.cinder.keyring'),
+        rbd_secret_uuid='5b3a4c4e-0000-4000-8000-000000000001',
+        volume_manager=settings.VOLUME_MANAGER,
+        bin_dir='/venv/bin', privileged=privileged)
+
+
+def _parse(text):
+    parser = configparser.RawConfigParser()
+    parser.read_string(text)
+    return parser
+
+
+class SettingsTest(testtools.TestCase):
+
+    def test_target_backend_options(self):
+        result = settings.backend_options(
+            settings.TARGET, '/etc/ceph/ceph.conf', 'cinder', 'uuid-1',
+            state_dir='/var/lib/cinder/asyncmig')
+        self.assertEqual({'rbd-async'}, {s for s, _k, _v in result})
+        values = {k: v for _s, k, v in result}
+        self.assertEqual(settings.TARGET_DRIVER, values['volume_driver'])
+        self.assertEqual('rbd-async', values['volume_backend_name'])
+        self.assertEqual('volumes-async', values['rbd_pool'])
+        self.assertEqual('cinder', values['rbd_user'])
+        self.assertEqual('uuid-1', values['rbd_secret_uuid'])
+        self.assertEqual('/var/lib/cinder/asyncmig',
+                         values['async_migration_state_dir'])
+        self.assertEqual('rbd-linked',
+                         values['async_migration_source_kinds'])
+
+    def test_source_is_the_stock_driver_without_plugin_options(self):
+        values = {k: v for _s, k, v in settings.backend_options(
+            settings.SOURCE, '/c', 'u', 's', state_dir='/ignored')}
+        self.assertEqual(settings.STOCK_RBD_DRIVER, values['volume_driver'])
+        self.assertFalse([k for k in values if k.startswith('async_')])
+
+    def test_name_and_pool_override(self):
+        result = settings.backend_options(settings.TARGET, '/c', 'u', 's',
+                                          pool='fast', name='ceph-fast')
+        values = {k: v for _s, k, v in result}
+        self.assertEqual({'ceph-fast'}, {s for s, _k, _v in result})
+        self.assertEqual('ceph-fast', values['volume_backend_name'])
+        self.assertEqual('fast', values['rbd_pool'])
+
+    def test_backend_by_name_or_role(self):
+        self.assertIs(settings.TARGET, settings.backend('target'))
+        self.assertIs(settings.SOURCE, settings.backend('rbd-src'))
+        self.assertRaises(KeyError, settings.backend, 'lvm')
+
+    def test_iniset_lines_keep_spaces_in_values(self):
+        text = settings.iniset_lines([('DEFAULT', 'k', 'a b  c'),
+                                      ('rbd-async', 'rbd_pool', 'p')])
+        out = subprocess.run(
+            ['bash', '-c', 'while read -r s k v; do '
+             'printf "%s|%s|%s\\n" "$s" "$k" "$v"; done'],
+            input=text, capture_output=True, text=True, check=True).stdout
+        self.assertEqual('DEFAULT|k|a b  c\nrbd-async|rbd_pool|p\n', out)
+
+    def test_iniset_lines_refuse_what_read_cannot_split(self):
+        self.assertRaises(ValueError, settings.iniset_lines,
+                          [('DEFAULT', 'two words', 'v')])
+        self.assertRaises(ValueError, settings.iniset_lines,
+                          [('DEFAULT', 'k', 'line\nbreak')])
+
+    def test_render_ini_default_first_last_value_wins(self):
+        text = settings.render_ini([('b', 'x', '1'), ('DEFAULT', 'y', '2'),
+                                    ('b', 'x', '3')])
+        self.assertTrue(text.startswith('[DEFAULT]\n'))
+        parsed = _parse(text)
+        self.assertEqual('3', parsed.get('b', 'x'))
+        self.assertEqual('2', parsed.get('DEFAULT', 'y'))
+
+
+class CinderConfTest(testtools.TestCase):
+
+    def setUp(self):
+        super(CinderConfTest, self).setUp()
+        self.dir = self.useFixture(fixtures.TempDir()).path
+        self.deployment = _deployment(self.dir)
+
+    def _conf(self, name, deployment=None):
+        spec = cinderconf.service_spec(name)
+        return _parse(settings.render_ini(cinderconf.service_settings(
+            deployment or self.deployment, spec)))
+
+    def test_api_is_noauth_on_loopback(self):
+        conf = self._conf(cinderconf.API)
+        self.assertEqual('noauth', conf.get('DEFAULT', 'auth_strategy'))
+        self.assertEqual('127.0.0.1',
+                         conf.get('DEFAULT', 'osapi_volume_listen'))
+        self.assertEqual('18776',
+                         conf.get('DEFAULT', 'osapi_volume_listen_port'))
+        self.assertEqual(os.path.join(self.dir, 'etc', 'api-paste.ini'),
+                         conf.get('DEFAULT', 'api_paste_config'))
+
+    def test_volume_services_get_one_backend_and_the_manager(self):
+        for name, backend in ((cinderconf.VOLUME_SOURCE, settings.SOURCE),
+                              (cinderconf.VOLUME_TARGET, settings.TARGET)):
+            conf = self._conf(name)
+            self.assertEqual(backend.name,
+                             conf.get('DEFAULT', 'enabled_backends'))
+            self.assertEqual(settings.VOLUME_MANAGER,
+                             conf.get('DEFAULT', 'volume_manager'))
+            self.assertEqual(backend.driver,
+                             conf.get(backend.name, 'volume_driver'))
+            self.assertEqual(backend.pool, conf.get(backend.name, 'rbd_pool'))
+            other = [b for b in settings.BACKENDS if b != backend][0]
+            self.assertFalse(conf.has_section(other.name))
+
+    def test_every_path_is_inside_the_sandbox(self):
+        for spec in cinderconf.SERVICES:
+            for _section, _key, value in cinderconf.service_settings(
+                    self.deployment, spec):
+                value = str(value)
+                if value.startswith('/'):
+                    self.assertTrue(value.startswith(self.dir), value)
+                if value.startswith('file://'):
+                    self.assertTrue(value.startswith('file://' + self.dir))
+        state_dir = self._conf(cinderconf.VOLUME_TARGET).get(
+            'rbd-async', 'async_migration_state_dir')
+        self.assertTrue(state_dir.startswith(self.dir))
+
+    def test_services_share_everything_but_their_role(self):
+        confs = [self._conf(spec.name) for spec in cinderconf.SERVICES]
+        for key in ('transport_url', 'host', 'report_interval',
+                    'service_down_time', 'default_volume_type'):
+            self.assertEqual(1, len({c.get('DEFAULT', key) for c in confs}),
+                             key)
+        self.assertEqual(self.deployment.database_url,
+                         confs[0].get('database', 'connection'))
+
+    def test_service_down_time_allows_heartbeats_to_be_late(self):
+        conf = self._conf(cinderconf.SCHEDULER)
+        self.assertGreaterEqual(conf.getint('DEFAULT', 'service_down_time'),
+                                3 * conf.getint('DEFAULT', 'report_interval'))
+
+    def test_privileged_volume_services_run_privsep_and_own_etc_ceph(self):
+        privileged = _deployment(self.dir, privileged=True)
+        spec = cinderconf.service_spec(cinderconf.VOLUME_TARGET)
+        conf = self._conf(spec.name, privileged)
+        helper = conf.get('privsep_osbrick', 'helper_command')
+        self.assertEqual('/venv/bin/privsep-helper --config-file %s' %
+                         cinderconf.config_path(privileged, spec), helper)
+        self.assertEqual(helper, conf.get('cinder_sys_admin',
+                                          'helper_command'))
+        argv = cinderconf.service_argv(privileged, spec)
+        self.assertEqual('unshare', argv[0])
+        self.assertIn(cinderconf.host_ceph_dir(privileged), argv)
+        self.assertEqual(['/venv/bin/cinder-volume', '--config-file',
+                          cinderconf.config_path(privileged, spec)],
+                         argv[-3:])
+        api = cinderconf.service_spec(cinderconf.API)
+        self.assertEqual('/venv/bin/cinder-api',
+                         cinderconf.service_argv(privileged, api)[0])
+
+    def test_unprivileged_volume_services_run_plain(self):
+        spec = cinderconf.service_spec(cinderconf.VOLUME_SOURCE)
+        self.assertFalse(self._conf(spec.name).has_section('privsep_osbrick'))
+        self.assertEqual('/venv/bin/cinder-volume',
+                         cinderconf.service_argv(self.deployment, spec)[0])
+
+    def test_pool_hosts_name_the_backends(self):
+        self.assertEqual('sandbox@rbd-src#rbd-src',
+                         cinderconf.pool_host(settings.SOURCE))
+        self.assertEqual('sandbox@rbd-async',
+                         cinderconf.service_host(cinderconf.service_spec(
+                             cinderconf.VOLUME_TARGET)))
+
+    def test_volume_types(self):
+        types = {name: specs for name, _d, specs in cinderconf.volume_types()}
+        self.assertEqual({'volume_backend_name': 'rbd-src'}, types['rbd-src'])
+        self.assertEqual({'volume_backend_name': 'rbd-async'},
+                         types['rbd-async'])
+        self.assertEqual('<or> rbd-src <or> rbd-async',
+                         types[cinderconf.MIGRATABLE_TYPE][
+                             'volume_backend_name'])
+        conf = self._conf(cinderconf.API)
+        self.assertEqual(cinderconf.MIGRATABLE_TYPE,
+                         conf.get('DEFAULT', 'default_volume_type'))
+
+    def test_api_paste_swaps_only_the_noauth_filter(self):
+        paste = _parse(cinderconf.api_paste(_PASTE))
+        self.assertEqual(
+            'cinder_asyncmig.sandbox.noauth:NoAuthMiddleware.factory',
+            paste.get('filter:noauth', 'paste.filter_factory'))
+        self.assertEqual('admin', paste.get('filter:noauth', 'admin_users'))
+        original = _parse(_PASTE)
+        for section in ('composite:openstack_volume_api_v3', 'app:apiv3'):
+            self.assertEqual(dict(original.items(section)),
+                             dict(paste.items(section)))
+
+    def test_api_paste_needs_a_noauth_filter(self):
+        self.assertRaises(ValueError, cinderconf.api_paste,
+                          '[app:apiv3]\npaste.app_factory = x:y\n')
+
+
+class OpenrcTest(testtools.TestCase):
+
+    def setUp(self):
+        super(OpenrcTest, self).setUp()
+        self.dir = self.useFixture(fixtures.TempDir()).path
+        self.deployment = _deployment(self.dir)
+
+    def _sourced(self, member=False):
+        path = os.path.join(self.dir, 'openrc')
+        with open(path, 'w') as f:
+            f.write(cinderconf.render_openrc(self.deployment, member=member))
+        out = subprocess.run(
+            ['bash', '-c', '. "$0" && env -0', path],
+            capture_output=True, check=True, env={'PATH': '/usr/bin:/bin'}
+        ).stdout.decode()
+        return dict(line.split('=', 1) for line in out.split('\0') if line)
+
+    def test_sourced_openrc_exports_the_variables(self):
+        env = self._sourced()
+        expected = cinderconf.openrc_env(self.deployment)
+        for key, value in expected.items():
+            self.assertEqual(value, env[key], key)
+        self.assertEqual('noauth', env['OS_AUTH_TYPE'])
+        self.assertEqual('http://127.0.0.1:18776/v3', env['CINDER_ENDPOINT'])
+        self.assertEqual('sandbox@rbd-async#rbd-async',
+                         env['ASYNCMIG_TARGET_HOST'])
+        self.assertEqual('volumes-src', env['ASYNCMIG_SOURCE_POOL'])
+        self.assertEqual(self.deployment.ceph_conf, env['CEPH_CONF'])
+        self.assertEqual('--id cinder --keyring %s' %
+                         self.deployment.rbd_keyring, env['CEPH_ARGS'])
+        self.assertTrue(env['PATH'].startswith('/venv/bin:'))
+
+    def test_member_openrc_differs_in_the_identity_only(self):
+        admin = cinderconf.openrc_env(self.deployment)
+        member = cinderconf.openrc_env(self.deployment, member=True)
+        self.assertEqual({'OS_USER_ID', 'OS_PROJECT_ID'},
+                         {k for k in admin if admin[k] != member[k]})
+        self.assertEqual(member['ASYNCMIG_MEMBER_USER_ID'],
+                         member['OS_USER_ID'])
+        self.assertEqual(admin['ASYNCMIG_ADMIN_PROJECT_ID'],
+                         admin['OS_PROJECT_ID'])
+        sourced = self._sourced(member=True)
+        self.assertEqual(member, {k: sourced[k] for k in member})
+
+    def test_project_ids_fit_cinders_url_pattern(self):
+        env = cinderconf.openrc_env(self.deployment)
+        for key in ('ASYNCMIG_ADMIN_PROJECT_ID', 'ASYNCMIG_MEMBER_PROJECT_ID'):
+            self.assertRegex(env[key], r'^[0-9a-f\-]+$')
+
+
+class DaemonsConfTest(testtools.TestCase):
+
+    def setUp(self):
+        super(DaemonsConfTest, self).setUp()
+        self.dir = self.useFixture(fixtures.TempDir()).path
+
+    def test_mariadb_stays_on_loopback_and_out_of_etc(self):
+        db = mariadb.MariaDB(os.path.join(self.dir, 'db'), 13306, self.dir)
+        argv = db.daemon.argv
+        self.assertIn('--no-defaults', argv)
+        self.assertIn('--bind-address=127.0.0.1', argv)
+        self.assertIn('--port=13306', argv)
+        self.assertIn('--socket=%s' % db.socket, argv)
+        self.assertEqual(db.datadir, db.daemon.marker)
+        self.assertEqual(
+            'mysql+pymysql://u:p@127.0.0.1:13306/d?charset=utf8mb4',
+            db.url('d', 'u', 'p'))
+
+    def test_rabbitmq_ports_are_its_own(self):
+        home = os.path.join(self.dir, 'mq')
+        os.makedirs(home)
+        mq = rabbitmq.RabbitMQ(home, {'amqp': 1, 'dist': 2, 'epmd': 3},
+                               'cinder', 'pw', 'cinder', self.dir)
+        env = mq.server.env
+        self.assertEqual('3', env['ERL_EPMD_PORT'])
+        self.assertEqual('2', env['RABBITMQ_DIST_PORT'])
+        self.assertEqual('1', env['RABBITMQ_NODE_PORT'])
+        self.assertIn('-start_epmd false',
+                      env['RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS'])
+        self.assertEqual(['epmd', '-port', '3'], mq.epmd.argv)
+        self.assertEqual(home, env['HOME'])
+        self.assertEqual('rabbit://cinder:pw@127.0.0.1:1/cinder',
+                         mq.transport_url)
+        mq.write_config()
+        with open(env['RABBITMQ_CONFIG_FILE']) as f:
+            conf = f.read()
+        self.assertIn('listeners.tcp.1 = 127.0.0.1:1\n', conf)
+        self.assertIn('default_vhost = cinder\n', conf)
+
+    def test_records_round_trip(self):
+        db = mariadb.MariaDB(os.path.join(self.dir, 'db'), 13306, self.dir)
+        again = mariadb.MariaDB.from_dict(db.to_dict())
+        self.assertEqual(db.daemon.to_dict(), again.daemon.to_dict())
+        mq = rabbitmq.RabbitMQ(self.dir, {'amqp': 1, 'dist': 2, 'epmd': 3},
+                               'u', 'p', 'v', self.dir)
+        again = rabbitmq.RabbitMQ.from_dict(mq.to_dict())
+        self.assertEqual(mq.to_dict(), again.to_dict())
+
+
+class SandboxApiTest(testtools.TestCase):
+
+    def test_up_refuses_a_used_directory(self):
+        directory = tempfile.mkdtemp()
+        self.addCleanup(os.rmdir, directory)
+        marker = os.path.join(directory, 'something')
+        open(marker, 'w').close()
+        self.addCleanup(os.unlink, marker)
+        exc = self.assertRaises(cloud.SandboxError, cloud.Sandbox.up,
+                                directory)
+        self.assertIn('not empty', str(exc))
+        self.assertEqual(['something'], os.listdir(directory))
+
+    def test_load_without_record(self):
+        directory = self.useFixture(fixtures.TempDir()).path
+        exc = self.assertRaises(cloud.SandboxError, cloud.Sandbox.load,
+                                directory)
+        self.assertIn('no sandbox record', str(exc))
+
+    def test_explicit_volume_manager_is_taken_as_is(self):
+        self.assertEqual(('x.Y', None),
+                         cloud.resolve_volume_manager('x.Y'))
+
+    def test_api_timestamps_are_utc(self):
+        self.assertEqual(86400.5,
+                         cloud._utc_epoch('1970-01-02T00:00:00.500000'))
+
+
+class PrintSettingsTest(testtools.TestCase):
+
+    def _run(self, *args):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            rc = sandbox_cmd.main(['print-settings'] + list(args))
+        return rc, out.getvalue()
+
+    def test_devstack_target_settings(self):
+        rc, out = self._run('--backend', 'target', '--ceph-conf', '/e/c.conf',
+                            '--rbd-user', 'cinder', '--secret-uuid', 'u1',
+                            '--pool', 'fast', '--name', 'ceph-async')
+        self.assertEqual(0, rc)
+        lines = out.splitlines()
+        self.assertEqual('DEFAULT volume_manager %s' %
+                         settings.VOLUME_MANAGER, lines[0])
+        self.assertIn('ceph-async volume_driver %s' %
+                      settings.TARGET_DRIVER, lines)
+        self.assertIn('ceph-async rbd_pool fast', lines)
+        self.assertIn('ceph-async rbd_ceph_conf /e/c.conf', lines)
+        self.assertFalse([line for line in lines
+                          if line.startswith('rbd-src ')])
+
+    def test_same_settings_as_the_sandbox(self):
+        rc, out = self._run('--format', 'ini', '--backend', 'target',
+                            '--ceph-conf', '/c', '--rbd-user', 'cinder',
+                            '--secret-uuid', 's')
+        self.assertEqual(0, rc)
+        expected = settings.render_ini(
+            settings.manager_options() +
+            settings.backend_options(settings.TARGET, '/c', 'cinder', 's'))
+        self.assertEqual(expected, out)
+
+    def test_name_needs_one_backend(self):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            rc, _out = self._run('--name', 'x')
+        self.assertEqual(1, rc)
+        self.assertIn('exactly one --backend', err.getvalue())
