@@ -304,6 +304,10 @@ class CephCluster(object):
         self._children.clear()
         shutil.rmtree(self.directory, ignore_errors=True)
 
+    def daemon_pids(self):
+        """The pids of the cluster's daemons that still run."""
+        return [pid for pid in self._daemon_pids() if _pid_alive(pid)]
+
     def is_running(self):
         pids = self._daemon_pids()
         return bool(pids) and all(_pid_alive(p) for p in pids)

@@ -610,6 +610,27 @@ class Sandbox(object):
     def _rabbitmq(self):
         return rabbitmq.RabbitMQ.from_dict(self._state['rabbitmq'])
 
+    def pids(self):
+        """Every running process of the sandbox, by daemon name.
+
+        :returns: a dict of daemon names (``cinder-volume-target``,
+                  ``mariadb``, ``epmd``, ``ceph``...) to lists of pids.
+        """
+        found = {}
+        for name in SERVICES:
+            if name in self._state['services']:
+                found['cinder-%s' % name] = self.service(name).processes()
+        if self._state.get('rabbitmq'):
+            mq = self._rabbitmq()
+            found['rabbitmq'] = mq.server.processes()
+            found['epmd'] = mq.epmd.processes()
+        if self._state.get('mariadb'):
+            found['mariadb'] = self._mariadb().daemon.processes()
+        if os.path.isfile(os.path.join(self._state['ceph_dir'],
+                                       ceph.STATE_FILE)):
+            found['ceph'] = self.ceph.daemon_pids()
+        return found
+
     # -- using it ----------------------------------------------------------
 
     @property

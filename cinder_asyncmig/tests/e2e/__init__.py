@@ -1,0 +1,17 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""End-to-end tests: real Cinder services on a sandbox.
+
+They run with ``tox -e e2e``; each test process brings a sandbox up
+(``cinder_asyncmig.sandbox.cloud``) under ``ASYNCMIG_TEST_DIR``.
+"""
