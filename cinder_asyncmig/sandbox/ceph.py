@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -36,6 +35,8 @@ import uuid
 
 from oslo_log import log as logging
 from oslo_utils import units
+
+from cinder_asyncmig.sandbox import process
 
 LOG = logging.getLogger(__name__)
 
@@ -103,12 +104,6 @@ class CephClusterError(Exception):
     """The throwaway cluster could not be started, used or stopped."""
 
 
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def _run(args, timeout=_CMD_TIMEOUT):
     try:
         result = subprocess.run(args, capture_output=True, text=True,
@@ -121,28 +116,6 @@ def _run(args, timeout=_CMD_TIMEOUT):
             ' '.join(args[:3]), result.returncode,
             (result.stderr or result.stdout).strip()[-2000:]))
     return result.stdout
-
-
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open('/proc/%d/stat' % pid) as stat:
-            return stat.read().split(')')[-1].split()[0] != 'Z'
-    except OSError:
-        return False
-
-
-def _cmdline(pid):
-    try:
-        with open('/proc/%d/cmdline' % pid, 'rb') as f:
-            return f.read().replace(b'\0', b' ').decode(errors='replace')
-    except OSError:
-        return ''
 
 
 class CephCluster(object):
@@ -236,7 +209,8 @@ class CephCluster(object):
                                    'or run down on it first' % directory)
         for sub in ('run', 'log', 'mon.a', 'osd.0', 'mgr.x'):
             os.makedirs(os.path.join(directory, sub), exist_ok=True)
-        state = {'fsid': str(uuid.uuid4()), 'mon_port': _free_port(),
+        state = {'fsid': str(uuid.uuid4()),
+                 'mon_port': process.free_ports(1)[0],
                  'memstore_bytes': int(memstore_bytes), 'client': client,
                  'pools': [], 'with_mgr': bool(with_mgr),
                  'daemons': {}}
@@ -295,7 +269,7 @@ class CephCluster(object):
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + 30
-        while any(_pid_alive(p) for p in pids):
+        while any(process.pid_alive(p) for p in pids):
             if time.monotonic() > deadline:
                 raise CephClusterError('daemons %s did not stop' % pids)
             time.sleep(0.05)
@@ -306,11 +280,11 @@ class CephCluster(object):
 
     def daemon_pids(self):
         """The pids of the cluster's daemons that still run."""
-        return [pid for pid in self._daemon_pids() if _pid_alive(pid)]
+        return [pid for pid in self._daemon_pids() if process.pid_alive(pid)]
 
     def is_running(self):
         pids = self._daemon_pids()
-        return bool(pids) and all(_pid_alive(p) for p in pids)
+        return bool(pids) and all(process.pid_alive(p) for p in pids)
 
     # -- pools and clients ----------------------------------------------
 
@@ -468,6 +442,6 @@ class CephCluster(object):
         pids = []
         for pid in self._state.get('daemons', {}).values():
             # a pid reused by something else is not ours to kill
-            if self.conf_path in _cmdline(pid):
+            if self.conf_path in process.cmdline(pid):
                 pids.append(pid)
         return pids
