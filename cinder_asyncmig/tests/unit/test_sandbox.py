@@ -283,6 +283,7 @@ class OpenrcTest(testtools.TestCase):
         self.assertEqual('--id cinder --keyring %s' %
                          self.deployment.rbd_keyring, env['CEPH_ARGS'])
         self.assertTrue(env['PATH'].startswith('/venv/bin:'))
+        self.assertEqual('127.0.0.1,localhost', env['no_proxy'])
 
     def test_member_openrc_differs_in_the_identity_only(self):
         admin = cinderconf.openrc_env(self.deployment)
