@@ -1,0 +1,428 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The blueprint's migrate flow through the real Cinder API.
+
+One sandbox (Ceph with cephx, MariaDB, RabbitMQ, cinder-api, -scheduler
+and two cinder-volume services) serves the class. Every test drives
+``os-migrate_volume`` through the REST API, as ``cinder migrate`` does,
+and checks what a user would: migration_status sequence, host, status,
+metadata, refusals, and the volume's bytes (sha256) as a hypervisor reads
+them through librbd.
+"""
+
+import json
+import os
+import random
+import signal
+import tempfile
+import time
+
+from oslo_utils import units
+import rbd
+import testtools
+from testtools import content
+
+from cinder_asyncmig.sandbox import cloud
+from cinder_asyncmig.sandbox import process
+from cinder_asyncmig.tests.functional import base as ceph_base
+from cinder_asyncmig.volume import manager
+
+SIZE = units.Gi
+FINAL = ('success', 'error')
+
+
+def _test_dir():
+    directory = os.environ.get('ASYNCMIG_TEST_DIR') or tempfile.gettempdir()
+    os.makedirs(directory, exist_ok=True)
+    return directory
+
+
+class AsyncMigrationTest(testtools.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super(AsyncMigrationTest, cls).setUpClass()
+        cls.sandbox = cloud.Sandbox.up(
+            tempfile.mkdtemp(prefix='sandbox-', dir=_test_dir()))
+        env = cls.sandbox.env()
+        cls.src_pool = env['ASYNCMIG_SOURCE_POOL']
+        cls.dst_pool = env['ASYNCMIG_TARGET_POOL']
+        cls.migratable = env['ASYNCMIG_MIGRATABLE_TYPE']
+        cls.rados = cls.sandbox.ceph.connect()
+        cls.ioctx = {p: cls.rados.open_ioctx(p)
+                     for p in (cls.src_pool, cls.dst_pool)}
+
+    @classmethod
+    def tearDownClass(cls):
+        for ioctx in cls.ioctx.values():
+            ioctx.close()
+        cls.rados.shutdown()
+        cls.sandbox.down()
+        super(AsyncMigrationTest, cls).tearDownClass()
+
+    def setUp(self):
+        super(AsyncMigrationTest, self).setUp()
+        self.rng = random.Random(self.id())
+        for name in (cloud.VOLUME_SOURCE, cloud.VOLUME_TARGET):
+            if not self.sandbox.service(name).running():
+                self.sandbox.service(name).start()
+                self.sandbox.wait_service_up(name, timeout=90)
+
+    # -- helpers ---------------------------------------------------------
+
+    def api(self, method, path, body=None, member=False):
+        return self.sandbox.api(method, path, body, member=member)
+
+    def volume(self, volume_id, member=False):
+        return self.api('GET', '/volumes/%s' % volume_id,
+                        member=member)['volume']
+
+    def wait(self, volume_id, what, predicate, timeout=180):
+        found = {}
+
+        def check():
+            found['volume'] = self.volume(volume_id)
+            return predicate(found['volume'])
+        process.wait_for('volume %s %s' % (volume_id, what), check, timeout)
+        return found['volume']
+
+    def create(self, size_gib=1, volume_type=None, member=False,
+               fill=True):
+        body = {'volume': {'size': size_gib, 'name': self.id()[-40:],
+                           'volume_type': volume_type or self.migratable}}
+        volume_id = self.api('POST', '/volumes', body,
+                             member=member)['volume']['id']
+        self.addCleanup(self.delete_quietly, volume_id)
+        process.wait_for(
+            'volume %s available' % volume_id,
+            lambda: self.volume(volume_id, member)['status'] == 'available',
+            120)
+        model = ceph_base.ImageModel(size_gib * units.Gi)
+        if fill:
+            ceph_base.fill_with_holes(model, self.ioctx[self.src_pool],
+                                      'volume-%s' % volume_id, self.rng,
+                                      density=0.7)
+        return volume_id, model
+
+    def delete_quietly(self, volume_id):
+        try:
+            volume = self.volume(volume_id)
+            for attachment in volume.get('attachments', []):
+                self.api('DELETE', '/attachments/%s' %
+                         attachment['attachment_id'])
+            self.wait(volume_id, 'settled',
+                      lambda v: v.get('migration_status') not in (
+                          'migrating', manager.ATTACHABLE), timeout=300)
+            self.api('DELETE', '/volumes/%s' % volume_id)
+        except cloud.ApiError:
+            pass
+
+    def migrate(self, volume_id, host=None, force_host_copy=False,
+                member=False):
+        self.api('POST', '/volumes/%s/action' % volume_id,
+                 {'os-migrate_volume': {
+                     'host': host or self.sandbox.target_host,
+                     'force_host_copy': force_host_copy}}, member=member)
+
+    def follow(self, volume_id, timeout=300):
+        """Poll until the migration ends; return what was seen."""
+        seen = {'states': [], 'progress': []}
+
+        def ended(volume):
+            state = volume.get('migration_status')
+            if not seen['states'] or seen['states'][-1] != state:
+                seen['states'].append(state)
+            progress = volume['metadata'].get(manager.PROGRESS_KEY)
+            if progress and progress not in seen['progress']:
+                seen['progress'].append(progress)
+            return state in FINAL
+        seen['volume'] = self.wait(volume_id, 'migrated', ended, timeout)
+        return seen
+
+    def image_sha256(self, pool, volume_id):
+        return ceph_base.image_sha256(self.ioctx[pool],
+                                      'volume-%s' % volume_id)
+
+    def attach(self, volume_id):
+        attachment = self.api('POST', '/attachments', {'attachment': {
+            # without a server id: its deletion would ask Nova first
+            'volume_uuid': volume_id,
+            'connector': {'initiator': 'iqn.2026-11.test:hv', 'ip':
+                          '127.0.0.1', 'host': 'hypervisor', 'multipath':
+                          False, 'platform': 'x86_64', 'os_type': 'linux',
+                          'mountpoint': '/dev/vdb'},
+            'mode': 'rw'}})['attachment']
+        self.api('POST', '/attachments/%s/action' % attachment['id'],
+                 {'os-complete': None})
+        return attachment
+
+    @staticmethod
+    def connection_data(connection):
+        # the attachments API returns the driver's connection data itself
+        return connection.get('data', connection)
+
+    def hypervisor_write(self, model, connection, count=4):
+        """Write through the attachment's connection info via librbd."""
+        pool, name = self.connection_data(connection)['name'].split('/')
+        with rbd.Image(self.ioctx[pool], name) as image:
+            for _ in range(count):
+                at = self.rng.randrange(0, SIZE - units.Mi)
+                payload = self.rng.randbytes(256 * units.Ki)
+                image.write(payload, at)
+                model.apply(at, payload)
+            image.flush()
+
+    def assert_migrated(self, volume_id, model, seen):
+        volume = seen['volume']
+        self.assertEqual('success', volume['migration_status'], seen)
+        self.assertEqual(self.sandbox.target_host,
+                         volume['os-vol-host-attr:host'])
+        self.assertNotIn(manager.PROGRESS_KEY, volume['metadata'])
+        self.assertEqual(model.sha256(),
+                         self.image_sha256(self.dst_pool, volume_id))
+        self.assertNotIn('volume-%s' % volume_id,
+                         rbd.RBD().list(self.ioctx[self.src_pool]))
+
+    def rbd_state(self, volume_id):
+        status = self.sandbox.ceph.rbd(
+            'status', '--format', 'json',
+            '%s/volume-%s' % (self.dst_pool, volume_id))
+        return json.loads(status).get('migration', {}).get('state')
+
+    # -- the flow --------------------------------------------------------
+
+    def test_async_migration_states_progress_and_bytes(self):
+        volume_id, model = self.create()
+        started = time.monotonic()
+        self.migrate(volume_id)
+        attachable = self.wait(
+            volume_id, 'attachable',
+            lambda v: v['migration_status'] in (manager.ATTACHABLE,) + FINAL)
+        took = time.monotonic() - started
+        self.assertEqual(manager.ATTACHABLE, attachable['migration_status'])
+        self.assertEqual(self.sandbox.target_host,
+                         attachable['os-vol-host-attr:host'])
+        # usable at once: the destination reads every byte already
+        self.assertEqual(model.sha256(),
+                         self.image_sha256(self.dst_pool, volume_id))
+        seen = self.follow(volume_id)
+        self.assert_migrated(volume_id, model, seen)
+        self.assertEqual([manager.ATTACHABLE, 'success'],
+                         seen['states'][-2:])
+        self.assertNotEqual([], seen['progress'])
+        self.assertRegex(seen['progress'][-1],
+                         r'^\d+\.\d% \(\d+ of 1024 MiB, \d+ MiB/s\)$')
+        self.assertEqual('available', seen['volume']['status'])
+        self.addDetail('seconds to migrating_attachable',
+                       content.text_content('%.3f' % took))
+
+    def test_attach_io_extend_and_refusals_while_attachable(self):
+        volume_id, model = self.create()
+        self.migrate(volume_id)
+        self.wait(volume_id, 'attachable',
+                  lambda v: v['migration_status'] == manager.ATTACHABLE)
+        attachment = self.attach(volume_id)
+        connection = attachment['connection_info']
+        # the target's connection info, without any key
+        data = self.connection_data(connection)
+        self.assertEqual('%s/volume-%s' % (self.dst_pool, volume_id),
+                         data['name'])
+        self.assertFalse(data.get('keyring'))
+        self.assertEqual('in-use', self.volume(volume_id)['status'])
+        self.hypervisor_write(model, connection)
+
+        for method, path, body in (
+                ('DELETE', '/volumes/%s' % volume_id, None),
+                ('POST', '/snapshots', {'snapshot': {
+                    'volume_id': volume_id, 'force': True}}),
+                ('POST', '/volumes/%s/action' % volume_id,
+                 {'os-retype': {'new_type': self.sandbox.env()[
+                     'ASYNCMIG_SOURCE_TYPE'], 'migration_policy':
+                     'on-demand'}}),
+                ('POST', '/volumes/%s/action' % volume_id,
+                 {'os-migrate_volume': {'host': self.sandbox.source_host}})):
+            exc = self.assertRaises(cloud.ApiError, self.api, method, path,
+                                    body)
+            self.assertEqual(400, exc.status, '%s %s' % (method, path))
+
+        self.api('DELETE', '/attachments/%s' % attachment['id'])
+        volume = self.volume(volume_id)
+        if volume['migration_status'] == manager.ATTACHABLE:
+            self.assertEqual('available', volume['status'])
+        self.api('POST', '/volumes/%s/action' % volume_id,
+                 {'os-extend': {'new_size': 2}})
+        self.wait(volume_id, 'extended', lambda v: v['size'] == 2)
+        model.resize(2 * units.Gi)
+
+        seen = self.follow(volume_id)
+        self.assert_migrated(volume_id, model, seen)
+        self.assertEqual('available', seen['volume']['status'])
+        with rbd.Image(self.ioctx[self.dst_pool], 'volume-%s' % volume_id,
+                       read_only=True) as image:
+            self.assertEqual(2 * units.Gi, image.size())
+
+    def test_refusals_leave_the_volume_unchanged(self):
+        volume_id, model = self.create(fill=False)
+        snapped, _model = self.create(fill=False)
+        self.api('POST', '/snapshots', {'snapshot': {'volume_id': snapped,
+                                                     'name': 's'}})
+        member_volume, _model = self.create(fill=False, member=True,
+                                            volume_type=None)
+        before = self.volume(volume_id)
+        images = sorted(rbd.RBD().list(self.ioctx[self.dst_pool]))
+        cases = [
+            (volume_id, {'host': 'nowhere@none#none'}, False, 400),
+            (volume_id, {'host': self.sandbox.source_host}, False, 400),
+            (snapped, {'host': self.sandbox.target_host}, False, 400),
+            (member_volume, {'host': self.sandbox.target_host}, True, 403),
+        ]
+        for vol, body, member, code in cases:
+            exc = self.assertRaises(
+                cloud.ApiError, self.api, 'POST', '/volumes/%s/action' % vol,
+                {'os-migrate_volume': body}, member=member)
+            self.assertEqual(code, exc.status, body)
+        after = self.volume(volume_id)
+        for key in ('status', 'migration_status', 'os-vol-host-attr:host'):
+            self.assertEqual(before[key], after[key])
+        self.assertIsNone(after['migration_status'])
+        self.assertEqual(images,
+                         sorted(rbd.RBD().list(self.ioctx[self.dst_pool])))
+
+    def test_already_migrating_refused(self):
+        volume_id, model = self.create()
+        self.migrate(volume_id)
+        exc = self.assertRaises(cloud.ApiError, self.migrate, volume_id)
+        self.assertEqual(400, exc.status)
+        self.assert_migrated(volume_id, model, self.follow(volume_id))
+
+    def test_fallback_when_target_is_not_async(self):
+        volume_id, model = self.create(volume_type=self.migratable)
+        self.migrate(volume_id)
+        self.follow(volume_id)
+        # back to the stock RBD backend: Cinder's own migration
+        self.migrate(volume_id, host=self.sandbox.source_host)
+        seen = self.follow(volume_id)
+        self.assertEqual('success', seen['volume']['migration_status'])
+        self.assertNotIn(manager.ATTACHABLE, seen['states'])
+        self.assertEqual(self.sandbox.source_host,
+                         seen['volume']['os-vol-host-attr:host'])
+        self.assertEqual(model.sha256(),
+                         self.image_sha256(self.src_pool, volume_id))
+
+    def test_force_host_copy_uses_generic_migration(self):
+        volume_id, model = self.create()
+        self.migrate(volume_id, force_host_copy=True)
+        seen = self.follow(volume_id, timeout=600)
+        self.assertEqual('success', seen['volume']['migration_status'])
+        self.assertNotIn(manager.ATTACHABLE, seen['states'])
+        self.assertEqual(self.sandbox.target_host,
+                         seen['volume']['os-vol-host-attr:host'])
+        # generic migration swaps the volume's name id to the new volume
+        name = 'volume-%s' % (seen['volume'].get('name_id') or volume_id)
+        self.assertEqual(model.sha256(), ceph_base.image_sha256(
+            self.ioctx[self.dst_pool], name))
+
+    def _stop(self, name, sig):
+        for pid in self.sandbox.service(name).processes():
+            os.kill(pid, sig)
+
+    def test_attach_refused_while_taking_over(self):
+        volume_id, model = self.create(fill=False)
+        # a target that does not answer holds the volume in 'migrating'
+        self._stop(cloud.VOLUME_TARGET, signal.SIGSTOP)
+        try:
+            self.migrate(volume_id)
+            self.wait(volume_id, 'migrating',
+                      lambda v: v['migration_status'] == 'migrating')
+            exc = self.assertRaises(cloud.ApiError, self.attach, volume_id)
+            self.assertEqual(400, exc.status)
+            self.assertIn('being migrated', str(exc))
+            volume = self.volume(volume_id)
+            self.assertEqual('available', volume['status'])
+            self.assertEqual([], volume['attachments'])
+        finally:
+            self._stop(cloud.VOLUME_TARGET, signal.SIGCONT)
+        self.assert_migrated(volume_id, model, self.follow(volume_id))
+
+    # -- restarts --------------------------------------------------------
+
+    def _restart_target(self):
+        """SIGKILL the target cinder-volume (its copy worker too)."""
+        target = self.sandbox.service(cloud.VOLUME_TARGET)
+        target.kill()
+        target.start()
+
+    def test_target_killed_right_after_take_over(self):
+        volume_id, model = self.create()
+        self.migrate(volume_id)
+        self.wait(volume_id, 'attachable',
+                  lambda v: v['migration_status'] == manager.ATTACHABLE)
+        self.sandbox.service(cloud.VOLUME_TARGET).kill()
+        # a hypervisor keeps writing while cinder-volume is down
+        self.hypervisor_write(model, {
+            'name': '%s/volume-%s' % (self.dst_pool, volume_id)})
+        self.sandbox.service(cloud.VOLUME_TARGET).start()
+        self.assert_migrated(volume_id, model, self.follow(volume_id))
+
+    def test_target_killed_mid_copy(self):
+        volume_id, model = self.create()
+        self.migrate(volume_id)
+        self.wait(volume_id, 'attachable',
+                  lambda v: v['migration_status'] == manager.ATTACHABLE)
+        attachment = self.attach(volume_id)
+        self.hypervisor_write(model, attachment['connection_info'])
+        self.api('DELETE', '/attachments/%s' % attachment['id'])
+        self.wait(volume_id, 'copying', lambda v: not v['metadata'].get(
+            manager.PROGRESS_KEY, '0.0%').startswith('0.0%') or
+            v['migration_status'] in FINAL)
+        self._restart_target()
+        self.assert_migrated(volume_id, model, self.follow(volume_id))
+
+    def test_target_killed_after_copy_before_commit(self):
+        # big enough that the copy outlasts the steps before the freeze
+        volume_id, model = self.create(size_gib=2)
+        self.migrate(volume_id)
+        self.wait(volume_id, 'attachable',
+                  lambda v: v['migration_status'] == manager.ATTACHABLE)
+        self.hypervisor_write(model, {
+            'name': '%s/volume-%s' % (self.dst_pool, volume_id)})
+        self.wait(volume_id, 'copying',
+                  lambda v: manager.PROGRESS_KEY in v['metadata'])
+        service = self.sandbox.service(cloud.VOLUME_TARGET)
+        workers = [p for p in service.processes()
+                   if 'cinder_asyncmig.engine.worker' in process.cmdline(p)]
+        self.assertEqual(1, len(workers))
+        # freeze cinder-volume but not its copy worker: the copy ends,
+        # nobody commits, and then the service dies
+        for pid in service.processes():
+            if pid not in workers:
+                os.kill(pid, signal.SIGSTOP)
+        try:
+            process.wait_for('copy executed',
+                             lambda: self.rbd_state(volume_id) == 'executed',
+                             180)
+        finally:
+            service.kill()
+            service.start()
+        self.assert_migrated(volume_id, model, self.follow(volume_id))
+
+    def test_source_killed_mid_copy(self):
+        volume_id, model = self.create()
+        self.migrate(volume_id)
+        self.wait(volume_id, 'attachable',
+                  lambda v: v['migration_status'] == manager.ATTACHABLE)
+        self.sandbox.service(cloud.VOLUME_SOURCE).kill()
+        seen = self.follow(volume_id)
+        self.assertFalse(self.sandbox.service(
+            cloud.VOLUME_SOURCE).running())
+        self.assert_migrated(volume_id, model, seen)
