@@ -35,15 +35,11 @@ from oslo_utils import units
 
 from cinder_asyncmig.sandbox import backends
 from cinder_asyncmig.sandbox import ceph
+from cinder_asyncmig.sandbox import demo as sandbox_demo
 from cinder_asyncmig.volume.drivers import rbd as target_rbd
 
 SRC_POOL, DST_POOL = 'volumes-src', 'volumes-dst'
 CHUNK = 4 * units.Mi
-
-
-def _bar(percent, width=40):
-    full = int(width * percent / 100)
-    return '[%s%s] %5.1f%%' % ('#' * full, '.' * (width - full), percent)
 
 
 class _Demo(object):
@@ -175,7 +171,7 @@ class _Demo(object):
                 raise RuntimeError('read-back after write differs')
             self.io_during_copy += 1
         line = '%s %s %.0f MiB/s' % (
-            _bar(percent), progress.get('phase', ''),
+            sandbox_demo.bar(percent), progress.get('phase', ''),
             progress.get('rate_bytes_per_sec', 0) / units.Mi)
         if self.tty:
             self.out.write('\r' + line)

@@ -19,6 +19,7 @@
     cinder-asyncmig-sandbox down --dir DIR
     cinder-asyncmig-sandbox down --under DIR   (every sandbox below DIR)
     cinder-asyncmig-sandbox print-settings [--format iniset|ini] ...
+    cinder-asyncmig-sandbox demo [--dir DIR] [--size-gib N] [--keep]
 
 ``up`` prints the sandbox directory on stdout (``. DIR/openrc`` then points
 the ``cinder`` client and ``rbd`` at it) and a summary on stderr.
@@ -36,6 +37,7 @@ from oslo_utils import units
 
 from cinder_asyncmig.sandbox import ceph
 from cinder_asyncmig.sandbox import cloud
+from cinder_asyncmig.sandbox import demo as sandbox_demo
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sandbox import settings
 
@@ -78,6 +80,15 @@ def _parser():
     where.add_argument('--under',
                        help='stop every sandbox whose directory is right '
                             'below this one (left over by killed tests)')
+
+    demo = sub.add_parser('demo', help='bring a sandbox up and run one '
+                                       'async migration through it')
+    demo.add_argument('--dir', help='sandbox directory (default: a new '
+                                    'temporary one)')
+    demo.add_argument('--size-gib', type=int, default=2,
+                      help='size of the migrated volume')
+    demo.add_argument('--keep', action='store_true',
+                      help='leave the sandbox running afterwards')
 
     show = sub.add_parser(
         'print-settings',
@@ -179,11 +190,14 @@ def main(argv=None):
                         else logging.ERROR,
                         format='%(asctime)s %(name)s: %(message)s')
     commands = {'up': _up, 'status': _status, 'down': _down,
+                'demo': lambda a: sandbox_demo.run(a.dir, a.size_gib,
+                                                   a.keep),
                 'print-settings': _print_settings,
                 'env': lambda a: sys.stdout.write(_exports(
                     cloud.Sandbox.load(a.dir).env(member=a.member)))}
     try:
-        commands[args.command](args)
+        if commands[args.command](args):
+            return 1
     except (cloud.SandboxError, process.DaemonError, ceph.CephClusterError,
             ValueError) as exc:
         sys.stderr.write('cinder-asyncmig-sandbox %s: %s\n' %

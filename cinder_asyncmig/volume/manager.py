@@ -43,16 +43,15 @@ from oslo_utils import excutils
 from oslo_utils import units
 
 from cinder_asyncmig import opts
+from cinder_asyncmig.volume import constants
 from cinder_asyncmig.volume import rpcapi
 
 CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
 
-ATTACHABLE = 'migrating_attachable'
-# volume metadata users see in "cinder show" while the copy runs
-PROGRESS_KEY = 'async_migration_progress'
-# admin metadata on the source side while the target takes the volume over
-TARGET_KEY = 'asyncmig_target_host'
+ATTACHABLE = constants.ATTACHABLE
+PROGRESS_KEY = constants.PROGRESS_KEY
+TARGET_KEY = constants.TARGET_KEY
 
 
 @contextlib.contextmanager

@@ -35,7 +35,7 @@ from testtools import content
 from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.tests.functional import base as ceph_base
-from cinder_asyncmig.volume import manager
+from cinder_asyncmig.volume import constants
 
 SIZE = units.Gi
 FINAL = ('success', 'error')
@@ -122,7 +122,7 @@ class AsyncMigrationTest(testtools.TestCase):
                          attachment['attachment_id'])
             self.wait(volume_id, 'settled',
                       lambda v: v.get('migration_status') not in (
-                          'migrating', manager.ATTACHABLE), timeout=300)
+                          'migrating', constants.ATTACHABLE), timeout=300)
             self.api('DELETE', '/volumes/%s' % volume_id)
         except cloud.ApiError:
             pass
@@ -142,7 +142,7 @@ class AsyncMigrationTest(testtools.TestCase):
             state = volume.get('migration_status')
             if not seen['states'] or seen['states'][-1] != state:
                 seen['states'].append(state)
-            progress = volume['metadata'].get(manager.PROGRESS_KEY)
+            progress = volume['metadata'].get(constants.PROGRESS_KEY)
             if progress and progress not in seen['progress']:
                 seen['progress'].append(progress)
             return state in FINAL
@@ -187,7 +187,7 @@ class AsyncMigrationTest(testtools.TestCase):
         self.assertEqual('success', volume['migration_status'], seen)
         self.assertEqual(self.sandbox.target_host,
                          volume['os-vol-host-attr:host'])
-        self.assertNotIn(manager.PROGRESS_KEY, volume['metadata'])
+        self.assertNotIn(constants.PROGRESS_KEY, volume['metadata'])
         self.assertEqual(model.sha256(),
                          self.image_sha256(self.dst_pool, volume_id))
         self.assertNotIn('volume-%s' % volume_id,
@@ -207,9 +207,9 @@ class AsyncMigrationTest(testtools.TestCase):
         self.migrate(volume_id)
         attachable = self.wait(
             volume_id, 'attachable',
-            lambda v: v['migration_status'] in (manager.ATTACHABLE,) + FINAL)
+            lambda v: v['migration_status'] in (constants.ATTACHABLE,) + FINAL)
         took = time.monotonic() - started
-        self.assertEqual(manager.ATTACHABLE, attachable['migration_status'])
+        self.assertEqual(constants.ATTACHABLE, attachable['migration_status'])
         self.assertEqual(self.sandbox.target_host,
                          attachable['os-vol-host-attr:host'])
         # usable at once: the destination reads every byte already
@@ -217,7 +217,7 @@ class AsyncMigrationTest(testtools.TestCase):
                          self.image_sha256(self.dst_pool, volume_id))
         seen = self.follow(volume_id)
         self.assert_migrated(volume_id, model, seen)
-        self.assertEqual([manager.ATTACHABLE, 'success'],
+        self.assertEqual([constants.ATTACHABLE, 'success'],
                          seen['states'][-2:])
         self.assertNotEqual([], seen['progress'])
         self.assertRegex(seen['progress'][-1],
@@ -230,7 +230,7 @@ class AsyncMigrationTest(testtools.TestCase):
         volume_id, model = self.create()
         self.migrate(volume_id)
         self.wait(volume_id, 'attachable',
-                  lambda v: v['migration_status'] == manager.ATTACHABLE)
+                  lambda v: v['migration_status'] == constants.ATTACHABLE)
         attachment = self.attach(volume_id)
         connection = attachment['connection_info']
         # the target's connection info, without any key
@@ -257,7 +257,7 @@ class AsyncMigrationTest(testtools.TestCase):
 
         self.api('DELETE', '/attachments/%s' % attachment['id'])
         volume = self.volume(volume_id)
-        if volume['migration_status'] == manager.ATTACHABLE:
+        if volume['migration_status'] == constants.ATTACHABLE:
             self.assertEqual('available', volume['status'])
         self.api('POST', '/volumes/%s/action' % volume_id,
                  {'os-extend': {'new_size': 2}})
@@ -313,7 +313,7 @@ class AsyncMigrationTest(testtools.TestCase):
         self.migrate(volume_id, host=self.sandbox.source_host)
         seen = self.follow(volume_id)
         self.assertEqual('success', seen['volume']['migration_status'])
-        self.assertNotIn(manager.ATTACHABLE, seen['states'])
+        self.assertNotIn(constants.ATTACHABLE, seen['states'])
         self.assertEqual(self.sandbox.source_host,
                          seen['volume']['os-vol-host-attr:host'])
         self.assertEqual(model.sha256(),
@@ -324,7 +324,7 @@ class AsyncMigrationTest(testtools.TestCase):
         self.migrate(volume_id, force_host_copy=True)
         seen = self.follow(volume_id, timeout=600)
         self.assertEqual('success', seen['volume']['migration_status'])
-        self.assertNotIn(manager.ATTACHABLE, seen['states'])
+        self.assertNotIn(constants.ATTACHABLE, seen['states'])
         self.assertEqual(self.sandbox.target_host,
                          seen['volume']['os-vol-host-attr:host'])
         # generic migration swaps the volume's name id to the new volume
@@ -366,7 +366,7 @@ class AsyncMigrationTest(testtools.TestCase):
         volume_id, model = self.create()
         self.migrate(volume_id)
         self.wait(volume_id, 'attachable',
-                  lambda v: v['migration_status'] == manager.ATTACHABLE)
+                  lambda v: v['migration_status'] == constants.ATTACHABLE)
         self.sandbox.service(cloud.VOLUME_TARGET).kill()
         # a hypervisor keeps writing while cinder-volume is down
         self.hypervisor_write(model, {
@@ -378,12 +378,12 @@ class AsyncMigrationTest(testtools.TestCase):
         volume_id, model = self.create()
         self.migrate(volume_id)
         self.wait(volume_id, 'attachable',
-                  lambda v: v['migration_status'] == manager.ATTACHABLE)
+                  lambda v: v['migration_status'] == constants.ATTACHABLE)
         attachment = self.attach(volume_id)
         self.hypervisor_write(model, attachment['connection_info'])
         self.api('DELETE', '/attachments/%s' % attachment['id'])
         self.wait(volume_id, 'copying', lambda v: not v['metadata'].get(
-            manager.PROGRESS_KEY, '0.0%').startswith('0.0%') or
+            constants.PROGRESS_KEY, '0.0%').startswith('0.0%') or
             v['migration_status'] in FINAL)
         self._restart_target()
         self.assert_migrated(volume_id, model, self.follow(volume_id))
@@ -393,11 +393,11 @@ class AsyncMigrationTest(testtools.TestCase):
         volume_id, model = self.create(size_gib=2)
         self.migrate(volume_id)
         self.wait(volume_id, 'attachable',
-                  lambda v: v['migration_status'] == manager.ATTACHABLE)
+                  lambda v: v['migration_status'] == constants.ATTACHABLE)
         self.hypervisor_write(model, {
             'name': '%s/volume-%s' % (self.dst_pool, volume_id)})
         self.wait(volume_id, 'copying',
-                  lambda v: manager.PROGRESS_KEY in v['metadata'])
+                  lambda v: constants.PROGRESS_KEY in v['metadata'])
         service = self.sandbox.service(cloud.VOLUME_TARGET)
         workers = [p for p in service.processes()
                    if 'cinder_asyncmig.engine.worker' in process.cmdline(p)]
@@ -420,7 +420,7 @@ class AsyncMigrationTest(testtools.TestCase):
         volume_id, model = self.create()
         self.migrate(volume_id)
         self.wait(volume_id, 'attachable',
-                  lambda v: v['migration_status'] == manager.ATTACHABLE)
+                  lambda v: v['migration_status'] == constants.ATTACHABLE)
         self.sandbox.service(cloud.VOLUME_SOURCE).kill()
         seen = self.follow(volume_id)
         self.assertFalse(self.sandbox.service(

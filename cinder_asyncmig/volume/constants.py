@@ -1,0 +1,22 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Names users and operators see, shared by the services and the tools."""
+
+# migration_status while the volume is usable on the target and its data
+# is copied in the background
+ATTACHABLE = 'migrating_attachable'
+# volume metadata key holding the copy's progress while it runs, e.g.
+# "42.0% (430 of 1024 MiB, 180 MiB/s)"; removed at success
+PROGRESS_KEY = 'async_migration_progress'
+# admin metadata key on the source side while the target takes over
+TARGET_KEY = 'asyncmig_target_host'
