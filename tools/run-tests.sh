@@ -18,7 +18,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash tools/install-system-deps.sh
 
-TOX_ENVS=${ASYNCMIG_TOX_ENVS:-pep8,py3,functional}
+TOX_ENVS=${ASYNCMIG_TOX_ENVS:-pep8,py3,functional,e2e}
 
 log=$(mktemp "${TMPDIR:-/tmp}/cinder-asyncmig-tests.XXXXXX")
 trap 'rm -f "$log"' EXIT

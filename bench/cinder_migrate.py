@@ -1,0 +1,178 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Time until a migrated volume is usable at its destination, via Cinder.
+
+In one sandbox (real cinder-api, -scheduler, two cinder-volume services,
+Ceph with cephx), for a 1 GiB dense and a 100 GiB sparse volume (100 MiB
+of data), from the ``os-migrate_volume`` call:
+
+* async target: until ``migration_status`` is ``migrating_attachable``
+  (and, for information, until ``success``);
+* stock RBD driver-assisted migration between the same pools (the target
+  backend with asynchronous migration switched off): until ``success``,
+  the first moment the volume is usable at the destination;
+* Cinder's generic host copy (``force_host_copy``): until ``success``.
+
+Usage: ``python bench/cinder_migrate.py [--skip-generic-sparse]``.
+"""
+
+import argparse
+import configparser
+import os
+import sys
+import tempfile
+import time
+
+from oslo_utils import units
+
+from cinder_asyncmig.sandbox import cloud
+from cinder_asyncmig.sandbox import process
+from cinder_asyncmig.volume import constants
+
+CHUNK = 4 * units.Mi
+
+
+class CinderBench(object):
+
+    def __init__(self, sandbox):
+        import rbd
+        self.rbd = rbd
+        self.sandbox = sandbox
+        env = sandbox.env()
+        self.client = sandbox.ceph.connect()
+        self.src = self.client.open_ioctx(env['ASYNCMIG_SOURCE_POOL'])
+
+    def close(self):
+        self.src.close()
+        self.client.shutdown()
+
+    def volume(self, volume_id):
+        return self.sandbox.api('GET', '/volumes/%s' % volume_id)['volume']
+
+    def wait(self, volume_id, predicate, timeout=3600, interval=0.05):
+        found = {}
+
+        def check():
+            found['v'] = self.volume(volume_id)
+            if found['v']['migration_status'] == 'error':
+                raise cloud.SandboxError('migration of %s failed' % volume_id)
+            return predicate(found['v'])
+        process.wait_for('volume %s' % volume_id, check, timeout, interval)
+        return found['v']
+
+    def create(self, size_gib, data_bytes):
+        volume_id = self.sandbox.api('POST', '/volumes', {'volume': {
+            'size': size_gib}})['volume']['id']
+        self.wait(volume_id, lambda v: v['status'] == 'available', 120, 0.2)
+        chunks = data_bytes // CHUNK
+        step = max(1, (size_gib * units.Gi // CHUNK) // max(chunks, 1))
+        with self.rbd.Image(self.src, 'volume-%s' % volume_id) as image:
+            for i in range(chunks):
+                image.write(os.urandom(CHUNK), i * step * CHUNK)
+        return volume_id
+
+    def migrate(self, size_gib, data_bytes, force_host_copy=False):
+        """Return (seconds to usable, seconds to success, usable state)."""
+        volume_id = self.create(size_gib, data_bytes)
+        started = time.monotonic()
+        self.sandbox.api('POST', '/volumes/%s/action' % volume_id,
+                         {'os-migrate_volume': {
+                             'host': self.sandbox.target_host,
+                             'force_host_copy': force_host_copy}})
+        first = self.wait(volume_id, lambda v: v['migration_status'] in (
+            constants.ATTACHABLE, 'success'))
+        usable = time.monotonic() - started
+        self.wait(volume_id, lambda v: v['migration_status'] == 'success',
+                  interval=0.2)
+        done = time.monotonic() - started
+        self.sandbox.api('DELETE', '/volumes/%s' % volume_id)
+        return usable, done, first['migration_status']
+
+    def set_async_target(self, enabled):
+        """Switch the target backend's async migration on or off."""
+        service = self.sandbox.service(cloud.VOLUME_TARGET)
+        config = configparser.ConfigParser(interpolation=None)
+        config.read(service.config)
+        backend = self.sandbox.target_host.split('@')[1].split('#')[0]
+        if enabled:
+            config.remove_option(backend, 'async_migration_source_kinds')
+        else:
+            config.set(backend, 'async_migration_source_kinds', '')
+        with open(service.config, 'w') as f:
+            config.write(f)
+        service.kill()
+        service.start()
+        self.sandbox.wait_service_up(cloud.VOLUME_TARGET, timeout=120)
+
+        def scheduler_knows():
+            pools = self.sandbox.api(
+                'GET', '/scheduler-stats/get_pools?detail=true')['pools']
+            caps = [p['capabilities'] for p in pools
+                    if p['name'] == self.sandbox.target_host]
+            return caps and bool(caps[0].get(
+                'async_migration_target')) == enabled
+        process.wait_for('scheduler sees the target', scheduler_knows, 120,
+                         interval=1)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--skip-generic-sparse', action='store_true',
+                        help='skip the generic copy of the 100 GiB volume '
+                             '(it reads all of it)')
+    args = parser.parse_args(argv)
+    directory = tempfile.mkdtemp(prefix='asyncmig-bench-')
+    os.rmdir(directory)
+    sandbox = cloud.Sandbox.up(directory)
+    bench = CinderBench(sandbox)
+    shapes = [('1 GiB dense', 1, units.Gi),
+              ('100 GiB sparse (100 MiB data)', 100, 100 * units.Mi)]
+    results = {}
+    try:
+        for label, size, data in shapes:
+            results[('async', label)] = bench.migrate(size, data)
+        for label, size, data in shapes:
+            if args.skip_generic_sparse and size == 100:
+                continue
+            results[('generic', label)] = bench.migrate(
+                size, data, force_host_copy=True)
+        bench.set_async_target(False)
+        for label, size, data in shapes:
+            results[('stock', label)] = bench.migrate(size, data)
+    finally:
+        bench.close()
+        sandbox.down()
+
+    print()
+    print('%-32s %12s %12s %22s %22s' % (
+        'volume', 'async usable', 'async done', 'stock RBD usable (x)',
+        'generic usable (x)'))
+    for label, _size, _data in shapes:
+        usable, done, state = results[('async', label)]
+        assert state == constants.ATTACHABLE, state
+        row = '%-32s %11.2fs %11.2fs' % (label, usable, done)
+        for kind in ('stock', 'generic'):
+            if (kind, label) in results:
+                other = results[(kind, label)][0]
+                row += ' %13.2fs %6.1fx' % (other, other / usable)
+            else:
+                row += ' %22s' % 'skipped'
+        print(row)
+    print('(usable = from the os-migrate_volume call until the volume can '
+          'be attached at the destination; x = how many times longer than '
+          'async)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
