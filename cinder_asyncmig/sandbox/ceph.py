@@ -118,13 +118,17 @@ def _run(args, timeout=_CMD_TIMEOUT):
     return result.stdout
 
 
-class CephCluster(object):
+class CephCluster(process.Recorded):
     """A one-node Ceph cluster living in ``directory``.
 
     Use :meth:`up` to create and start one, :meth:`load` to attach to one
     another process started, and :meth:`down` to stop it and remove its
     directory.
     """
+
+    STATE_FILE = STATE_FILE
+    ERROR = CephClusterError
+    KIND = 'cluster'
 
     def __init__(self, directory, state):
         self.directory = os.path.abspath(directory)
@@ -234,29 +238,6 @@ class CephCluster(object):
                  {'fsid': cluster.fsid, 'dir': directory,
                   'secs': time.monotonic() - started})
         return cluster
-
-    @classmethod
-    def load(cls, directory):
-        """Attach to a cluster started by :meth:`up` (maybe elsewhere)."""
-        path = os.path.join(directory, STATE_FILE)
-        try:
-            with open(path) as f:
-                state = json.load(f)
-        except (OSError, ValueError) as exc:
-            raise CephClusterError('no cluster record at %s: %s' %
-                                   (path, exc)) from exc
-        return cls(directory, state)
-
-    @classmethod
-    def find(cls, parent):
-        """Return the clusters whose directories are right below parent."""
-        found = []
-        if os.path.isdir(parent):
-            for name in sorted(os.listdir(parent)):
-                directory = os.path.join(parent, name)
-                if os.path.isfile(os.path.join(directory, STATE_FILE)):
-                    found.append(cls.load(directory))
-        return found
 
     def down(self):
         """Stop every daemon and remove the cluster's directory."""

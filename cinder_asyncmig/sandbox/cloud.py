@@ -228,12 +228,16 @@ class Service(object):
         self.daemon.stop()
 
 
-class Sandbox(object):
+class Sandbox(process.Recorded):
     """A running sandbox in ``directory``; see the module documentation.
 
     Use :meth:`up` to start one, :meth:`load` to attach to one another
     process started, and :meth:`down` to stop it and remove its directory.
     """
+
+    STATE_FILE = STATE_FILE
+    ERROR = SandboxError
+    KIND = 'sandbox'
 
     def __init__(self, directory, state):
         self.directory = os.path.abspath(directory)
@@ -547,29 +551,6 @@ class Sandbox(object):
         process.wait_for('the scheduler knowing pools %s' %
                          ', '.join(sorted(wanted)), known, timeout,
                          interval=0.5, daemons=daemons)
-
-    @classmethod
-    def load(cls, directory):
-        """Attach to a sandbox started by :meth:`up` (maybe elsewhere)."""
-        path = os.path.join(directory, STATE_FILE)
-        try:
-            with open(path) as f:
-                state = json.load(f)
-        except (OSError, ValueError) as exc:
-            raise SandboxError('no sandbox record at %s: %s' %
-                               (path, exc)) from exc
-        return cls(directory, state)
-
-    @classmethod
-    def find(cls, parent):
-        """Return the sandboxes whose directories are right below parent."""
-        found = []
-        if os.path.isdir(parent):
-            for name in sorted(os.listdir(parent)):
-                directory = os.path.join(parent, name)
-                if os.path.isfile(os.path.join(directory, STATE_FILE)):
-                    found.append(cls.load(directory))
-        return found
 
     def down(self, remove=True):
         """Stop every process of the sandbox by pid; remove its directory.

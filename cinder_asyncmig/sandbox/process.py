@@ -22,6 +22,7 @@ each pid against the daemon's marker first so that a pid reused by an
 unrelated program is never signalled.
 """
 
+import json
 import os
 import signal
 import socket
@@ -282,3 +283,39 @@ def wait_for(what, predicate, timeout, interval=0.2, daemons=()):
         if time.monotonic() > deadline:
             raise DaemonError('%s: not ready after %ss' % (what, timeout))
         time.sleep(interval)
+
+
+class Recorded(object):
+    """Something living in a directory, with a JSON record there.
+
+    Subclasses set ``STATE_FILE`` (the record's name), ``ERROR`` (raised
+    when there is no readable record) and ``KIND`` (for messages), and
+    take ``(directory, state)`` in their constructor.
+    """
+
+    STATE_FILE = None
+    ERROR = Exception
+    KIND = 'record'
+
+    @classmethod
+    def load(cls, directory):
+        """Attach to one started by ``up`` (maybe in another process)."""
+        path = os.path.join(directory, cls.STATE_FILE)
+        try:
+            with open(path) as f:
+                state = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise cls.ERROR('no %s record at %s: %s' % (cls.KIND, path,
+                                                        exc)) from exc
+        return cls(directory, state)
+
+    @classmethod
+    def find(cls, parent):
+        """Return those whose directories are right below ``parent``."""
+        found = []
+        if os.path.isdir(parent):
+            for name in sorted(os.listdir(parent)):
+                directory = os.path.join(parent, name)
+                if os.path.isfile(os.path.join(directory, cls.STATE_FILE)):
+                    found.append(cls.load(directory))
+        return found
