@@ -72,6 +72,20 @@ def _rpc_safe_errors():
         raise
 
 
+def _target_lacks_endpoint(exc):
+    """True when the target's RPC server has no async migration endpoint.
+
+    oslo.messaging's dispatcher answers UnsupportedVersion when no endpoint
+    serves the namespace; the error reaches the caller as itself or, as
+    its module is not an allowed remote one, as a RemoteError naming it.
+    """
+    missing = (messaging.UnsupportedVersion, messaging.NoSuchMethod)
+    if isinstance(exc, missing):
+        return True
+    return isinstance(exc, messaging.RemoteError) and exc.exc_type in (
+        'UnsupportedVersion', 'NoSuchMethod')
+
+
 class _ProgressRecorder(object):
     """Writes copy progress into the volume's metadata, throttled."""
 
@@ -205,15 +219,24 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                 self.asyncmig_rpcapi.migrate_volume_target(
                     ctxt, volume, host['host'],
                     self._source_description(volume)))
-        except Exception:
-            with excutils.save_and_reraise_exception():
-                LOG.error('Target %(host)s could not take volume %(vol)s '
-                          'over; the volume stays on its source.',
-                          {'host': host['host'], 'vol': volume.id},
-                          resource=volume)
-                self._clear_marker(ctxt, volume)
-                volume.update(dict(status_update, migration_status='error'))
-                volume.save()
+        except Exception as exc:
+            if not _target_lacks_endpoint(exc):
+                with excutils.save_and_reraise_exception():
+                    LOG.error('Target %(host)s could not take volume '
+                              '%(vol)s over; the volume stays on its '
+                              'source.', {'host': host['host'],
+                                          'vol': volume.id},
+                              resource=volume)
+                    self._clear_marker(ctxt, volume)
+                    volume.update(dict(status_update,
+                                       migration_status='error'))
+                    volume.save()
+            # a target still on the stock volume manager (rolling
+            # upgrade): nothing was prepared there
+            LOG.warning('Target %(host)s does not serve the async migration '
+                        'RPC API (is its volume_manager set?).',
+                        {'host': host['host']}, resource=volume)
+            moved, is_async, model_update = False, False, None
         if not moved:
             LOG.info('Target %(host)s declined to take volume %(vol)s over '
                      'asynchronously; using Cinder\'s migration.',

@@ -20,6 +20,7 @@ metadata, refusals, and the volume's bytes (sha256) as a hypervisor reads
 them through librbd.
 """
 
+import configparser
 import json
 import os
 import random
@@ -34,6 +35,7 @@ from testtools import content
 
 from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.sandbox import process
+from cinder_asyncmig.sandbox import settings as manager_settings
 from cinder_asyncmig.tests.functional import base as ceph_base
 from cinder_asyncmig.volume import constants
 
@@ -331,6 +333,30 @@ class AsyncMigrationTest(testtools.TestCase):
         name = 'volume-%s' % (seen['volume'].get('name_id') or volume_id)
         self.assertEqual(model.sha256(), ceph_base.image_sha256(
             self.ioctx[self.dst_pool], name))
+
+    def _restart_target_with_manager(self, volume_manager):
+        service = self.sandbox.service(cloud.VOLUME_TARGET)
+        config = configparser.ConfigParser(interpolation=None)
+        config.read(service.config)
+        config.set('DEFAULT', 'volume_manager', volume_manager)
+        with open(service.config, 'w') as f:
+            config.write(f)
+        service.kill()
+        service.start()
+        self.sandbox.wait_service_up(cloud.VOLUME_TARGET, timeout=90)
+
+    def test_target_on_stock_manager_gets_cinder_migration(self):
+        # a rolling upgrade: the target's service does not serve the
+        # plugin's RPC API yet, though its driver advertises async support
+        volume_id, model = self.create()
+        self._restart_target_with_manager(
+            'cinder.volume.manager.VolumeManager')
+        self.addCleanup(self._restart_target_with_manager,
+                        manager_settings.VOLUME_MANAGER)
+        self.migrate(volume_id)
+        seen = self.follow(volume_id)
+        self.assertNotIn(constants.ATTACHABLE, seen['states'])
+        self.assert_migrated(volume_id, model, seen)
 
     def _stop(self, name, sig):
         for pid in self.sandbox.service(name).processes():

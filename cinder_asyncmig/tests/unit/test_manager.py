@@ -53,6 +53,24 @@ class RpcErrorTest(testtools.TestCase):
         self.assertIs(original, exc)
 
 
+class TargetWithoutEndpointTest(testtools.TestCase):
+
+    def test_recognised_in_every_form(self):
+        import oslo_messaging as messaging
+        self.assertTrue(manager._target_lacks_endpoint(
+            messaging.UnsupportedVersion('1.0')))
+        self.assertTrue(manager._target_lacks_endpoint(
+            messaging.RemoteError('UnsupportedVersion', 'no endpoint')))
+        self.assertTrue(manager._target_lacks_endpoint(
+            messaging.RemoteError('NoSuchMethod', 'x')))
+        self.assertFalse(manager._target_lacks_endpoint(
+            messaging.RemoteError('InvalidVolume', 'refused')))
+        self.assertFalse(manager._target_lacks_endpoint(
+            messaging.MessagingTimeout()))
+        self.assertFalse(manager._target_lacks_endpoint(
+            cinder_exception.InvalidVolume(reason='x')))
+
+
 class ProgressRecorderTest(testtools.TestCase):
 
     def test_render(self):
