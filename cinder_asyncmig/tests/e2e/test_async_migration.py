@@ -26,6 +26,7 @@ import os
 import random
 import signal
 import tempfile
+import threading
 import time
 
 from oslo_utils import units
@@ -211,13 +212,20 @@ class AsyncMigrationTest(testtools.TestCase):
             volume_id, 'attachable',
             lambda v: v['migration_status'] in (constants.ATTACHABLE,) + FINAL)
         took = time.monotonic() - started
-        self.assertEqual(constants.ATTACHABLE, attachable['migration_status'])
+        self.assertEqual(constants.ATTACHABLE,
+                         attachable['migration_status'])
         self.assertEqual(self.sandbox.target_host,
                          attachable['os-vol-host-attr:host'])
+        # watch the states and the progress while the bytes are checked
+        seen = {}
+        watcher = threading.Thread(
+            target=lambda: seen.update(self.follow(volume_id)))
+        watcher.start()
         # usable at once: the destination reads every byte already
         self.assertEqual(model.sha256(),
                          self.image_sha256(self.dst_pool, volume_id))
-        seen = self.follow(volume_id)
+        watcher.join()
+        self.assertIn('volume', seen, 'the migration did not end')
         self.assert_migrated(volume_id, model, seen)
         self.assertEqual([constants.ATTACHABLE, 'success'],
                          seen['states'][-2:])
@@ -229,7 +237,8 @@ class AsyncMigrationTest(testtools.TestCase):
                        content.text_content('%.3f' % took))
 
     def test_attach_io_extend_and_refusals_while_attachable(self):
-        volume_id, model = self.create()
+        # 2 GiB: the copy outlasts the attach and the refusals below
+        volume_id, model = self.create(size_gib=2)
         self.migrate(volume_id)
         self.wait(volume_id, 'attachable',
                   lambda v: v['migration_status'] == constants.ATTACHABLE)
@@ -242,6 +251,8 @@ class AsyncMigrationTest(testtools.TestCase):
         self.assertFalse(data.get('keyring'))
         self.assertEqual('in-use', self.volume(volume_id)['status'])
         self.hypervisor_write(model, connection)
+        self.assertEqual(constants.ATTACHABLE,
+                         self.volume(volume_id)['migration_status'])
 
         for method, path, body in (
                 ('DELETE', '/volumes/%s' % volume_id, None),
@@ -262,16 +273,16 @@ class AsyncMigrationTest(testtools.TestCase):
         if volume['migration_status'] == constants.ATTACHABLE:
             self.assertEqual('available', volume['status'])
         self.api('POST', '/volumes/%s/action' % volume_id,
-                 {'os-extend': {'new_size': 2}})
-        self.wait(volume_id, 'extended', lambda v: v['size'] == 2)
-        model.resize(2 * units.Gi)
+                 {'os-extend': {'new_size': 3}})
+        self.wait(volume_id, 'extended', lambda v: v['size'] == 3)
+        model.resize(3 * units.Gi)
 
         seen = self.follow(volume_id)
         self.assert_migrated(volume_id, model, seen)
         self.assertEqual('available', seen['volume']['status'])
         with rbd.Image(self.ioctx[self.dst_pool], 'volume-%s' % volume_id,
                        read_only=True) as image:
-            self.assertEqual(2 * units.Gi, image.size())
+            self.assertEqual(3 * units.Gi, image.size())
 
     def test_refusals_leave_the_volume_unchanged(self):
         volume_id, model = self.create(fill=False)
