@@ -24,6 +24,7 @@ import configparser
 import json
 import os
 import random
+import re
 import signal
 import tempfile
 import threading
@@ -283,6 +284,29 @@ class AsyncMigrationTest(testtools.TestCase):
         with rbd.Image(self.ioctx[self.dst_pool], 'volume-%s' % volume_id,
                        read_only=True) as image:
             self.assertEqual(3 * units.Gi, image.size())
+
+    def test_no_key_in_logs_metadata_or_records(self):
+        volume_id, model = self.create()
+        self.migrate(volume_id)
+        self.wait(volume_id, 'attachable',
+                  lambda v: v['migration_status'] == constants.ATTACHABLE)
+        attachment = self.attach(volume_id)
+        self.api('DELETE', '/attachments/%s' % attachment['id'])
+        seen = self.follow(volume_id)
+        self.assert_migrated(volume_id, model, seen)
+        with open(self.sandbox.ceph.client_keyring()) as f:
+            key = re.search(r'key = (\S+)', f.read()).group(1)
+        self.assertNotIn(key, json.dumps(attachment))
+        self.assertNotIn(key, json.dumps(seen['volume']))
+        checked = 0
+        for top in (os.path.join(self.sandbox.directory, 'log'),
+                    os.path.join(self.sandbox.directory, 'state')):
+            for root, _dirs, files in os.walk(top):
+                for name in files:
+                    with open(os.path.join(root, name), 'rb') as f:
+                        self.assertNotIn(key.encode(), f.read(), name)
+                    checked += 1
+        self.assertGreater(checked, 3)
 
     def test_refusals_leave_the_volume_unchanged(self):
         volume_id, model = self.create(fill=False)
