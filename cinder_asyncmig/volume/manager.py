@@ -49,10 +49,6 @@ from cinder_asyncmig.volume import rpcapi
 CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
 
-ATTACHABLE = constants.ATTACHABLE
-PROGRESS_KEY = constants.PROGRESS_KEY
-TARGET_KEY = constants.TARGET_KEY
-
 
 @contextlib.contextmanager
 def _rpc_safe_errors():
@@ -112,7 +108,7 @@ class _ProgressRecorder(object):
         self._last = now
         self._db.volume_metadata_update(
             self._ctxt, self._volume_id,
-            {PROGRESS_KEY: self.render(progress)}, False)
+            {constants.PROGRESS_KEY: self.render(progress)}, False)
 
 
 class AsyncMigrationEndpoint(object):
@@ -256,7 +252,8 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             'availability_zone': dst_service.availability_zone,
             'service_uuid': dst_service.uuid,
             'previous_status': volume.status,
-            'migration_status': ATTACHABLE if is_async else 'success',
+            'migration_status': (constants.ATTACHABLE if is_async
+                                 else 'success'),
         }
         updates.update(status_update)
         updates.update(model_update or {})
@@ -271,11 +268,12 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
 
     def _set_marker(self, ctxt, volume, target_host):
         self.db.volume_admin_metadata_update(
-            ctxt.elevated(), volume.id, {TARGET_KEY: target_host}, False)
+            ctxt.elevated(), volume.id, {constants.TARGET_KEY: target_host},
+            False)
 
     def _clear_marker(self, ctxt, volume):
         self.db.volume_admin_metadata_delete(ctxt.elevated(), volume.id,
-                                             TARGET_KEY)
+                                             constants.TARGET_KEY)
 
     # -- target side: blueprint steps 2 and 4-5 ------------------------------
 
@@ -333,7 +331,7 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         volume.update(updates)
         volume.save()
         self.db.volume_metadata_delete(ctxt.elevated(), volume.id,
-                                       PROGRESS_KEY)
+                                       constants.PROGRESS_KEY)
         LOG.info('Migration of volume %s completed.', volume.id,
                  resource=volume)
 
@@ -345,16 +343,17 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             added_to_cluster=added_to_cluster, **kwargs)
         ctxt = cinder_context.get_admin_context()
         for volume in objects.VolumeList.get_all_by_host(ctxt, self.host):
-            if volume.migration_status == ATTACHABLE:
+            if volume.migration_status == constants.ATTACHABLE:
                 LOG.info('Resuming the background copy of volume %s.',
                          volume.id, resource=volume)
                 self._spawn(self.complete_migration, ctxt, volume)
             elif (volume.migration_status == 'migrating' and
-                    volume.admin_metadata.get(TARGET_KEY)):
+                    volume.admin_metadata.get(constants.TARGET_KEY)):
                 LOG.info('Resuming the hand-over of volume %(vol)s to '
-                         '%(host)s.', {'vol': volume.id,
-                                       'host': volume.admin_metadata[
-                                           TARGET_KEY]}, resource=volume)
+                         '%(host)s.',
+                         {'vol': volume.id,
+                          'host': volume.admin_metadata[constants.TARGET_KEY]},
+                         resource=volume)
                 self._spawn(self._resume_hand_over, ctxt, volume)
 
     @staticmethod
@@ -365,7 +364,7 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         thread.start()
 
     def _resume_hand_over(self, ctxt, volume):
-        target = volume.admin_metadata[TARGET_KEY]
+        target = volume.admin_metadata[constants.TARGET_KEY]
         try:
             service = self._get_service(target)
             self._hand_over(ctxt, volume, {
@@ -410,7 +409,7 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         vref.refresh()
         others = [a for a in vref.volume_attachment
                   if a.id != attachment_id]
-        if vref.migration_status == ATTACHABLE and not others and (
+        if vref.migration_status == constants.ATTACHABLE and not others and (
                 vref.status == 'in-use'):
             vref.status = 'available'
             vref.save()

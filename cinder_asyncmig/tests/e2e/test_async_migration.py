@@ -138,6 +138,13 @@ class AsyncMigrationTest(testtools.TestCase):
                      'host': host or self.sandbox.target_host,
                      'force_host_copy': force_host_copy}}, member=member)
 
+    def migrate_until_attachable(self, volume_id):
+        """Migrate to the async target; wait for migrating_attachable."""
+        self.migrate(volume_id)
+        return self.wait(
+            volume_id, 'attachable',
+            lambda v: v['migration_status'] == constants.ATTACHABLE)
+
     def follow(self, volume_id, timeout=300):
         """Poll until the migration ends; return what was seen."""
         seen = {'states': [], 'progress': []}
@@ -240,9 +247,7 @@ class AsyncMigrationTest(testtools.TestCase):
     def test_attach_io_extend_and_refusals_while_attachable(self):
         # 2 GiB: the copy outlasts the attach and the refusals below
         volume_id, model = self.create(size_gib=2)
-        self.migrate(volume_id)
-        self.wait(volume_id, 'attachable',
-                  lambda v: v['migration_status'] == constants.ATTACHABLE)
+        self.migrate_until_attachable(volume_id)
         attachment = self.attach(volume_id)
         connection = attachment['connection_info']
         # the target's connection info, without any key
@@ -287,9 +292,7 @@ class AsyncMigrationTest(testtools.TestCase):
 
     def test_no_key_in_logs_metadata_or_records(self):
         volume_id, model = self.create()
-        self.migrate(volume_id)
-        self.wait(volume_id, 'attachable',
-                  lambda v: v['migration_status'] == constants.ATTACHABLE)
+        self.migrate_until_attachable(volume_id)
         attachment = self.attach(volume_id)
         self.api('DELETE', '/attachments/%s' % attachment['id'])
         seen = self.follow(volume_id)
@@ -425,9 +428,7 @@ class AsyncMigrationTest(testtools.TestCase):
 
     def test_target_killed_right_after_take_over(self):
         volume_id, model = self.create()
-        self.migrate(volume_id)
-        self.wait(volume_id, 'attachable',
-                  lambda v: v['migration_status'] == constants.ATTACHABLE)
+        self.migrate_until_attachable(volume_id)
         self.sandbox.service(cloud.VOLUME_TARGET).kill()
         # a hypervisor keeps writing while cinder-volume is down
         self.hypervisor_write(model, {
@@ -437,9 +438,7 @@ class AsyncMigrationTest(testtools.TestCase):
 
     def test_target_killed_mid_copy(self):
         volume_id, model = self.create()
-        self.migrate(volume_id)
-        self.wait(volume_id, 'attachable',
-                  lambda v: v['migration_status'] == constants.ATTACHABLE)
+        self.migrate_until_attachable(volume_id)
         attachment = self.attach(volume_id)
         self.hypervisor_write(model, attachment['connection_info'])
         self.api('DELETE', '/attachments/%s' % attachment['id'])
@@ -452,9 +451,7 @@ class AsyncMigrationTest(testtools.TestCase):
     def test_target_killed_after_copy_before_commit(self):
         # big enough that the copy outlasts the steps before the freeze
         volume_id, model = self.create(size_gib=2)
-        self.migrate(volume_id)
-        self.wait(volume_id, 'attachable',
-                  lambda v: v['migration_status'] == constants.ATTACHABLE)
+        self.migrate_until_attachable(volume_id)
         self.hypervisor_write(model, {
             'name': '%s/volume-%s' % (self.dst_pool, volume_id)})
         self.wait(volume_id, 'copying',
@@ -479,9 +476,7 @@ class AsyncMigrationTest(testtools.TestCase):
 
     def test_source_killed_mid_copy(self):
         volume_id, model = self.create()
-        self.migrate(volume_id)
-        self.wait(volume_id, 'attachable',
-                  lambda v: v['migration_status'] == constants.ATTACHABLE)
+        self.migrate_until_attachable(volume_id)
         self.sandbox.service(cloud.VOLUME_SOURCE).kill()
         seen = self.follow(volume_id)
         self.assertFalse(self.sandbox.service(

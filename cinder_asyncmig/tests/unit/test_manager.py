@@ -19,6 +19,7 @@ from oslo_config import cfg
 import testtools
 
 from cinder_asyncmig import exception
+from cinder_asyncmig.volume import constants
 from cinder_asyncmig.volume import manager
 from cinder_asyncmig.volume import rpcapi
 
@@ -89,7 +90,7 @@ class ProgressRecorderTest(testtools.TestCase):
             rec(copying)
             rec(copying)
             rec({'phase': 'committing', 'percent': 100.0})
-        written = [c.args[2][manager.PROGRESS_KEY]
+        written = [c.args[2][constants.PROGRESS_KEY]
                    for c in db.volume_metadata_update.call_args_list]
         self.assertEqual(3, len(written))
         self.assertTrue(written[-1].startswith('100.0%'))
