@@ -55,3 +55,9 @@ class MigrationNoSpace(MigrationEngineError):
     message = _("librbd live migration of %(image)s failed during "
                 "%(step)s: the pool is full. Free space in the pool, "
                 "then retry.")
+
+
+class MigrationLost(MigrationEngineError):
+    """The migration cannot go on: retrying would not help."""
+    message = _("The live migration of %(image)s cannot be completed: "
+                "%(reason)s")

@@ -80,6 +80,23 @@ manager_opts = [
                help='Seconds the source volume service waits for the '
                     'target to take a volume over. Taking over is fast; '
                     'this only bounds a target that does not answer.'),
+    cfg.IntOpt('source_cleanup_timeout',
+               default=120, min=10,
+               help='Seconds the target volume service waits for the '
+                    'source volume service to remove a migrated volume\'s '
+                    'source. When it does not answer in time the volume '
+                    'gets migration_status "deleting" and the clean-up is '
+                    'retried when the target service restarts.'),
+    cfg.IntOpt('retry_interval',
+               default=10, min=1,
+               help='Seconds before the first retry of a background copy '
+                    'or commit that failed. The volume stays '
+                    'migrating_attachable and usable; the interval doubles '
+                    'with every failure up to retry_max_interval.'),
+    cfg.IntOpt('retry_max_interval',
+               default=600, min=1,
+               help='Longest wait, in seconds, between two retries of a '
+                    'failed background copy or commit.'),
 ]
 
 GROUP = 'asyncmig'

@@ -20,3 +20,9 @@ ATTACHABLE = 'migrating_attachable'
 PROGRESS_KEY = 'async_migration_progress'
 # admin metadata key on the source side while the target takes over
 TARGET_KEY = 'asyncmig_target_host'
+# admin metadata key on the target side from the hand-over until the
+# source is cleaned up: the source backend's host@backend#pool
+SOURCE_KEY = 'asyncmig_source_host'
+# migration_status of a migrated volume whose source could not be removed
+# (Cinder's own meaning of it); the volume is fully usable
+SOURCE_LEFT = 'deleting'

@@ -42,6 +42,7 @@ import oslo_messaging as messaging
 from oslo_utils import excutils
 from oslo_utils import units
 
+from cinder_asyncmig import exception
 from cinder_asyncmig import opts
 from cinder_asyncmig.volume import constants
 from cinder_asyncmig.volume import rpcapi
@@ -106,9 +107,21 @@ class _ProgressRecorder(object):
                 now - self._last < self._interval):
             return
         self._last = now
+        self._write(self.render(progress))
+
+    def retrying(self, attempt, delay, exc):
+        self._write('interrupted by %(err)s; retry %(n)d in %(delay)d s' % {
+            'err': type(exc).__name__, 'n': attempt, 'delay': delay})
+
+    def _write(self, text):
         self._db.volume_metadata_update(
-            self._ctxt, self._volume_id,
-            {constants.PROGRESS_KEY: self.render(progress)}, False)
+            self._ctxt, self._volume_id, {constants.PROGRESS_KEY: text},
+            False)
+
+
+def retry_delay(attempt, first, longest):
+    """Seconds before retry number ``attempt``: doubling, capped."""
+    return min(first * 2 ** min(attempt - 1, 30), longest)
 
 
 class AsyncMigrationEndpoint(object):
@@ -130,6 +143,11 @@ class AsyncMigrationEndpoint(object):
     def complete_migration_target(self, context, volume):
         """Copy, commit and set ``success`` (cast to the target)."""
         self.manager.complete_migration(context, volume)
+
+    def cleanup_migration_source(self, context, volume, src_host):
+        """Remove a migrated volume's source (called on the source)."""
+        with _rpc_safe_errors():
+            self.manager.clean_up_source(context, volume, src_host)
 
 
 class AsyncMigrationVolumeManager(manager.VolumeManager):
@@ -257,6 +275,9 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         }
         updates.update(status_update)
         updates.update(model_update or {})
+        if is_async:
+            # the target cleans the source up after the commit
+            self._set_source_marker(ctxt, volume, volume.host)
         volume.update(updates)
         volume.save()
         self._clear_marker(ctxt, volume)
@@ -271,9 +292,23 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             ctxt.elevated(), volume.id, {constants.TARGET_KEY: target_host},
             False)
 
-    def _clear_marker(self, ctxt, volume):
-        self.db.volume_admin_metadata_delete(ctxt.elevated(), volume.id,
-                                             constants.TARGET_KEY)
+    def _clear_marker(self, ctxt, volume, key=constants.TARGET_KEY):
+        self.db.volume_admin_metadata_delete(ctxt.elevated(), volume.id, key)
+
+    def _set_source_marker(self, ctxt, volume, source_host):
+        left = self._admin_metadata(ctxt, volume).get(constants.SOURCE_KEY)
+        if left and left != source_host:
+            LOG.warning('Volume %(vol)s is migrated again before the source '
+                        'of its previous migration, on %(left)s, was '
+                        'removed; remove that backend\'s volume-%(vol)s '
+                        'by hand.', {'vol': volume.id, 'left': left},
+                        resource=volume)
+        self.db.volume_admin_metadata_update(
+            ctxt.elevated(), volume.id, {constants.SOURCE_KEY: source_host},
+            False)
+
+    def _admin_metadata(self, ctxt, volume):
+        return self.db.volume_admin_metadata_get(ctxt.elevated(), volume.id)
 
     # -- target side: blueprint steps 2 and 4-5 ------------------------------
 
@@ -291,13 +326,15 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                                                            src_host))
 
     def complete_migration(self, ctxt, volume):
-        """Run the background copy and commit (on the target host).
+        """Run the background copy, commit and clean up (on the target).
 
         One run per volume at a time: a resume at start-up and a cast for
-        the same volume do not race. A failure sets ``migration_status``
-        to ``error``; the volume keeps working on this backend (reads go
-        to the source until the copy finishes) and a restart of this
-        service does not resume it: an operator decides.
+        the same volume do not race. A failed copy or commit is retried
+        with a growing interval (``[asyncmig] retry_interval`` doubling up
+        to ``retry_max_interval``) while the volume stays
+        ``migrating_attachable`` and usable; the progress key says so.
+        Only a migration that cannot go on (its destination image is
+        gone) ends in ``error``.
         """
         with self._completing_lock:
             if volume.id in self._completing:
@@ -305,34 +342,131 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                 return
             self._completing.add(volume.id)
         try:
-            volume_utils.require_driver_initialized(self.driver)
-            recorder = _ProgressRecorder(self.db, ctxt.elevated(), volume.id,
-                                         CONF[opts.GROUP].progress_interval)
-            self.driver.complete_migration_target(ctxt, volume,
-                                                  progress_callback=recorder)
-        except Exception:
-            LOG.exception('Background copy of volume %s failed; its data '
-                          'is safe and it stays usable here.', volume.id,
-                          resource=volume)
-            volume.refresh()
-            volume.migration_status = 'error'
-            volume.save()
-            return
+            final = self._complete_with_retries(ctxt, volume)
+            if final is not None:
+                self._finish(ctxt, volume, final.get('source_left'))
         finally:
             with self._completing_lock:
                 self._completing.discard(volume.id)
-        self._finish(ctxt, volume)
 
-    def _finish(self, ctxt, volume):
+    def _complete_with_retries(self, ctxt, volume):
+        group = CONF[opts.GROUP]
+        recorder = _ProgressRecorder(self.db, ctxt.elevated(), volume.id,
+                                     group.progress_interval)
+        attempt = 0
+        while True:
+            try:
+                volume_utils.require_driver_initialized(self.driver)
+                return self.driver.complete_migration_target(
+                    ctxt, volume, progress_callback=recorder)
+            except exception.MigrationLost:
+                LOG.exception('The migration of volume %s cannot be '
+                              'completed.', volume.id, resource=volume)
+                volume.refresh()
+                volume.migration_status = 'error'
+                volume.save()
+                return None
+            except Exception as exc:
+                attempt += 1
+                delay = retry_delay(attempt, group.retry_interval,
+                                    group.retry_max_interval)
+                LOG.warning('Background copy or commit of volume %(vol)s '
+                            'failed (attempt %(n)d): %(err)s. Its data is '
+                            'safe and it stays usable here; retrying in '
+                            '%(delay)d s.',
+                            {'vol': volume.id, 'n': attempt, 'err': exc,
+                             'delay': delay}, resource=volume)
+                recorder.retrying(attempt, delay, exc)
+            time.sleep(delay)
+            volume.refresh()
+            if volume.migration_status != constants.ATTACHABLE:
+                LOG.info('Volume %(vol)s is no longer %(state)s; not '
+                         'retrying.', {'vol': volume.id,
+                                       'state': constants.ATTACHABLE},
+                         resource=volume)
+                return None
+
+    def _finish(self, ctxt, volume, source_left):
         volume.refresh()
-        updates = {'migration_status': 'success'}
+        cleaned = True
+        source_host = self._admin_metadata(ctxt, volume).get(
+            constants.SOURCE_KEY)
+        if source_host and source_left is not False:
+            cleaned = self._clean_up_source(ctxt, volume, source_host)
+        updates = {'migration_status': ('success' if cleaned
+                                        else constants.SOURCE_LEFT)}
         if volume.status == 'in-use' and not volume.volume_attachment:
             updates['status'] = 'available'
         volume.update(updates)
         volume.save()
         self.db.volume_metadata_delete(ctxt.elevated(), volume.id,
                                        constants.PROGRESS_KEY)
-        LOG.info('Migration of volume %s completed.', volume.id,
+        if cleaned:
+            self._clear_marker(ctxt, volume, constants.SOURCE_KEY)
+            LOG.info('Migration of volume %s completed.', volume.id,
+                     resource=volume)
+
+    def _clean_up_source(self, ctxt, volume, source_host):
+        """Have the source backend remove the source; True when done."""
+        try:
+            if not self.asyncmig_rpcapi.can_clean_up_source():
+                raise cinder_exception.ServiceTooOld(
+                    _('the async migration RPC API is capped below 1.1'))
+            self.asyncmig_rpcapi.cleanup_migration_source(ctxt, volume,
+                                                          source_host)
+            return True
+        except Exception as exc:
+            LOG.error('Volume %(vol)s is migrated and its data is safe, '
+                      'but its source on %(src)s could not be removed: '
+                      '%(err)s. Its migration_status is "%(state)s"; '
+                      'restarting this volume service retries the '
+                      'clean-up.', {'vol': volume.id, 'src': source_host,
+                                    'err': exc,
+                                    'state': constants.SOURCE_LEFT},
+                      resource=volume)
+            return False
+
+    def _retry_source_cleanup(self, ctxt, volume):
+        source_host = self._admin_metadata(ctxt, volume).get(
+            constants.SOURCE_KEY)
+        if self._clean_up_source(ctxt, volume, source_host):
+            volume.refresh()
+            volume.migration_status = 'success'
+            volume.save()
+            self._clear_marker(ctxt, volume, constants.SOURCE_KEY)
+            LOG.info('The source of volume %(vol)s on %(src)s is removed.',
+                     {'vol': volume.id, 'src': source_host},
+                     resource=volume)
+
+    # -- source side: clean-up after the commit -------------------------------
+
+    def clean_up_source(self, ctxt, volume, src_host):
+        """Remove the source of a volume migrated away (on the source).
+
+        The volume's database record already belongs to the target; the
+        driver removes the source backend's copy of it. A source already
+        gone (librbd removes a linked source at commit) is fine.
+
+        :param volume: the migrated volume.
+        :param src_host: this backend's ``host@backend#pool`` as the
+                         volume had it before the migration.
+        :raises InvalidVolume: the volume lives on this backend again.
+        """
+        volume.refresh()
+        if (volume_utils.extract_host(volume.host) ==
+                volume_utils.extract_host(src_host)):
+            raise cinder_exception.InvalidVolume(
+                reason=_('volume %(vol)s is on %(host)s again; the source '
+                         'of its earlier migration is not removed') % {
+                    'vol': volume.id, 'host': src_host})
+        volume_utils.require_driver_initialized(self.driver)
+        source = objects.Volume.get_by_id(ctxt, volume.id)
+        # the driver's view of the old volume; never saved
+        source.host = src_host
+        source.obj_reset_changes(['host'])
+        self.driver.delete_volume(source)
+        LOG.info('Removed the source of migrated volume %(vol)s from '
+                 '%(host)s.', {'vol': volume.id, 'host': src_host},
                  resource=volume)
 
     # -- restarts ------------------------------------------------------------
@@ -355,6 +489,12 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                           'host': volume.admin_metadata[constants.TARGET_KEY]},
                          resource=volume)
                 self._spawn(self._resume_hand_over, ctxt, volume)
+            elif (volume.migration_status == constants.SOURCE_LEFT and
+                    self._admin_metadata(ctxt, volume).get(
+                        constants.SOURCE_KEY)):
+                LOG.info('Retrying the removal of the source of migrated '
+                         'volume %s.', volume.id, resource=volume)
+                self._spawn(self._retry_source_cleanup, ctxt, volume)
 
     @staticmethod
     def _spawn(func, *args):

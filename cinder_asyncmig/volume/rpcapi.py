@@ -39,9 +39,10 @@ class AsyncMigrationAPI(rpc.RPCAPI):
 
         1.0 - Initial version: migrate_volume_target,
               complete_migration_target.
+        1.1 - Adds cleanup_migration_source.
     """
 
-    RPC_API_VERSION = '1.0'
+    RPC_API_VERSION = '1.1'
     RPC_DEFAULT_VERSION = '1.0'
     TOPIC = constants.VOLUME_TOPIC
     BINARY = constants.VOLUME_BINARY
@@ -77,3 +78,18 @@ class AsyncMigrationAPI(rpc.RPCAPI):
         """
         cctxt = self._get_cctxt(volume.service_topic_queue)
         cctxt.cast(ctxt, 'complete_migration_target', volume=volume)
+
+    def can_clean_up_source(self):
+        return self.client.can_send_version('1.1')
+
+    def cleanup_migration_source(self, ctxt, volume, src_host):
+        """Have the source backend remove a migrated volume's source.
+
+        :param volume: the volume, already on the target host.
+        :param src_host: the source's ``host@backend#pool``.
+        """
+        cctxt = self._get_cctxt(
+            src_host, version='1.1',
+            timeout=CONF[opts.GROUP].source_cleanup_timeout)
+        cctxt.call(ctxt, 'cleanup_migration_source', volume=volume,
+                   src_host=src_host)

@@ -32,6 +32,7 @@ import time
 
 from oslo_utils import units
 import rbd
+import sqlalchemy
 import testtools
 from testtools import content
 
@@ -482,3 +483,71 @@ class AsyncMigrationTest(testtools.TestCase):
         self.assertFalse(self.sandbox.service(
             cloud.VOLUME_SOURCE).running())
         self.assert_migrated(volume_id, model, seen)
+
+    def test_failed_copy_is_retried_while_the_volume_stays_usable(self):
+        volume_id, model = self.create(size_gib=2)
+        self.migrate_until_attachable(volume_id)
+        service = self.sandbox.service(cloud.VOLUME_TARGET)
+        killed = set()
+
+        def interrupted():
+            # kill every copy worker as it starts, until the target gives
+            # up on this attempt and schedules a retry
+            for pid in service.processes():
+                if pid not in killed and ('cinder_asyncmig.engine.worker' in
+                                          process.cmdline(pid)):
+                    killed.add(pid)
+                    os.kill(pid, signal.SIGKILL)
+            progress = self.volume(volume_id)['metadata'].get(
+                constants.PROGRESS_KEY, '')
+            return progress.startswith('interrupted by')
+        process.wait_for('copy interrupted', interrupted, 120,
+                         interval=0.05)
+        self.assertGreater(len(killed), 1)
+        volume = self.volume(volume_id)
+        self.assertEqual(constants.ATTACHABLE, volume['migration_status'])
+        self.assertIn('retry 1 in', volume['metadata'][constants.PROGRESS_KEY])
+        # usable meanwhile, and the writes are part of the result
+        attachment = self.attach(volume_id)
+        self.hypervisor_write(model, attachment['connection_info'])
+        self.api('DELETE', '/attachments/%s' % attachment['id'])
+        self.assert_migrated(volume_id, model, self.follow(volume_id))
+
+    def _as_if_the_source_died_handing_over(self, volume_id):
+        """The database as a source killed mid hand-over leaves it."""
+        engine = sqlalchemy.create_engine(self.sandbox.deployment.database_url)
+        try:
+            with engine.begin() as db:
+                db.execute(sqlalchemy.text(
+                    "UPDATE volumes SET migration_status = 'migrating' "
+                    "WHERE id = :id"), {'id': volume_id})
+                db.execute(sqlalchemy.text(
+                    'INSERT INTO volume_admin_metadata (created_at, '
+                    'deleted, volume_id, `key`, value) VALUES (NOW(), 0, '
+                    ':id, :key, :host)'),
+                    {'id': volume_id, 'key': constants.TARGET_KEY,
+                     'host': self.sandbox.target_host})
+        finally:
+            engine.dispose()
+
+    def _source_resumes_hand_over(self, prepared):
+        volume_id, model = self.create()
+        source = self.sandbox.service(cloud.VOLUME_SOURCE)
+        source.kill()
+        self._as_if_the_source_died_handing_over(volume_id)
+        if prepared:
+            # the target had taken the volume over; its answer was lost
+            self.sandbox.ceph.rbd(
+                'migration', 'prepare',
+                '%s/volume-%s' % (self.src_pool, volume_id),
+                '%s/volume-%s' % (self.dst_pool, volume_id))
+        self.assertEqual('migrating',
+                         self.volume(volume_id)['migration_status'])
+        source.start()
+        self.assert_migrated(volume_id, model, self.follow(volume_id))
+
+    def test_source_killed_before_asking_the_target_resumes(self):
+        self._source_resumes_hand_over(prepared=False)
+
+    def test_source_killed_before_recording_the_answer_resumes(self):
+        self._source_resumes_hand_over(prepared=True)

@@ -15,7 +15,9 @@
 from unittest import mock
 
 from cinder import exception as cinder_exception
+import fixtures
 from oslo_config import cfg
+import oslo_messaging as messaging
 import testtools
 
 from cinder_asyncmig import exception
@@ -127,7 +129,7 @@ class StockReasonTest(testtools.TestCase):
 class RpcApiTest(testtools.TestCase):
 
     def test_own_version_cap(self):
-        self.assertEqual('1.0',
+        self.assertEqual('1.1',
                          rpcapi.AsyncMigrationAPI.determine_rpc_version_cap())
         CONF.set_override('rpc_version_cap', '0.9', group='asyncmig')
         self.addCleanup(CONF.clear_override, 'rpc_version_cap',
@@ -140,3 +142,177 @@ class RpcApiTest(testtools.TestCase):
         self.assertEqual(rpcapi.NAMESPACE, target.namespace)
         self.assertEqual(rpcapi.AsyncMigrationAPI.RPC_API_VERSION,
                          target.version)
+
+
+class RetryDelayTest(testtools.TestCase):
+
+    def test_doubles_then_caps(self):
+        self.assertEqual([10, 20, 40, 80, 160, 320, 600, 600],
+                         [manager.retry_delay(n, 10, 600)
+                          for n in range(1, 9)])
+        self.assertEqual(600, manager.retry_delay(10 ** 6, 10, 600))
+
+
+class _FakeDB(object):
+    """Volume and admin metadata, the way the manager reads and writes."""
+
+    def __init__(self):
+        self.metadata = {}
+        self.admin = {}
+
+    def volume_metadata_update(self, ctxt, volume_id, metadata, delete):
+        self.metadata.update(metadata)
+
+    def volume_metadata_delete(self, ctxt, volume_id, key):
+        self.metadata.pop(key, None)
+
+    def volume_admin_metadata_get(self, ctxt, volume_id):
+        return dict(self.admin)
+
+    def volume_admin_metadata_update(self, ctxt, volume_id, metadata,
+                                     delete):
+        self.admin.update(metadata)
+
+    def volume_admin_metadata_delete(self, ctxt, volume_id, key):
+        self.admin.pop(key, None)
+
+
+class _FakeVolume(object):
+
+    def __init__(self):
+        self.id = 'vol-1'
+        self.status = 'available'
+        self.migration_status = constants.ATTACHABLE
+        self.volume_attachment = []
+        self.saved = []
+
+    def get(self, key, default=None):
+        # oslo.log reads a log call's resource like a dict
+        return getattr(self, key, default)
+
+    def refresh(self):
+        pass
+
+    def update(self, values):
+        for key, value in values.items():
+            setattr(self, key, value)
+
+    def save(self):
+        self.saved.append(self.migration_status)
+
+
+class _FakeDriver(object):
+    """Fails the first ``failures`` completions with the given error."""
+
+    initialized = True
+    supported = True
+
+    def __init__(self, failures=0, error=None, source_left=False):
+        self.failures = failures
+        self.error = error
+        self.source_left = source_left
+        self.calls = 0
+
+    def complete_migration_target(self, ctxt, volume,
+                                  progress_callback=None):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+        return {'phase': 'success', 'source_left': self.source_left}
+
+
+class _FakeRpc(object):
+
+    def __init__(self, failures=0):
+        self.failures = failures
+        self.cleanups = []
+
+    def can_clean_up_source(self):
+        return True
+
+    def cleanup_migration_source(self, ctxt, volume, src_host):
+        self.cleanups.append(src_host)
+        if len(self.cleanups) <= self.failures:
+            raise messaging.MessagingTimeout()
+
+
+class CompletionTest(testtools.TestCase):
+    """States a user sees when a copy, commit or clean-up fails."""
+
+    def setUp(self):
+        super(CompletionTest, self).setUp()
+        self.mgr = manager.AsyncMigrationVolumeManager.__new__(
+            manager.AsyncMigrationVolumeManager)
+        self.mgr._completing = set()
+        self.mgr._completing_lock = mock.MagicMock()
+        self.mgr.db = _FakeDB()
+        self.mgr._asyncmig_rpcapi = _FakeRpc()
+        self.volume = _FakeVolume()
+        self.sleeps = []
+        self.useFixture(fixtures.MockPatch('time.sleep',
+                                           side_effect=self.sleeps.append))
+        self.ctxt = mock.Mock()
+
+    def complete(self, driver):
+        self.mgr.driver = driver
+        self.mgr.complete_migration(self.ctxt, self.volume)
+
+    def test_failures_are_retried_while_the_volume_stays_usable(self):
+        driver = _FakeDriver(
+            failures=3, error=exception.MigrationEngineError(
+                image='volume-1', step='execute', reason='worker died'))
+        progress = []
+        self.mgr.db.volume_metadata_update = (
+            lambda c, v, md, d: progress.append(md[constants.PROGRESS_KEY]))
+        self.complete(driver)
+        self.assertEqual(4, driver.calls)
+        self.assertEqual([10, 20, 40], self.sleeps)
+        self.assertEqual(['success'], self.volume.saved)
+        self.assertEqual('interrupted by MigrationEngineError; retry 3 in '
+                         '40 s', progress[-1])
+
+    def test_retries_stop_when_the_migration_is_no_longer_running(self):
+        driver = _FakeDriver(failures=5, error=RuntimeError('boom'))
+
+        def aborted():
+            self.volume.migration_status = 'error'
+        self.volume.refresh = aborted
+        self.complete(driver)
+        self.assertEqual(1, driver.calls)
+        self.assertEqual([], self.volume.saved)
+
+    def test_lost_migration_ends_in_error(self):
+        driver = _FakeDriver(failures=1, error=exception.MigrationLost(
+            image='volume-1', reason='the destination image does not exist'))
+        self.complete(driver)
+        self.assertEqual(['error'], self.volume.saved)
+        self.assertEqual([], self.sleeps)
+
+    def test_linked_source_gone_needs_no_source_host(self):
+        self.mgr.db.admin[constants.SOURCE_KEY] = 'src@rbd#pool'
+        self.mgr._asyncmig_rpcapi = _FakeRpc(failures=1)
+        self.complete(_FakeDriver(source_left=False))
+        self.assertEqual(['success'], self.volume.saved)
+        self.assertEqual([], self.mgr._asyncmig_rpcapi.cleanups)
+        self.assertEqual({}, self.mgr.db.admin)
+
+    def test_source_removed_through_its_host(self):
+        self.mgr.db.admin[constants.SOURCE_KEY] = 'src@nfs#pool'
+        self.complete(_FakeDriver(source_left=True))
+        self.assertEqual(['src@nfs#pool'],
+                         self.mgr._asyncmig_rpcapi.cleanups)
+        self.assertEqual(['success'], self.volume.saved)
+        self.assertEqual({}, self.mgr.db.admin)
+
+    def test_failed_clean_up_leaves_deleting_then_a_restart_retries(self):
+        self.mgr.db.admin[constants.SOURCE_KEY] = 'src@nfs#pool'
+        self.mgr._asyncmig_rpcapi = _FakeRpc(failures=1)
+        self.complete(_FakeDriver(source_left=None))
+        self.assertEqual([constants.SOURCE_LEFT], self.volume.saved)
+        self.assertEqual('deleting', constants.SOURCE_LEFT)
+        self.assertEqual({constants.SOURCE_KEY: 'src@nfs#pool'},
+                         self.mgr.db.admin)
+        self.mgr._retry_source_cleanup(self.ctxt, self.volume)
+        self.assertEqual([constants.SOURCE_LEFT, 'success'],
+                         self.volume.saved)
+        self.assertEqual({}, self.mgr.db.admin)

@@ -253,7 +253,11 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                                   (``bytes_copied``, ``bytes_total``,
                                   ``percent``, ``rate_bytes_per_sec``,
                                   ``phase``) at every poll.
-        :returns: the final progress dict.
+        :returns: the final progress dict; its ``source_left`` is False
+                  when the source is known to be gone (a linked source is
+                  removed by librbd's commit), True when the source's
+                  backend must still remove it, None when unknown.
+        :raises MigrationLost: the destination image is gone.
         :raises MigrationEngineError: the copy or commit failed; the
                                       migration is left as librbd has it
                                       and calling again resumes it.
@@ -263,8 +267,8 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
             for _step in range(_MAX_COMPLETION_STEPS):
                 status = self.engine.status(client.ioctx, name)
                 if status is None:
-                    raise exception.MigrationEngineError(
-                        image=name, step='complete',
+                    raise exception.MigrationLost(
+                        image=name,
                         reason=_('the destination image does not exist'))
                 if status.state is state.MigrationState.NONE:
                     return self._finish(client, volume, progress_callback)
@@ -290,11 +294,27 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
 
     def _finish(self, client, volume, callback):
         size = self.engine.inspect(client.ioctx, volume.name).size
-        final = dict(state.Progress(size, size).as_dict(), phase='success')
+        record = self.engine.read_record(client.ioctx, volume.name)
+        final = dict(state.Progress(size, size).as_dict(), phase='success',
+                     source_left=self._source_left(client, record))
         self.engine.clear_record(client.ioctx, volume.name)
         if callback:
             callback(final)
         return final
+
+    def _source_left(self, client, record):
+        """Whether the committed migration's source still exists."""
+        source = record.get('source') or {}
+        if record.get('kind') != rbd_source.LINKED or not source:
+            return None
+        try:
+            src_ioctx = client.cluster.open_ioctx(source['pool'])
+        except self.rados.ObjectNotFound:
+            return False
+        try:
+            return self.engine.inspect(src_ioctx, source['image']) is not None
+        finally:
+            src_ioctx.close()
 
     def _record(self, client, name, callback=None, **changes):
         record = self.engine.read_record(client.ioctx, name)
