@@ -22,19 +22,35 @@ from oslo_config import types
 
 from cinder.volume import configuration
 
-SOURCE_KINDS = ('rbd-linked',)
+SOURCE_KINDS = ('rbd-linked', 'rbd-native', 'shared-file', 'exporter')
 
 target_opts = [
     cfg.ListOpt('async_migration_source_kinds',
                 item_type=types.String(choices=SOURCE_KINDS),
                 default=list(SOURCE_KINDS),
                 help='Kinds of source volume this backend takes over as a '
-                     'remote parent when it is the target of a migration. '
-                     '"rbd-linked" is an RBD volume in the same Ceph '
+                     'remote parent when it is the target of a migration; '
+                     'the best kind a source allows is used. '
+                     '"rbd-linked": an RBD volume in the same Ceph '
                      'cluster, taken over with a linked librbd live '
-                     'migration. An empty list turns asynchronous '
-                     'migration to this backend off, and Cinder falls '
-                     'back to its generic migration.'),
+                     'migration. "rbd-native": an RBD volume in another '
+                     'Ceph cluster read by librbd itself (needs Ceph 20.2 '
+                     'or later on every client; detected). "shared-file": '
+                     'a volume that is a file at the same path on every '
+                     'host (see async_migration_shared_file_backends), '
+                     'read as a raw file stream. "exporter": any volume '
+                     'os-brick can attach on this host, served read-only '
+                     'over HTTP to librbd as a raw stream. An empty list '
+                     'turns asynchronous migration to this backend off, '
+                     'and Cinder falls back to its generic migration.'),
+    cfg.ListOpt('async_migration_shared_file_backends',
+                default=[],
+                help='volume_backend_name of the file-based backends '
+                     '(for example Cinder\'s NFS driver) whose volume '
+                     'files are at the same path on this host and on every '
+                     'hypervisor that attaches this backend\'s volumes. '
+                     'Their volumes are taken over as "shared-file" '
+                     'sources, read by librbd directly from the file.'),
     cfg.StrOpt('async_migration_state_dir',
                default='$state_path/asyncmig',
                help='Directory where background copy workers write their '
