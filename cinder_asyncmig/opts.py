@@ -27,7 +27,8 @@ SOURCE_KINDS = ('rbd-linked', 'rbd-native', 'shared-file', 'exporter')
 target_opts = [
     cfg.ListOpt('async_migration_source_kinds',
                 item_type=types.String(choices=SOURCE_KINDS),
-                default=list(SOURCE_KINDS),
+                # the exporter listens on the network: opt-in
+                default=[k for k in SOURCE_KINDS if k != 'exporter'],
                 help='Kinds of source volume this backend takes over as a '
                      'remote parent when it is the target of a migration; '
                      'the best kind a source allows is used. '

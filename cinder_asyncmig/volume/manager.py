@@ -34,6 +34,7 @@ from cinder import context as cinder_context
 from cinder import exception as cinder_exception
 from cinder.i18n import _
 from cinder import objects
+from cinder.volume.drivers import remotefs
 from cinder.volume import manager
 from cinder.volume import volume_utils
 from oslo_config import cfg
@@ -44,6 +45,7 @@ from oslo_utils import units
 
 from cinder_asyncmig import exception
 from cinder_asyncmig import opts
+from cinder_asyncmig.sources import file as file_source
 from cinder_asyncmig.volume import constants
 from cinder_asyncmig.volume import rpcapi
 
@@ -222,10 +224,19 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         return None
 
     def _source_description(self, volume):
+        """What the target needs to know of this backend and volume.
+
+        The scheduler's shape (``host``, ``capabilities``) and, when the
+        driver keeps the volume in a file (Cinder's NFS driver and the
+        other RemoteFS drivers), the file's path on this host.
+        """
         stats = self.driver.get_volume_stats(refresh=False)
         if not stats:
             stats = self.driver.get_volume_stats(refresh=True)
-        return {'host': volume.host, 'capabilities': stats}
+        description = {'host': volume.host, 'capabilities': stats}
+        if isinstance(self.driver, remotefs.RemoteFSDriver):
+            description[file_source.PATH_KEY] = self.driver.local_path(volume)
+        return description
 
     def _hand_over(self, ctxt, volume, host, status_update):
         try:
@@ -395,6 +406,10 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             cleaned = self._clean_up_source(ctxt, volume, source_host)
         updates = {'migration_status': ('success' if cleaned
                                         else constants.SOURCE_LEFT)}
+        if cleaned and source_host and source_left is not False:
+            # the source backend's (e.g. an NFS share); kept until the
+            # source is removed, as its driver finds the source with it
+            updates['provider_location'] = None
         if volume.status == 'in-use' and not volume.volume_attachment:
             updates['status'] = 'available'
         volume.update(updates)
@@ -431,7 +446,8 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             constants.SOURCE_KEY)
         if self._clean_up_source(ctxt, volume, source_host):
             volume.refresh()
-            volume.migration_status = 'success'
+            volume.update({'migration_status': 'success',
+                           'provider_location': None})
             volume.save()
             self._clear_marker(ctxt, volume, constants.SOURCE_KEY)
             LOG.info('The source of volume %(vol)s on %(src)s is removed.',

@@ -20,6 +20,7 @@ from cinder import objects
 from cinder.volume import configuration
 from cinder.volume import driver as cinder_driver
 from cinder.volume.drivers import rbd as cinder_rbd
+import fixtures
 from oslo_config import cfg
 import testtools
 
@@ -85,6 +86,11 @@ class DriverDecisionTest(testtools.TestCase):
                              self.ctxt, self.volume, self._host()))
 
     def test_same_pool_is_a_host_update(self):
+        self.useFixture(fixtures.MockPatch(
+            'cinder.volume.drivers.rbd.RADOSClient',
+            return_value=mock.MagicMock(**{
+                '__enter__.return_value.cluster.get_fsid.return_value':
+                    FSID})))
         self.assertEqual((True, False, None),
                          self.driver.migrate_volume_target(
                              self.ctxt, self.volume,
@@ -100,7 +106,7 @@ class DriverDecisionTest(testtools.TestCase):
             self.driver._stats = {}
             self.driver._update_volume_stats()
         self.assertTrue(self.driver._stats['async_migration_target'])
-        self.assertEqual(['rbd-linked'],
+        self.assertEqual(['rbd-linked', 'rbd-native', 'shared-file'],
                          self.driver._stats['async_migration_source_kinds'])
 
     def test_list_opts(self):

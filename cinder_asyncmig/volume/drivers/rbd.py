@@ -33,17 +33,21 @@ from cinder.volume.drivers import rbd as cinder_rbd
 from oslo_log import log as logging
 from oslo_utils import excutils
 from oslo_utils import timeutils
+from oslo_utils import units
 
 from cinder_asyncmig.engine import migration
+from cinder_asyncmig.engine import specs
 from cinder_asyncmig.engine import state
 from cinder_asyncmig.engine import worker as copy_worker
 from cinder_asyncmig import exception
 from cinder_asyncmig import opts
+from cinder_asyncmig.sources import file as file_source
 from cinder_asyncmig.sources import rbd as rbd_source
 
 LOG = logging.getLogger(__name__)
 
 NOT_MOVED = (False, False, None)
+EXPORTER = 'exporter'
 # consecutive engine states one completion may step through before it
 # concludes something outside it keeps changing the migration
 _MAX_COMPLETION_STEPS = 8
@@ -133,53 +137,133 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         :raises MigrationConflict: the source or destination is already
                                    part of another migration.
         """
-        source = rbd_source.from_host(volume, src_host)
-        reason = self._decline_reason(volume, source)
+        reason = self._decline_reason(volume)
         if reason:
-            LOG.info('Not taking over volume %(vol)s asynchronously: '
-                     '%(reason)s Cinder falls back to another migration.',
-                     {'vol': volume.id, 'reason': reason}, resource=volume)
-            return NOT_MOVED
-        if source.pool == self.configuration.rbd_pool:
-            LOG.info('Volume %s is already in this pool; only its host '
-                     'changes.', volume.id, resource=volume)
-            return True, False, None
-
+            return self._decline(volume, reason)
+        kinds = self._source_kinds()
+        rbd_src = rbd_source.from_host(volume, src_host)
+        shared = file_source.from_host(
+            src_host, self.configuration.async_migration_shared_file_backends)
+        if rbd_src is None and shared is None and (
+                EXPORTER not in kinds):
+            return self._decline(volume, _(
+                'the source backend is neither RBD nor a shared-file '
+                'backend, and the exporter source kind is off here.'))
         with cinder_rbd.RADOSClient(self) as client:
-            if source.fsid != client.cluster.get_fsid():
-                LOG.info('Not taking over volume %(vol)s asynchronously: '
-                         'its source is in another Ceph cluster (fsid '
-                         '%(fsid)s). Cinder falls back to another '
-                         'migration.', {'vol': volume.id,
-                                        'fsid': source.fsid},
-                         resource=volume)
-                return NOT_MOVED
-            try:
-                src_ioctx = client.cluster.open_ioctx(source.pool)
-            except self.rados.ObjectNotFound:
-                raise exception.MigrationSourceRefused(
-                    volume_id=volume.id,
-                    reason=_('its pool %s does not exist in this '
-                             'cluster') % source.pool)
-            try:
-                return self._prepare_linked(client, src_ioctx, volume,
-                                            source)
-            finally:
-                src_ioctx.close()
+            if rbd_src is not None and (
+                    rbd_src.fsid == client.cluster.get_fsid()):
+                if rbd_source.LINKED not in kinds:
+                    return self._decline(volume, _(
+                        'this backend does not accept %s sources '
+                        '(async_migration_source_kinds).') %
+                        rbd_source.LINKED)
+                return self._take_over_linked(client, volume, rbd_src)
+            return self._take_over_import(client, volume, src_host,
+                                          rbd_src, shared)
 
-    def _decline_reason(self, volume, source):
-        if source is None:
-            return _('the source backend is not an RBD backend reporting '
-                     'its location.')
-        if rbd_source.LINKED not in self._source_kinds():
-            return _('this backend does not accept %s sources '
-                     '(async_migration_source_kinds).') % rbd_source.LINKED
+    def _decline(self, volume, reason):
+        LOG.info('Not taking over volume %(vol)s asynchronously: '
+                 '%(reason)s Cinder falls back to another migration.',
+                 {'vol': volume.id, 'reason': reason}, resource=volume)
+        return NOT_MOVED
+
+    def _decline_reason(self, volume):
+        if not self._source_kinds():
+            return _('async_migration_source_kinds is empty on this '
+                     'backend.')
         if volume.volume_type and (
                 self._is_multiattach_type(volume.volume_type) or
                 self._is_replicated_type(volume.volume_type)):
             return _('multiattach and replicated volume types are not '
                      'taken over asynchronously.')
         return None
+
+    def _take_over_linked(self, client, volume, source):
+        if source.pool == self.configuration.rbd_pool:
+            LOG.info('Volume %s is already in this pool; only its host '
+                     'changes.', volume.id, resource=volume)
+            return True, False, None
+        try:
+            src_ioctx = client.cluster.open_ioctx(source.pool)
+        except self.rados.ObjectNotFound:
+            raise exception.MigrationSourceRefused(
+                volume_id=volume.id,
+                reason=_('its pool %s does not exist in this '
+                         'cluster') % source.pool)
+        try:
+            return self._prepare_linked(client, src_ioctx, volume, source)
+        finally:
+            src_ioctx.close()
+
+    # -- import-only sources -------------------------------------------------
+
+    def _take_over_import(self, client, volume, src_host, rbd_src, shared):
+        """Take over a source librbd reads through a stream or a client.
+
+        The kinds are tried best first; each that cannot serve this source
+        says why in the log.
+        """
+        kinds = self._source_kinds()
+        reasons = []
+        if rbd_src is not None:
+            reasons.append(_('its RBD source is in another Ceph cluster '
+                             '(fsid %s), and native cross-cluster import '
+                             'is not supported here') % rbd_src.fsid
+                           if not self.engine.features.native_cross_cluster
+                           else _('rbd-native is not implemented yet'))
+        if shared is not None and file_source.SHARED_FILE in kinds:
+            refusal = file_source.refusal(shared, volume.size * units.Gi)
+            if refusal is None:
+                return self._prepare_import(
+                    client, volume, file_source.SHARED_FILE,
+                    specs.raw_file(shared.path),
+                    {'backend': shared.backend, 'path': shared.path})
+            reasons.append(refusal)
+        elif shared is None:
+            reasons.append(_('its backend is not a shared-file backend '
+                             'here (async_migration_shared_file_backends)'))
+        return self._decline(volume, '; '.join(reasons) + '.')
+
+    def _prepare_import(self, client, volume, kind, spec, source):
+        """Create the destination reading through to ``spec``.
+
+        :param source: what the migration record says about the source;
+                       nothing secret.
+        """
+        name = volume.name
+        existing = self.engine.status(client.ioctx, name)
+        if existing is not None:
+            record = self.engine.read_record(client.ioctx, name)
+            if (existing.state is not state.MigrationState.NONE and
+                    existing.import_only and record.get('kind') == kind and
+                    record.get('source') == source):
+                LOG.info('Volume %s is already being taken over here; '
+                         'nothing to prepare.', volume.id, resource=volume)
+                return True, True, {}
+            raise exception.MigrationConflict(
+                image=name,
+                reason=_('an image of that name already exists in the '
+                         'destination pool %s') % self.configuration.rbd_pool)
+        started = time.monotonic()
+        self.engine.prepare_import(spec, client.ioctx, name)
+        try:
+            size = self.engine.inspect(client.ioctx, name).size
+            self.engine.write_record(client.ioctx, name, {
+                'kind': kind, 'source': source, 'phase': 'prepared',
+                'prepared_at': timeutils.utcnow().isoformat(),
+                'progress': state.Progress(0, size).as_dict()})
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                # nobody has seen the destination yet: nothing to lose
+                self.engine.abort(client.ioctx, name, force=True,
+                                  exposed=False)
+        LOG.info('Volume %(vol)s (%(size)d bytes) taken over as a '
+                 '%(kind)s source in %(ms).1f ms; it is usable on this '
+                 'backend while its data is copied.',
+                 {'vol': volume.id, 'size': size, 'kind': kind,
+                  'ms': (time.monotonic() - started) * 1000},
+                 resource=volume)
+        return True, True, {}
 
     def _prepare_linked(self, client, src_ioctx, volume, source):
         name = volume.name
@@ -305,7 +389,10 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
     def _source_left(self, client, record):
         """Whether the committed migration's source still exists."""
         source = record.get('source') or {}
-        if record.get('kind') != rbd_source.LINKED or not source:
+        if record.get('kind') not in (None, rbd_source.LINKED):
+            # librbd never touches an import-only source
+            return True
+        if not source:
             return None
         try:
             src_ioctx = client.cluster.open_ioctx(source['pool'])
