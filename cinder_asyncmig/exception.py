@@ -61,3 +61,36 @@ class MigrationLost(MigrationEngineError):
     """The migration cannot go on: retrying would not help."""
     message = _("The live migration of %(image)s cannot be completed: "
                 "%(reason)s")
+
+
+class ExporterError(exception.VolumeBackendAPIException):
+    message = _("The HTTP exporter %(export_id)s failed: %(reason)s")
+
+
+class ExporterStartError(ExporterError):
+    message = _("The HTTP exporter %(export_id)s could not start: "
+                "%(reason)s")
+
+
+class ExporterPortTaken(ExporterStartError):
+    message = _("The HTTP exporter %(export_id)s cannot start again: its "
+                "port %(port)s on %(address)s is in use by another "
+                "process. librbd recorded the exporter's URL, port "
+                "included, when the migration began, so the exporter "
+                "cannot move to another port. Free the port, then "
+                "complete the migration again.")
+
+
+class ExporterConflict(exception.Invalid):
+    message = _("The HTTP exporter %(export_id)s already exists: "
+                "%(reason)s")
+
+
+class ExporterNotFound(exception.NotFound):
+    message = _("No HTTP exporter %(export_id)s is recorded in "
+                "%(state_dir)s, so it cannot be started again. Start a "
+                "new export instead.")
+
+
+class ExporterInvalid(exception.InvalidInput):
+    message = _("Invalid HTTP exporter setting: %(reason)s")

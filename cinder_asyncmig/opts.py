@@ -80,6 +80,54 @@ target_opts = [
                     'is only done for workers known to be dead.'),
 ]
 
+exporter_opts = [
+    cfg.HostAddressOpt('async_migration_exporter_bind_address',
+                       default='$my_ip',
+                       help='IPv4 address or host name the HTTP exporter '
+                            'of a source volume listens on. librbd clients '
+                            'on the destination side (the copy worker and '
+                            'the hypervisors the volume is attached to) '
+                            'read the source through it, so it must be '
+                            'reachable from them. The wildcard address '
+                            'and IPv6 literals are refused: the address '
+                            'becomes part of the URL librbd records, and '
+                            'librbd 16.2 cannot parse IPv6 literals.'),
+    cfg.PortOpt('async_migration_exporter_port_min',
+                default=10800,
+                help='Lowest TCP port an HTTP exporter may listen on. A new '
+                     'export takes the first free port of the range.'),
+    cfg.PortOpt('async_migration_exporter_port_max',
+                default=10899,
+                help='Highest TCP port an HTTP exporter may listen on. The '
+                     'range bounds how many volumes this host exports at '
+                     'once.'),
+    cfg.StrOpt('async_migration_exporter_cert_file',
+               help='PEM certificate (chain) the HTTP exporter presents. '
+                    'When set together with '
+                    'async_migration_exporter_key_file the exporter '
+                    'serves HTTPS with TLS 1.2 or newer; the librbd '
+                    'clients must trust the certificate.'),
+    cfg.StrOpt('async_migration_exporter_key_file',
+               help='PEM private key of '
+                    'async_migration_exporter_cert_file.'),
+    cfg.IntOpt('async_migration_exporter_max_bytes_per_sec',
+               default=0, min=0,
+               help='Cap, in bytes per second, on what one HTTP exporter '
+                    'reads from its source volume, summed over all its '
+                    'connections. 0 means no cap.'),
+    cfg.IntOpt('async_migration_exporter_max_connections',
+               default=16, min=1, max=1024,
+               help='Connections one HTTP exporter serves at once. While '
+                    'they are all busy, further connections wait until '
+                    'one closes. Every librbd client of the destination '
+                    'image holds one connection.'),
+    cfg.IntOpt('async_migration_exporter_timeout',
+               default=30, min=1, max=3600,
+               help='Seconds an HTTP exporter waits for a request head, '
+                    'keeps an idle connection open and waits for one '
+                    'write to a client, before it closes the connection.'),
+]
+
 manager_opts = [
     cfg.StrOpt('rpc_version_cap',
                help='Highest version of the async migration RPC API this '
@@ -120,6 +168,7 @@ GROUP = 'asyncmig'
 
 CONF = cfg.CONF
 CONF.register_opts(target_opts, group=configuration.SHARED_CONF_GROUP)
+CONF.register_opts(exporter_opts, group=configuration.SHARED_CONF_GROUP)
 CONF.register_opts(manager_opts, group=GROUP)
 
 
@@ -128,5 +177,5 @@ def list_opts():
 
     :returns: a list of (group, options) pairs.
     """
-    return [(configuration.SHARED_CONF_GROUP, target_opts),
+    return [(configuration.SHARED_CONF_GROUP, target_opts + exporter_opts),
             (GROUP, manager_opts)]

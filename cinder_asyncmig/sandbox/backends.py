@@ -49,6 +49,7 @@ def make_driver(driver_class, cluster, pool, **overrides):
                                          config_group=group)
     config.append_config_values(cinder_rbd.RBD_OPTS)
     config.append_config_values(opts.target_opts)
+    config.append_config_values(opts.exporter_opts)
     # RBDDriver copies some options when it is built: override first
     for key, value in settings.items():
         CONF.set_override(key, value, group=group)

@@ -71,15 +71,14 @@ import time
 import traceback
 from urllib import parse as urlparse
 
-from cinder import exception as cinder_exception
 from cinder.i18n import _
-from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_serialization import jsonutils
 from oslo_utils import excutils
 from oslo_utils import units
 
 from cinder_asyncmig.engine import worker
+from cinder_asyncmig import exception
 
 LOG = logging.getLogger(__name__)
 
@@ -113,87 +112,6 @@ _EXPORT_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$')
 _TOKEN = re.compile(r'^[A-Za-z0-9_-]{16,}$')
 _HOST_NAME = re.compile(r'^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$')
 _RANGE = re.compile(r'^bytes=(\d{0,19})-(\d{0,19})$')
-
-exporter_opts = [
-    cfg.HostAddressOpt('async_migration_exporter_bind_address',
-                       default='$my_ip',
-                       help='IPv4 address or host name the HTTP exporter '
-                            'of a source volume listens on. librbd clients '
-                            'on the destination side (the copy worker and '
-                            'the hypervisors the volume is attached to) '
-                            'read the source through it, so it must be '
-                            'reachable from them. The wildcard address '
-                            'and IPv6 literals are refused: the address '
-                            'becomes part of the URL librbd records, and '
-                            'librbd 16.2 cannot parse IPv6 literals.'),
-    cfg.PortOpt('async_migration_exporter_port_min',
-                default=DEFAULT_PORT_RANGE[0],
-                help='Lowest TCP port an HTTP exporter may listen on. A new '
-                     'export takes the first free port of the range.'),
-    cfg.PortOpt('async_migration_exporter_port_max',
-                default=DEFAULT_PORT_RANGE[1],
-                help='Highest TCP port an HTTP exporter may listen on. The '
-                     'range bounds how many volumes this host exports at '
-                     'once.'),
-    cfg.StrOpt('async_migration_exporter_cert_file',
-               help='PEM certificate (chain) the HTTP exporter presents. '
-                    'When set together with '
-                    'async_migration_exporter_key_file the exporter '
-                    'serves HTTPS with TLS 1.2 or newer; the librbd '
-                    'clients must trust the certificate.'),
-    cfg.StrOpt('async_migration_exporter_key_file',
-               help='PEM private key of '
-                    'async_migration_exporter_cert_file.'),
-    cfg.IntOpt('async_migration_exporter_max_bytes_per_sec',
-               default=0, min=0,
-               help='Cap, in bytes per second, on what one HTTP exporter '
-                    'reads from its source volume, summed over all its '
-                    'connections. 0 means no cap.'),
-    cfg.IntOpt('async_migration_exporter_max_connections',
-               default=DEFAULT_MAX_CONNECTIONS, min=1, max=1024,
-               help='Connections one HTTP exporter serves at once. While '
-                    'they are all busy, further connections wait until '
-                    'one closes. Every librbd client of the destination '
-                    'image holds one connection.'),
-    cfg.IntOpt('async_migration_exporter_timeout',
-               default=DEFAULT_TIMEOUT, min=1, max=3600,
-               help='Seconds an HTTP exporter waits for a request head, '
-                    'keeps an idle connection open and waits for one '
-                    'write to a client, before it closes the connection.'),
-]
-
-
-class ExporterError(cinder_exception.VolumeBackendAPIException):
-    message = _("The HTTP exporter %(export_id)s failed: %(reason)s")
-
-
-class ExporterStartError(ExporterError):
-    message = _("The HTTP exporter %(export_id)s could not start: "
-                "%(reason)s")
-
-
-class ExporterPortTaken(ExporterStartError):
-    message = _("The HTTP exporter %(export_id)s cannot start again: its "
-                "port %(port)s on %(address)s is in use by another "
-                "process. librbd recorded the exporter's URL, port "
-                "included, when the migration began, so the exporter "
-                "cannot move to another port. Free the port, then "
-                "complete the migration again.")
-
-
-class ExporterConflict(cinder_exception.Invalid):
-    message = _("The HTTP exporter %(export_id)s already exists: "
-                "%(reason)s")
-
-
-class ExporterNotFound(cinder_exception.NotFound):
-    message = _("No HTTP exporter %(export_id)s is recorded in "
-                "%(state_dir)s, so it cannot be started again. Start a "
-                "new export instead.")
-
-
-class ExporterInvalid(cinder_exception.InvalidInput):
-    message = _("Invalid HTTP exporter setting: %(reason)s")
 
 
 def generate_token():
@@ -240,7 +158,7 @@ def start_options(configuration):
 # -- configuration -----------------------------------------------------------
 
 def _invalid(reason):
-    return ExporterInvalid(reason=reason)
+    return exception.ExporterInvalid(reason=reason)
 
 
 def _check_export_id(export_id):
@@ -948,7 +866,7 @@ def _recorded_ports(state_dir):
             try:
                 port = read_private_json(os.path.join(state_dir,
                                                       name)).get('port')
-            except (OSError, ValueError, ExporterInvalid):
+            except (OSError, ValueError, exception.ExporterInvalid):
                 continue
             if port:
                 ports.add(port)
@@ -1053,7 +971,7 @@ def main(argv=None):
     config = {}
     try:
         config = check_config(read_private_json(args.config))
-    except (OSError, ValueError, ExporterInvalid) as exc:
+    except (OSError, ValueError, exception.ExporterInvalid) as exc:
         return _fail(status_path, config, BAD_CONFIG, exc)
     try:
         _serve(config, status_path)
@@ -1126,7 +1044,7 @@ class Exporter(object):
         try:
             _write_private_json(config_path, config, exclusive=True)
         except FileExistsError:
-            raise ExporterConflict(
+            raise exception.ExporterConflict(
                 export_id=export_id,
                 reason=_('its configuration is recorded in %s; restart or '
                          'stop that export first') % state_dir)
@@ -1155,11 +1073,12 @@ class Exporter(object):
         try:
             config = check_config(read_private_json(config_path))
         except FileNotFoundError:
-            raise ExporterNotFound(export_id=export_id, state_dir=state_dir)
+            raise exception.ExporterNotFound(export_id=export_id,
+                                             state_dir=state_dir)
         if cls.adopt(state_dir, export_id) is not None:
-            raise ExporterConflict(export_id=export_id,
-                                   reason=_('its exporter is running; '
-                                            'adopt it'))
+            raise exception.ExporterConflict(
+                export_id=export_id,
+                reason=_('its exporter is running; adopt it'))
         return cls._launch(state_dir, config, start_timeout)
 
     @classmethod
@@ -1186,7 +1105,7 @@ class Exporter(object):
             return None
         try:
             config = check_config(read_private_json(config_path))
-        except (OSError, ValueError, ExporterInvalid):
+        except (OSError, ValueError, exception.ExporterInvalid):
             return None
         LOG.info('Adopting exporter %(pid)d of %(id)s.',
                  {'pid': pid, 'id': export_id})
@@ -1256,24 +1175,24 @@ class Exporter(object):
                 if status.get('phase') == FAILED:
                     raise self._start_error(status)
             if not alive:
-                raise ExporterStartError(
+                raise exception.ExporterStartError(
                     export_id=self.export_id,
                     reason=_('the exporter exited with code %(code)s: '
                              '%(log)s') % {'code': self._popen.returncode,
                                            'log': self._log_tail()})
             if time.monotonic() > deadline:
-                raise ExporterStartError(
+                raise exception.ExporterStartError(
                     export_id=self.export_id,
                     reason=_('it was not listening after %d s') % timeout)
             time.sleep(0.05)
 
     def _start_error(self, status):
         if status.get('error_kind') == PORT_TAKEN:
-            return ExporterPortTaken(export_id=self.export_id,
-                                     port=status.get('port'),
-                                     address=status.get('address'))
-        return ExporterStartError(export_id=self.export_id,
-                                  reason=status.get('error'))
+            return exception.ExporterPortTaken(
+                export_id=self.export_id, port=status.get('port'),
+                address=status.get('address'))
+        return exception.ExporterStartError(export_id=self.export_id,
+                                            reason=status.get('error'))
 
     def _log_tail(self):
         try:
@@ -1350,9 +1269,9 @@ class Exporter(object):
             while self.running() and time.monotonic() < deadline:
                 time.sleep(0.05)
         if self.running():
-            raise ExporterError(export_id=self.export_id,
-                                reason=_('process %d did not stop') %
-                                self.pid)
+            raise exception.ExporterError(
+                export_id=self.export_id,
+                reason=_('process %d did not stop') % self.pid)
         _remove(self.config_path, self.status_path, self.log_path)
         LOG.info('Stopped exporter %(pid)d of %(id)s.',
                  {'pid': self.pid, 'id': self.export_id})

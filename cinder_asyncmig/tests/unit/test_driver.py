@@ -112,9 +112,10 @@ class DriverDecisionTest(testtools.TestCase):
     def test_list_opts(self):
         listed = dict(opts.list_opts())
         self.assertEqual({'backend_defaults', 'asyncmig'}, set(listed))
-        self.assertEqual({o.name for o in opts.target_opts},
+        backend_opts = opts.target_opts + opts.exporter_opts
+        self.assertEqual({o.name for o in backend_opts},
                          {o.name for o in listed['backend_defaults']})
-        for opt in opts.target_opts + opts.manager_opts:
+        for opt in backend_opts + opts.manager_opts:
             self.assertTrue(opt.help.endswith('.'), opt.name)
 
 

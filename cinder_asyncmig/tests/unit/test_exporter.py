@@ -40,6 +40,8 @@ from oslo_config import cfg
 import testtools
 
 from cinder_asyncmig.engine import worker
+from cinder_asyncmig import exception
+from cinder_asyncmig import opts
 from cinder_asyncmig.sources import exporter
 
 KIB = 1024
@@ -808,7 +810,7 @@ class ExporterProcessTest(testtools.TestCase):
         self.assertEqual(url, again.url)
         self.assertEqual((206, self.data[:5]),
                          self._get(again.url, {'Range': 'bytes=0-4'}))
-        self.assertRaises(exporter.ExporterConflict,
+        self.assertRaises(exception.ExporterConflict,
                           exporter.Exporter.restart, self.state_dir,
                           'volume-1')
         self.assertEqual(again.pid,
@@ -824,7 +826,7 @@ class ExporterProcessTest(testtools.TestCase):
         squatter.bind(('127.0.0.1', handle.port))
         squatter.listen()
 
-        exc = self.assertRaises(exporter.ExporterPortTaken,
+        exc = self.assertRaises(exception.ExporterPortTaken,
                                 exporter.Exporter.restart, self.state_dir,
                                 'volume-1')
 
@@ -859,7 +861,7 @@ class ExporterProcessTest(testtools.TestCase):
         self.assertNotEqual(first.port, second.port)
         self.assertEqual(first.url, exporter.Exporter.restart(
             self.state_dir, 'volume-1').url)
-        self.assertRaises(exporter.ExporterStartError, self._start,
+        self.assertRaises(exception.ExporterStartError, self._start,
                           'volume-3', port_range=(low, low + 1))
 
     def test_no_free_port(self):
@@ -868,15 +870,15 @@ class ExporterProcessTest(testtools.TestCase):
         squatter.bind(('127.0.0.1', 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        exc = self.assertRaises(exporter.ExporterStartError, self._start,
+        exc = self.assertRaises(exception.ExporterStartError, self._start,
                                 port_range=(port, port))
-        self.assertNotIsInstance(exc, exporter.ExporterPortTaken)
+        self.assertNotIsInstance(exc, exception.ExporterPortTaken)
         self.assertIn('no free port', str(exc))
         self.assertEqual([], self._state_files())
 
     def test_unreadable_lun_leaves_nothing(self):
         for path in (os.path.join(self.root, 'missing.img'), self.root):
-            exc = self.assertRaises(exporter.ExporterStartError,
+            exc = self.assertRaises(exception.ExporterStartError,
                                     self._start, path=path)
             self.assertIn(path, str(exc))
             self.assertEqual([], self._state_files())
@@ -885,11 +887,11 @@ class ExporterProcessTest(testtools.TestCase):
 
     def test_second_start_of_an_export_conflicts(self):
         handle = self._start()
-        self.assertRaises(exporter.ExporterConflict, self._start)
+        self.assertRaises(exception.ExporterConflict, self._start)
         self.assertTrue(handle.running())
 
     def test_restart_of_an_unknown_export(self):
-        self.assertRaises(exporter.ExporterNotFound,
+        self.assertRaises(exception.ExporterNotFound,
                           exporter.Exporter.restart, self.state_dir, 'nope')
 
     def test_invalid_settings_are_refused_before_anything_starts(self):
@@ -902,10 +904,10 @@ class ExporterProcessTest(testtools.TestCase):
                        {'path': 'relative.img'},
                        {'cert_file': '/x.pem'},
                        {'max_connections': 0}):
-            self.assertRaises(exporter.ExporterInvalid, self._start,
+            self.assertRaises(exception.ExporterInvalid, self._start,
                               **kwargs)
         self.token = 'short'
-        self.assertRaises(exporter.ExporterInvalid, self._start)
+        self.assertRaises(exception.ExporterInvalid, self._start)
         self.assertFalse(os.path.exists(self.state_dir))
 
     def test_config_readable_by_others_is_refused(self):
@@ -913,7 +915,7 @@ class ExporterProcessTest(testtools.TestCase):
         os.kill(handle.pid, signal.SIGKILL)
         handle._popen.wait()
         os.chmod(handle.config_path, 0o644)
-        self.assertRaises(exporter.ExporterInvalid,
+        self.assertRaises(exception.ExporterInvalid,
                           exporter.Exporter.restart, self.state_dir,
                           'volume-1')
 
@@ -931,7 +933,7 @@ class OptionsTest(testtools.TestCase):
     def test_start_options_from_a_backend_section(self):
         conf = cfg.ConfigOpts()
         conf.register_opt(cfg.StrOpt('my_ip', default='192.0.2.7'))
-        conf.register_opts(exporter.exporter_opts, group='backend')
+        conf.register_opts(opts.exporter_opts, group='backend')
         conf([], default_config_files=[])
         options = exporter.start_options(conf.backend)
         self.assertEqual({'bind_address': '192.0.2.7',

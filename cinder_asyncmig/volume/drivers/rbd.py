@@ -88,6 +88,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
     def __init__(self, *args, **kwargs):
         super(AsyncMigrationRBDDriver, self).__init__(*args, **kwargs)
         self.configuration.append_config_values(opts.target_opts)
+        self.configuration.append_config_values(opts.exporter_opts)
         self.engine = migration.Engine(self.rbd)
 
     # -- setup and stats -------------------------------------------------
