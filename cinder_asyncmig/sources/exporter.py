@@ -208,9 +208,14 @@ def make_config(export_id, path, token, bind_address=DEFAULT_BIND_ADDRESS,
                 port_range=DEFAULT_PORT_RANGE, cert_file=None, key_file=None,
                 max_bytes_per_sec=0,
                 max_connections=DEFAULT_MAX_CONNECTIONS,
-                timeout=DEFAULT_TIMEOUT, port=None, reserved_ports=()):
+                timeout=DEFAULT_TIMEOUT, port=None, reserved_ports=(),
+                rbd=None):
     """Return a checked exporter configuration (a dict, token included).
 
+    :param path: the LUN, or the ceph.conf of an RBD LUN.
+    :param rbd: for an RBD image, ``{'pool', 'image', 'user'}`` and
+                optionally ``'cluster'``; ``path`` is then the
+                configuration file of its cluster.
     :param port: the port to use; only this one is tried when given.
     :param reserved_ports: ports of the range a new export must not take.
     :raises ExporterInvalid: when a setting cannot work.
@@ -230,9 +235,22 @@ def make_config(export_id, path, token, bind_address=DEFAULT_BIND_ADDRESS,
               'max_bytes_per_sec': int(max_bytes_per_sec),
               'max_connections': int(max_connections),
               'timeout': float(timeout),
-              'reserved_ports': sorted(int(p) for p in reserved_ports)}
+              'reserved_ports': sorted(int(p) for p in reserved_ports),
+              'rbd': _check_rbd(rbd)}
     _check_limits(config)
     return config
+
+
+def _check_rbd(rbd):
+    if rbd is None:
+        return None
+    if not isinstance(rbd, dict) or not all(
+            isinstance(rbd.get(k), str) and rbd[k]
+            for k in ('pool', 'image', 'user')) or set(rbd) - {
+                'pool', 'image', 'user', 'cluster'}:
+        raise _invalid(_('an RBD LUN needs its pool, image and user '
+                         '(and may name its cluster), nothing else'))
+    return dict(rbd)
 
 
 def check_config(config):
@@ -246,7 +264,7 @@ def check_config(config):
         raise _invalid(_('unexpected configuration keys: %s') % exc)
 
 
-def _write_private_json(path, data, exclusive=False):
+def write_private_json(path, data, exclusive=False):
     """Write a JSON file only its owner may read, atomically.
 
     :param exclusive: fail with FileExistsError if ``path`` exists.
@@ -420,6 +438,60 @@ class Lun(object):
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+class RBDLun(object):
+    """One RBD image, opened read-only with librbd.
+
+    For a source in another Ceph cluster that this host reaches as a
+    client (a hypervisor of that cluster would): the configuration file
+    names its monitors and the keyring of ``user``.
+    """
+
+    def __init__(self, conf, pool, image, user, cluster=None):
+        # only the bindings, and only in the child that serves the image
+        import rados
+        import rbd
+        self.path = '%s/%s' % (pool, image)
+        self._client = rados.Rados(rados_id=user, clustername=cluster,
+                                   conffile=conf)
+        try:
+            self._client.connect(timeout=30)
+            self._ioctx = self._client.open_ioctx(pool)
+            try:
+                self._image = rbd.Image(self._ioctx, image, read_only=True)
+            except Exception:
+                self._ioctx.close()
+                raise
+        except (rados.Error, rbd.Error) as exc:
+            self._client.shutdown()
+            raise OSError(errno.EIO, 'cannot open RBD image %s: %s' % (
+                self.path, type(exc).__name__))
+        except Exception:
+            self._client.shutdown()
+            raise
+        self._size = self._image.size()
+
+    def size(self):
+        return self._size
+
+    def read(self, offset, length):
+        length = max(0, min(length, self._size - offset))
+        return self._image.read(offset, length) if length else b''
+
+    def close(self):
+        if self._client is not None:
+            self._image.close()
+            self._ioctx.close()
+            self._client.shutdown()
+            self._client = None
+
+
+def open_lun(path, rbd=None):
+    """Open the LUN of an export: a file or device, or an RBD image."""
+    if rbd:
+        return RBDLun(path, **rbd)
+    return Lun(path)
 
 
 class HeadTooLarge(Exception):
@@ -766,7 +838,7 @@ def _bind_first_free(factory, address, ports):
 def make_server(path, token, bind_address=DEFAULT_BIND_ADDRESS, ports=(0,),
                 cert_file=None, key_file=None, max_bytes_per_sec=0,
                 max_connections=DEFAULT_MAX_CONNECTIONS,
-                timeout=DEFAULT_TIMEOUT):
+                timeout=DEFAULT_TIMEOUT, rbd=None):
     """Open a LUN and return a :class:`LunServer` listening for it.
 
     The caller runs ``serve_forever()`` and, at the end, ``shutdown()``
@@ -778,7 +850,7 @@ def make_server(path, token, bind_address=DEFAULT_BIND_ADDRESS, ports=(0,),
     """
     context = tls_context(cert_file, key_file) if cert_file else None
     bucket, chunk = make_bucket(max_bytes_per_sec)
-    lun = Lun(path)
+    lun = open_lun(path, rbd)
     try:
         return _bind_first_free(
             lambda addr: LunServer(addr, lun, token, max_connections,
@@ -915,7 +987,8 @@ def _serve(config, status_path):
                          config['bind_address'], ports,
                          config['cert_file'], config['key_file'],
                          config['max_bytes_per_sec'],
-                         config['max_connections'], config['timeout'])
+                         config['max_connections'], config['timeout'],
+                         config['rbd'])
     try:
         stopping = threading.Event()
 
@@ -1018,13 +1091,17 @@ class Exporter(object):
               bind_address=DEFAULT_BIND_ADDRESS,
               port_range=DEFAULT_PORT_RANGE, cert_file=None, key_file=None,
               max_bytes_per_sec=0, max_connections=DEFAULT_MAX_CONNECTIONS,
-              timeout=DEFAULT_TIMEOUT, start_timeout=DEFAULT_START_TIMEOUT):
+              timeout=DEFAULT_TIMEOUT, start_timeout=DEFAULT_START_TIMEOUT,
+              rbd=None):
         """Start a new export of ``path``; return once it listens.
 
         :param state_dir: local directory for the export's files.
         :param export_id: names the export's files (e.g. a volume id).
-        :param path: the LUN: a block device or a regular file.
+        :param path: the LUN: a block device or a regular file; for an RBD
+            image, the configuration file of its cluster.
         :param token: the secret of the URL, from :func:`generate_token`.
+        :param rbd: an RBD image's ``{'pool', 'image', 'user'[,
+            'cluster']}`` (see :class:`RBDLun`).
         :param port_range: ``(min, max)``; the first free port is taken,
             skipping the ports recorded for the other exports of
             ``state_dir`` (their exporters must find them free on restart).
@@ -1038,11 +1115,12 @@ class Exporter(object):
         config = make_config(export_id, path, token, bind_address,
                              port_range, cert_file, key_file,
                              max_bytes_per_sec, max_connections, timeout,
-                             reserved_ports=_recorded_ports(state_dir))
+                             reserved_ports=_recorded_ports(state_dir),
+                             rbd=rbd)
         config_path = _paths(state_dir, export_id)[0]
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         try:
-            _write_private_json(config_path, config, exclusive=True)
+            write_private_json(config_path, config, exclusive=True)
         except FileExistsError:
             raise exception.ExporterConflict(
                 export_id=export_id,
@@ -1056,12 +1134,14 @@ class Exporter(object):
 
     @classmethod
     def restart(cls, state_dir, export_id,
-                start_timeout=DEFAULT_START_TIMEOUT):
+                start_timeout=DEFAULT_START_TIMEOUT, path=None):
         """Start a recorded export again, with its token and its port.
 
         :param state_dir: the directory given to :meth:`start`.
         :param export_id: the export.
         :param start_timeout: seconds to wait for the child to listen.
+        :param path: where the LUN is now, when attaching it again gave
+            another device path.
         :returns: the running :class:`Exporter`, same URL as before.
         :raises ExporterNotFound: when no such export is recorded.
         :raises ExporterConflict: when its exporter still runs.
@@ -1079,6 +1159,9 @@ class Exporter(object):
             raise exception.ExporterConflict(
                 export_id=export_id,
                 reason=_('its exporter is running; adopt it'))
+        if path and path != config['path']:
+            config['path'] = path
+            write_private_json(config_path, config)
         return cls._launch(state_dir, config, start_timeout)
 
     @classmethod
@@ -1154,7 +1237,7 @@ class Exporter(object):
             handle._status = handle._wait_listening(start_timeout)
             if config['port'] != handle._status['port']:
                 config['port'] = handle._status['port']
-                _write_private_json(config_path, config)
+                write_private_json(config_path, config)
         except Exception:
             with excutils.save_and_reraise_exception():
                 handle._kill()

@@ -97,11 +97,14 @@ class _ProgressRecorder(object):
 
     @staticmethod
     def render(progress):
-        return '%.1f%% (%d of %d MiB, %d MiB/s)' % (
+        text = '%.1f%% (%d of %d MiB, %d MiB/s)' % (
             progress.get('percent', 0.0),
             progress.get('bytes_copied', 0) // units.Mi,
             progress.get('bytes_total', 0) // units.Mi,
             progress.get('rate_bytes_per_sec', 0) // units.Mi)
+        if progress.get('kind'):
+            text += ' from %s source' % progress['kind']
+        return text
 
     def __call__(self, progress):
         now = time.monotonic()
@@ -496,6 +499,7 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             if volume.migration_status == constants.ATTACHABLE:
                 LOG.info('Resuming the background copy of volume %s.',
                          volume.id, resource=volume)
+                self._ensure_migration_source(ctxt, volume)
                 self._spawn(self.complete_migration, ctxt, volume)
             elif (volume.migration_status == 'migrating' and
                     volume.admin_metadata.get(constants.TARGET_KEY)):
@@ -511,6 +515,19 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                 LOG.info('Retrying the removal of the source of migrated '
                          'volume %s.', volume.id, resource=volume)
                 self._spawn(self._retry_source_cleanup, ctxt, volume)
+
+    def _ensure_migration_source(self, ctxt, volume):
+        # at once, not in the background: hypervisors may read through
+        # the source before the copy resumes
+        if not hasattr(self.driver, 'ensure_migration_source'):
+            return
+        try:
+            volume_utils.require_driver_initialized(self.driver)
+            self.driver.ensure_migration_source(ctxt, volume)
+        except Exception:
+            LOG.exception('Could not serve the source of volume %s again; '
+                          'its background copy retries.', volume.id,
+                          resource=volume)
 
     @staticmethod
     def _spawn(func, *args):

@@ -77,11 +77,14 @@ class TargetWithoutEndpointTest(testtools.TestCase):
 class ProgressRecorderTest(testtools.TestCase):
 
     def test_render(self):
-        self.assertEqual(
-            '42.0% (430 of 1024 MiB, 180 MiB/s)',
-            manager._ProgressRecorder.render({
-                'percent': 42.0, 'bytes_copied': 430 * 2 ** 20,
-                'bytes_total': 2 ** 30, 'rate_bytes_per_sec': 180 * 2 ** 20}))
+        progress = {'percent': 42.0, 'bytes_copied': 430 * 2 ** 20,
+                    'bytes_total': 2 ** 30,
+                    'rate_bytes_per_sec': 180 * 2 ** 20}
+        self.assertEqual('42.0% (430 of 1024 MiB, 180 MiB/s)',
+                         manager._ProgressRecorder.render(progress))
+        progress['kind'] = 'exporter'
+        self.assertEqual('42.0% (430 of 1024 MiB, 180 MiB/s) from exporter '
+                         'source', manager._ProgressRecorder.render(progress))
 
     def test_throttled_but_final_phases_always_written(self):
         db = mock.Mock()

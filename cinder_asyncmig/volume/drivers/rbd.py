@@ -41,13 +41,14 @@ from cinder_asyncmig.engine import state
 from cinder_asyncmig.engine import worker as copy_worker
 from cinder_asyncmig import exception
 from cinder_asyncmig import opts
+from cinder_asyncmig.sources import exported as exported_source
 from cinder_asyncmig.sources import file as file_source
 from cinder_asyncmig.sources import rbd as rbd_source
 
 LOG = logging.getLogger(__name__)
 
 NOT_MOVED = (False, False, None)
-EXPORTER = 'exporter'
+EXPORTER = exported_source.EXPORTER
 # consecutive engine states one completion may step through before it
 # concludes something outside it keeps changing the migration
 _MAX_COMPLETION_STEPS = 8
@@ -159,8 +160,8 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                         '(async_migration_source_kinds).') %
                         rbd_source.LINKED)
                 return self._take_over_linked(client, volume, rbd_src)
-            return self._take_over_import(client, volume, src_host,
-                                          rbd_src, shared)
+            return self._take_over_import(context, client, volume,
+                                          src_host, rbd_src, shared)
 
     def _decline(self, volume, reason):
         LOG.info('Not taking over volume %(vol)s asynchronously: '
@@ -198,46 +199,74 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
 
     # -- import-only sources -------------------------------------------------
 
-    def _take_over_import(self, client, volume, src_host, rbd_src, shared):
-        """Take over a source librbd reads through a stream or a client.
+    def _take_over_import(self, context, client, volume, src_host, rbd_src,
+                          shared):
+        """Take over a source librbd reads through a stream.
 
         The kinds are tried best first; each that cannot serve this source
         says why in the log.
         """
         kinds = self._source_kinds()
         reasons = []
-        if rbd_src is not None:
-            reasons.append(_('its RBD source is in another Ceph cluster '
-                             '(fsid %s), and native cross-cluster import '
-                             'is not supported here') % rbd_src.fsid
-                           if not self.engine.features.native_cross_cluster
-                           else _('rbd-native is not implemented yet'))
+        if rbd_src is not None and rbd_source.NATIVE in kinds:
+            if self.engine.features.native_cross_cluster:
+                reasons.append(_('native cross-cluster import is not '
+                                 'supported by this driver version yet'))
+            else:
+                reasons.append(_(
+                    'its RBD source is in another Ceph cluster (fsid '
+                    '%(fsid)s) and librbd here is Ceph %(found)s; native '
+                    'cross-cluster import needs 20.2') % {
+                    'fsid': rbd_src.fsid,
+                    'found': self.engine.features.release})
         if shared is not None and file_source.SHARED_FILE in kinds:
             refusal = file_source.refusal(shared, volume.size * units.Gi)
             if refusal is None:
+                source = {'backend': shared.backend, 'path': shared.path}
                 return self._prepare_import(
-                    client, volume, file_source.SHARED_FILE,
-                    specs.raw_file(shared.path),
-                    {'backend': shared.backend, 'path': shared.path})
+                    client, volume, file_source.SHARED_FILE, source,
+                    lambda: (specs.raw_file(shared.path), {}))
             reasons.append(refusal)
-        elif shared is None:
-            reasons.append(_('its backend is not a shared-file backend '
-                             'here (async_migration_shared_file_backends)'))
+        if EXPORTER in kinds:
+            return self._take_over_exported(context, client, volume,
+                                            src_host)
+        reasons.append(_('the exporter source kind is off here'))
         return self._decline(volume, '; '.join(reasons) + '.')
 
-    def _prepare_import(self, client, volume, kind, spec, source):
-        """Create the destination reading through to ``spec``.
+    def _take_over_exported(self, context, client, volume, src_host):
+        exported = exported_source.ExportedSource(self, volume.id)
+        served = []
 
-        :param source: what the migration record says about the source;
-                       nothing secret.
+        def serve():
+            served.append(exported.start(context, volume, src_host))
+            return (specs.raw_http(served[0].url),
+                    {'export': served[0].masked_url})
+        try:
+            return self._prepare_import(client, volume, EXPORTER,
+                                        {'host': src_host['host']}, serve)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                if served:
+                    exported.stop(context, volume)
+
+    def _prepare_import(self, client, volume, kind, source, make_spec):
+        """Create the destination reading through to a stream.
+
+        :param source: what identifies the source in the migration record
+                       (a repeated request for it is accepted); nothing
+                       secret.
+        :param make_spec: returns the librbd source spec and more of the
+                          record's source description; called only when
+                          a new migration is prepared.
         """
         name = volume.name
         existing = self.engine.status(client.ioctx, name)
         if existing is not None:
             record = self.engine.read_record(client.ioctx, name)
+            known = record.get('source') or {}
             if (existing.state is not state.MigrationState.NONE and
                     existing.import_only and record.get('kind') == kind and
-                    record.get('source') == source):
+                    all(known.get(k) == v for k, v in source.items())):
                 LOG.info('Volume %s is already being taken over here; '
                          'nothing to prepare.', volume.id, resource=volume)
                 return True, True, {}
@@ -246,11 +275,13 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                 reason=_('an image of that name already exists in the '
                          'destination pool %s') % self.configuration.rbd_pool)
         started = time.monotonic()
+        spec, described = make_spec()
         self.engine.prepare_import(spec, client.ioctx, name)
         try:
             size = self.engine.inspect(client.ioctx, name).size
             self.engine.write_record(client.ioctx, name, {
-                'kind': kind, 'source': source, 'phase': 'prepared',
+                'kind': kind, 'source': dict(source, **described),
+                'phase': 'prepared',
                 'prepared_at': timeutils.utcnow().isoformat(),
                 'progress': state.Progress(0, size).as_dict()})
         except Exception:
@@ -262,61 +293,6 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                  '%(kind)s source in %(ms).1f ms; it is usable on this '
                  'backend while its data is copied.',
                  {'vol': volume.id, 'size': size, 'kind': kind,
-                  'ms': (time.monotonic() - started) * 1000},
-                 resource=volume)
-        return True, True, {}
-
-    def _prepare_linked(self, client, src_ioctx, volume, source):
-        name = volume.name
-        existing = self.engine.status(client.ioctx, name)
-        if existing is not None:
-            if (existing.state is not state.MigrationState.NONE and
-                    existing.source_image == source.image and
-                    not existing.import_only):
-                LOG.info('Volume %s is already being taken over here; '
-                         'nothing to prepare.', volume.id, resource=volume)
-                return True, True, {}
-            raise exception.MigrationConflict(
-                image=name,
-                reason=_('an image of that name already exists in the '
-                         'destination pool %s') % self.configuration.rbd_pool)
-
-        info = self.engine.inspect(src_ioctx, source.image)
-        if info is None:
-            raise exception.MigrationSourceNotFound(image=source.display,
-                                                    volume_id=volume.id)
-        if info.migrating:
-            raise exception.MigrationConflict(
-                image=source.display,
-                reason=_('the source image is already part of a '
-                         'migration'))
-        if info.watchers:
-            raise exception.MigrationSourceRefused(
-                volume_id=volume.id,
-                reason=_('its image %(img)s is open by %(n)d client(s); '
-                         'detach the volume (or stop whatever maps it) '
-                         'and retry') % {'img': source.display,
-                                         'n': len(info.watchers)})
-
-        started = time.monotonic()
-        self.engine.prepare_linked(src_ioctx, source.image, client.ioctx,
-                                   name, order=info.order)
-        try:
-            self.engine.write_record(client.ioctx, name, {
-                'kind': rbd_source.LINKED,
-                'source': {'pool': source.pool, 'image': source.image},
-                'phase': 'prepared',
-                'prepared_at': timeutils.utcnow().isoformat(),
-                'progress': state.Progress(0, info.size).as_dict()})
-        except Exception:
-            with excutils.save_and_reraise_exception():
-                # nobody has seen the destination yet: a linked abort
-                # puts the source back exactly as it was
-                self.engine.abort(client.ioctx, name, exposed=False)
-        LOG.info('Volume %(vol)s (%(size)d bytes) taken over from '
-                 '%(src)s in %(ms).1f ms; it is usable on this backend '
-                 'while its data is copied.',
-                 {'vol': volume.id, 'size': info.size, 'src': source.display,
                   'ms': (time.monotonic() - started) * 1000},
                  resource=volume)
         return True, True, {}
@@ -356,8 +332,10 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                         image=name,
                         reason=_('the destination image does not exist'))
                 if status.state is state.MigrationState.NONE:
-                    return self._finish(client, volume, progress_callback)
+                    return self._finish(context, client, volume,
+                                        progress_callback)
                 if status.state.copy_pending:
+                    self._ensure_source(client, volume)
                     self._run_copy(client, volume, progress_callback)
                 elif status.state is state.MigrationState.EXECUTED:
                     self._record(client, name, phase='committing',
@@ -377,10 +355,15 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                 reason=_('the migration state kept changing under this '
                          'completion'))
 
-    def _finish(self, client, volume, callback):
+    def _finish(self, context, client, volume, callback):
         size = self.engine.inspect(client.ioctx, volume.name).size
         record = self.engine.read_record(client.ioctx, volume.name)
+        if record.get('kind') == EXPORTER:
+            # before its host deletes the source: nothing reads it now
+            exported_source.ExportedSource(self, volume.id).stop(context,
+                                                                 volume)
         final = dict(state.Progress(size, size).as_dict(), phase='success',
+                     kind=record.get('kind'),
                      source_left=self._source_left(client, record))
         self.engine.clear_record(client.ioctx, volume.name)
         if callback:
@@ -411,8 +394,28 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         self.engine.write_record(client.ioctx, name, record)
         if callback:
             callback(dict(record.get('progress', {}),
-                          phase=record.get('phase')))
+                          phase=record.get('phase'), kind=record.get('kind')))
         return record
+
+    def _ensure_source(self, client, volume):
+        """Serve an exported source again if its exporter is gone."""
+        if self.engine.read_record(client.ioctx, volume.name).get(
+                'kind') == EXPORTER:
+            exported_source.ExportedSource(self, volume.id).ensure_served()
+
+    def ensure_migration_source(self, context, volume):
+        """Make the source of a migration here readable again.
+
+        Called when the volume service starts, before anything else: an
+        exported source is attached and served again, so that librbd
+        clients (hypervisors included) can read what is not copied yet.
+
+        :param volume: a volume being migrated to this backend.
+        """
+        with cinder_rbd.RADOSClient(self) as client:
+            status = self.engine.status(client.ioctx, volume.name)
+            if status is not None and status.state.copy_pending:
+                self._ensure_source(client, volume)
 
     def _status_path(self, name):
         return os.path.join(self._state_dir(), '%s.%s.json' % (
@@ -466,25 +469,34 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         restarts = 0
         meter = _RateMeter()
         last_done, last_change = -1, time.monotonic()
+        exported = (exported_source.ExportedSource(self, volume.id)
+                    if record.get('kind') == EXPORTER else None)
         while True:
             report = worker.read()
             phase = report.get('phase')
-            if phase not in (copy_worker.DONE, copy_worker.FAILED) and (
-                    not worker.running()):
+            dead = phase not in (copy_worker.DONE, copy_worker.FAILED) and (
+                not worker.running())
+            if exported is not None and (dead or phase == copy_worker.FAILED):
+                # librbd's execute fails (ECONNREFUSED) when the exporter
+                # dies under it; serve the source again, then re-run it
+                exported.ensure_served()
+                dead = True
+            if dead:
                 # before anything else touches the image: a dead worker
                 # may still hold its exclusive lock
                 restarts += 1
                 if restarts > cfg.async_migration_worker_restarts:
                     raise exception.MigrationEngineError(
                         image=name, step='execute',
-                        reason=_('the copy worker died %(n)d times; see '
+                        reason=_('the copy worker stopped %(n)d times; see '
                                  'its log %(log)s') % {
                             'n': restarts,
                             'log': self._status_path(name) + '.log'})
-                LOG.warning('Copy worker of %(img)s died; restarting it '
+                LOG.warning('Copy worker of %(img)s stopped; restarting it '
                             '(%(n)d of %(max)d).',
                             {'img': name, 'n': restarts,
                              'max': cfg.async_migration_worker_restarts})
+                worker.stop()
                 worker = self._start_worker(client, name, record)
                 last_change = time.monotonic()
                 continue
@@ -545,13 +557,16 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
             if status.import_only and not force:
                 # refuses, before anything is stopped
                 return self.engine.abort(client.ioctx, name)
+            record = self.engine.read_record(client.ioctx, name)
             worker = copy_worker.ExecuteWorker.adopt(status_path, name)
             if worker is not None:
                 worker.stop()
-                self._release_dead_worker(
-                    client, name, self.engine.read_record(client.ioctx, name),
-                    status_path)
-            return self.engine.abort(client.ioctx, name, force=force)
+                self._release_dead_worker(client, name, record, status_path)
+            aborted = self.engine.abort(client.ioctx, name, force=force)
+        if record.get('kind') == EXPORTER:
+            exported_source.ExportedSource(self, volume.id).stop(context,
+                                                                 volume)
+        return aborted
 
     def delete_volume(self, volume):
         """Delete a volume; an unfinished migration is rolled back first.

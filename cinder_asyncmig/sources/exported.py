@@ -1,0 +1,257 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Any source LUN, attached on the target host and served to librbd.
+
+The target host gets the source's connection info through the source
+volume service (``initialize_connection`` over Cinder's volume RPC API, as
+Cinder's generic migration does), attaches it with os-brick and runs an
+:mod:`HTTP exporter <cinder_asyncmig.sources.exporter>` for it. librbd
+then reads the blocks it has not copied yet with range requests, from the
+copy worker and from every hypervisor the destination is attached to.
+
+An RBD source in another Ceph cluster is not mapped (os-brick would hand
+back an in-process librbd handle): the exporter opens it with librbd
+itself, with a configuration naming that cluster's monitors and the
+keyring os-brick would use, ``/etc/ceph/<cluster>.client.<user>.keyring``.
+
+What is needed to take the source down again, or to serve it again after
+a restart of this service, is kept in a file of the state directory only
+root can read: the connection info may hold secrets (iSCSI CHAP).
+"""
+
+import os
+
+from cinder.i18n import _
+from cinder.volume import volume_utils
+from oslo_log import log as logging
+from oslo_utils import excutils
+
+from cinder_asyncmig import exception
+from cinder_asyncmig.sources import exporter
+
+LOG = logging.getLogger(__name__)
+
+EXPORTER = 'exporter'
+# volume metadata key a user or operator sets to cap the source reads of
+# one migration, in bytes per second; the backend's cap still applies
+RATE_KEY = 'async_migration_max_read_bytes_per_sec'
+
+
+def _record_path(state_dir, export_id):
+    return os.path.join(state_dir, 'exporter.%s.source' % export_id)
+
+
+def _ceph_conf_path(state_dir, export_id):
+    return os.path.join(state_dir, 'exporter.%s.ceph.conf' % export_id)
+
+
+def read_rate(volume, backend_cap):
+    """The read cap of one migration: the lower of backend and volume.
+
+    :param backend_cap: bytes per second, 0 for none.
+    :raises MigrationSourceRefused: the volume's cap is not a number.
+    """
+    wanted = (volume.metadata or {}).get(RATE_KEY)
+    if wanted in (None, ''):
+        return backend_cap
+    try:
+        wanted = int(wanted)
+        if wanted < 0:
+            raise ValueError(wanted)
+    except ValueError:
+        raise exception.MigrationSourceRefused(
+            volume_id=volume.id,
+            reason=_('its metadata %s must be a number of bytes per '
+                     'second') % RATE_KEY)
+    caps = [c for c in (wanted, backend_cap) if c]
+    return min(caps) if caps else 0
+
+
+class ExportedSource(object):
+    """The exporter of one migration's source, and its attachment here.
+
+    :param driver: the target driver (its configuration, and Cinder's
+                   attach helpers every volume driver has).
+    :param volume_id: the migrating volume.
+    """
+
+    def __init__(self, driver, volume_id):
+        self.driver = driver
+        self.export_id = volume_id
+        self.state_dir = driver.configuration.async_migration_state_dir
+        self.record_path = _record_path(self.state_dir, volume_id)
+
+    # -- taking over -------------------------------------------------------
+
+    def start(self, context, volume, src_host):
+        """Attach the source here and serve it.
+
+        :param volume: the volume, still on its source host.
+        :param src_host: the source backend's description.
+        :returns: the running :class:`exporter.Exporter`.
+        """
+        cfg = self.driver.configuration
+        properties = volume_utils.brick_get_connector_properties(
+            cfg.use_multipath_for_image_xfer,
+            cfg.enforce_multipath_for_image_xfer)
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        conn = self.driver._attach_volume(context, volume, properties,
+                                          remote=True)
+        record = {'src_host': src_host['host'], 'properties': properties,
+                  'conn': conn, 'device': None}
+        try:
+            exporter.write_private_json(self.record_path, record)
+            path, rbd = self._connect(record)
+            options = exporter.start_options(cfg)
+            options['max_bytes_per_sec'] = read_rate(
+                volume, options['max_bytes_per_sec'])
+            served = exporter.Exporter.start(
+                self.state_dir, self.export_id, path,
+                exporter.generate_token(), rbd=rbd, **options)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                self.stop(context, volume, record=record)
+        LOG.info('Serving the %(proto)s source of volume %(vol)s at '
+                 '%(url)s (read cap %(cap)s B/s).',
+                 {'proto': conn['driver_volume_type'], 'vol': volume.id,
+                  'url': served.masked_url,
+                  'cap': options['max_bytes_per_sec'] or 'none'},
+                 resource=volume)
+        return served
+
+    def _connect(self, record):
+        """Attach the source here; return the exporter's path and rbd."""
+        conn = record['conn']
+        if conn['driver_volume_type'].lower() == 'rbd':
+            return self._rbd_lun(conn['data'])
+        attach_info = self.driver._connect_device(conn)
+        path = attach_info['device'].get('path')
+        record['device'] = attach_info['device']
+        exporter.write_private_json(self.record_path, record)
+        if not isinstance(path, str):
+            raise exception.MigrationSourceRefused(
+                volume_id=self.export_id,
+                reason=_('os-brick gives no local path for its %s '
+                         'connection') % conn['driver_volume_type'])
+        return path, None
+
+    def _rbd_lun(self, data):
+        try:
+            pool, image = data['name'].split('/')
+            cluster = data.get('cluster_name') or 'ceph'
+            user = data['auth_username']
+            monitors = ','.join('%s:%s' % hp for hp in
+                                zip(data['hosts'], data['ports']))
+        except (KeyError, ValueError, TypeError):
+            raise exception.MigrationSourceRefused(
+                volume_id=self.export_id,
+                reason=_('its RBD connection info is incomplete'))
+        keyring = '/etc/ceph/%s.client.%s.keyring' % (cluster, user)
+        if data.get('keyring'):
+            # cinderlib-style connection info carries the key itself
+            keyring = os.path.join(self.state_dir,
+                                   'exporter.%s.keyring' % self.export_id)
+            with open(keyring, 'w', opener=_private_opener) as f:
+                f.write(data['keyring'])
+        with open(_ceph_conf_path(self.state_dir, self.export_id), 'w',
+                  opener=_private_opener) as f:
+            f.write('[global]\nmon_host = %s\nkeyring = %s\n' % (
+                monitors, keyring))
+        return (_ceph_conf_path(self.state_dir, self.export_id),
+                {'pool': pool, 'image': image, 'user': user,
+                 'cluster': cluster})
+
+    # -- running -----------------------------------------------------------
+
+    def ensure_served(self):
+        """Serve the source again if its exporter is gone (a restart).
+
+        :returns: the running :class:`exporter.Exporter`.
+        :raises MigrationLost: nothing is recorded to serve it again.
+        """
+        served = exporter.Exporter.adopt(self.state_dir, self.export_id)
+        if served is not None:
+            return served
+        record = self._read_record()
+        if record is None:
+            raise exception.MigrationLost(
+                image=self.export_id,
+                reason=_('the record of its source\'s attachment (%s) is '
+                         'gone, so the source cannot be served again') %
+                self.record_path)
+        path, _rbd = self._connect(record)
+        try:
+            served = exporter.Exporter.restart(self.state_dir,
+                                               self.export_id, path=path)
+        except exception.ExporterNotFound:
+            raise exception.MigrationLost(
+                image=self.export_id,
+                reason=_('its exporter\'s record (token and port) is gone'))
+        LOG.info('Serving the source of volume %(vol)s again at %(url)s.',
+                 {'vol': self.export_id, 'url': served.masked_url})
+        return served
+
+    def _read_record(self):
+        try:
+            return exporter.read_private_json(self.record_path)
+        except FileNotFoundError:
+            return None
+
+    # -- taking down -------------------------------------------------------
+
+    def stop(self, context, volume, record=None):
+        """Stop serving the source, detach it here and at its host.
+
+        Safe to call again: what is already down is skipped.
+
+        :param volume: the volume (on either host).
+        :param record: the attachment record, if not yet written.
+        """
+        exporter.Exporter.forget(self.state_dir, self.export_id)
+        record = record or self._read_record()
+        if record is None:
+            return
+        conn = record['conn']
+        attach_info = None
+        if record.get('device'):
+            cfg = self.driver.configuration
+            attach_info = {
+                'conn': conn, 'device': record['device'],
+                'connector': volume_utils.brick_get_connector(
+                    conn['driver_volume_type'],
+                    use_multipath=cfg.use_multipath_for_image_xfer,
+                    device_scan_attempts=cfg.num_volume_device_scan_tries,
+                    conn=conn)}
+        # the connection belongs to the source host's export of the volume
+        source = volume.obj_clone()
+        source.host = record['src_host']
+        source.cluster_name = None
+        source.obj_reset_changes(['host', 'cluster_name'])
+        self.driver._detach_volume(context, attach_info, source,
+                                   record['properties'], force=True,
+                                   remote=True)
+        for path in (self.record_path,
+                     _ceph_conf_path(self.state_dir, self.export_id),
+                     os.path.join(self.state_dir,
+                                  'exporter.%s.keyring' % self.export_id)):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        LOG.info('Stopped serving the source of volume %(vol)s and '
+                 'detached it from this host and %(host)s.',
+                 {'vol': volume.id, 'host': record['src_host']})
+
+
+def _private_opener(path, flags):
+    return os.open(path, flags, 0o600)
