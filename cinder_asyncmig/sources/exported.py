@@ -105,6 +105,13 @@ class ExportedSource(object):
             cfg.use_multipath_for_image_xfer,
             cfg.enforce_multipath_for_image_xfer)
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        if self._read_record() is not None:
+            # left by a take-over that died before librbd recorded it
+            LOG.info('Taking down an earlier, unfinished export of the '
+                     'source of volume %s.', volume.id, resource=volume)
+            self.stop(context, volume)
+        else:
+            exporter.Exporter.forget(self.state_dir, self.export_id)
         conn = self.driver._attach_volume(context, volume, properties,
                                           remote=True)
         record = {'src_host': src_host['host'], 'properties': properties,
@@ -136,13 +143,15 @@ class ExportedSource(object):
             return self._rbd_lun(conn['data'])
         attach_info = self.driver._connect_device(conn)
         path = attach_info['device'].get('path')
-        record['device'] = attach_info['device']
-        exporter.write_private_json(self.record_path, record)
         if not isinstance(path, str):
+            attach_info['connector'].disconnect_volume(
+                conn['data'], attach_info['device'], force=True)
             raise exception.MigrationSourceRefused(
                 volume_id=self.export_id,
                 reason=_('os-brick gives no local path for its %s '
                          'connection') % conn['driver_volume_type'])
+        record['device'] = attach_info['device']
+        exporter.write_private_json(self.record_path, record)
         return path, None
 
     def _rbd_lun(self, data):

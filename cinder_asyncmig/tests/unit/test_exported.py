@@ -1,0 +1,200 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Exported sources: caps, RBD configuration and clean-up on failure."""
+
+import os
+import signal
+import stat
+from unittest import mock
+
+import fixtures
+from oslo_utils import units
+import testtools
+
+from cinder_asyncmig import exception
+from cinder_asyncmig.sources import exported
+from cinder_asyncmig.sources import exporter
+
+
+class _Volume(object):
+
+    def __init__(self, metadata=None):
+        self.id = 'd3b07384-d9a0-4c9b-8a4e-2f1b8c9a0001'
+        self.name = 'volume-%s' % self.id
+        self.metadata = metadata or {}
+        self.host = 'src@nfs#nfs'
+
+    def get(self, key, default=None):
+        return getattr(self, key, default)
+
+    def obj_clone(self):
+        clone = _Volume(self.metadata)
+        clone.host = self.host
+        return clone
+
+    def obj_reset_changes(self, fields):
+        pass
+
+
+class _Connector(object):
+
+    def __init__(self, driver):
+        self.driver = driver
+
+    def disconnect_volume(self, data, device, force=False):
+        self.driver.disconnected.append(device['path'])
+
+
+class _Driver(object):
+    """The target driver as ExportedSource sees it; records detaches."""
+
+    def __init__(self, state_dir, conn, device_path=None):
+        self.configuration = mock.Mock(
+            async_migration_state_dir=state_dir,
+            use_multipath_for_image_xfer=False,
+            enforce_multipath_for_image_xfer=False,
+            num_volume_device_scan_tries=3,
+            async_migration_exporter_bind_address='127.0.0.1',
+            async_migration_exporter_port_min=20800,
+            async_migration_exporter_port_max=20899,
+            async_migration_exporter_cert_file=None,
+            async_migration_exporter_key_file=None,
+            async_migration_exporter_max_bytes_per_sec=0,
+            async_migration_exporter_max_connections=4,
+            async_migration_exporter_timeout=5)
+        self.conn = conn
+        self.device_path = device_path
+        self.detached = []
+        self.disconnected = []
+
+    def _attach_volume(self, context, volume, properties, remote=False):
+        return self.conn
+
+    def _connect_device(self, conn):
+        return {'device': {'path': self.device_path},
+                'connector': _Connector(self)}
+
+    def _detach_volume(self, context, attach_info, volume, properties,
+                       force=False, remote=False, ignore_errors=False):
+        self.detached.append((volume.host, remote, bool(attach_info)))
+
+
+class ReadRateTest(testtools.TestCase):
+
+    def test_lower_of_backend_and_volume(self):
+        self.assertEqual(0, exported.read_rate(_Volume(), 0))
+        self.assertEqual(5, exported.read_rate(_Volume(), 5))
+        volume = _Volume({exported.RATE_KEY: '3'})
+        self.assertEqual(3, exported.read_rate(volume, 5))
+        self.assertEqual(3, exported.read_rate(volume, 0))
+        self.assertEqual(2, exported.read_rate(volume, 2))
+
+    def test_not_a_number_refused(self):
+        for bad in ('fast', '-1', '1.5'):
+            self.assertRaises(exception.MigrationSourceRefused,
+                              exported.read_rate,
+                              _Volume({exported.RATE_KEY: bad}), 0)
+
+
+class ExportedSourceTest(testtools.TestCase):
+
+    def setUp(self):
+        super(ExportedSourceTest, self).setUp()
+        self.state_dir = self.useFixture(fixtures.TempDir()).path
+        self.volume = _Volume()
+        self.useFixture(fixtures.MockPatch(
+            'cinder.volume.volume_utils.brick_get_connector_properties',
+            return_value={'host': 'target', 'initiator': 'iqn.x'}))
+        self.useFixture(fixtures.MockPatch(
+            'cinder.volume.volume_utils.brick_get_connector'))
+
+    def files(self):
+        return sorted(os.listdir(self.state_dir))
+
+    def test_rbd_source_conf_names_keyring_never_the_key(self):
+        driver = _Driver(self.state_dir, {
+            'driver_volume_type': 'rbd', 'data': {
+                'name': 'xpool/volume-1', 'cluster_name': 'xcluster',
+                'auth_username': 'cinder', 'hosts': ['127.0.0.1'],
+                'ports': ['6790']}})
+        source = exported.ExportedSource(driver, self.volume.id)
+        conf, rbd = source._rbd_lun(driver.conn['data'])
+        self.assertEqual({'pool': 'xpool', 'image': 'volume-1',
+                          'user': 'cinder', 'cluster': 'xcluster'}, rbd)
+        with open(conf) as f:
+            text = f.read()
+        self.assertIn('mon_host = 127.0.0.1:6790', text)
+        self.assertIn('keyring = /etc/ceph/xcluster.client.cinder.keyring',
+                      text)
+        self.assertEqual(0o600, stat.S_IMODE(os.stat(conf).st_mode))
+
+    def test_key_in_connection_info_goes_to_a_private_file(self):
+        key = '[client.cinder]\n\tkey = AQBsecretsecretsecret==\n'
+        driver = _Driver(self.state_dir, None)
+        source = exported.ExportedSource(driver, self.volume.id)
+        conf, _rbd = source._rbd_lun({
+            'name': 'p/i', 'auth_username': 'cinder', 'hosts': ['h'],
+            'ports': ['1'], 'keyring': key})
+        with open(conf) as f:
+            self.assertNotIn('AQB', f.read())
+        keyring = os.path.join(self.state_dir,
+                               'exporter.%s.keyring' % self.volume.id)
+        self.assertEqual(0o600, stat.S_IMODE(os.stat(keyring).st_mode))
+
+    def test_incomplete_rbd_info_refused(self):
+        source = exported.ExportedSource(_Driver(self.state_dir, None),
+                                         self.volume.id)
+        self.assertRaises(exception.MigrationSourceRefused,
+                          source._rbd_lun, {'name': 'no-slash'})
+
+    def test_failed_start_detaches_everywhere_and_leaves_no_file(self):
+        # os-brick gives a handle, not a path: refused, and undone
+        driver = _Driver(self.state_dir,
+                         {'driver_volume_type': 'fake', 'data': {}},
+                         device_path=object())
+        source = exported.ExportedSource(driver, self.volume.id)
+        self.assertRaises(exception.MigrationSourceRefused, source.start,
+                          mock.Mock(), self.volume,
+                          {'host': 'src@nfs#nfs'})
+        self.assertEqual([driver.device_path], driver.disconnected)
+        self.assertEqual([('src@nfs#nfs', True, False)], driver.detached)
+        self.assertEqual([], self.files())
+
+    def test_served_then_stopped_without_leftovers(self):
+        lun = os.path.join(self.state_dir, 'lun')
+        with open(lun, 'wb') as f:
+            f.truncate(units.Mi)
+        driver = _Driver(self.state_dir,
+                         {'driver_volume_type': 'nfs', 'data': {}},
+                         device_path=lun)
+        source = exported.ExportedSource(driver, self.volume.id)
+        served = source.start(mock.Mock(), self.volume,
+                              {'host': 'src@nfs#nfs'})
+        self.addCleanup(exporter.Exporter.forget, self.state_dir,
+                        self.volume.id)
+        self.assertTrue(served.running())
+        # the exporter dies: it is served again, at the same URL
+        url = served.url
+        os.kill(served.pid, signal.SIGKILL)
+        served._popen.wait()
+        served = source.ensure_served()
+        self.assertEqual(url, served.url)
+        source.stop(mock.Mock(), self.volume)
+        self.assertFalse(served.running())
+        self.assertEqual(['lun'], self.files())
+        self.assertEqual([('src@nfs#nfs', True, True)], driver.detached)
+
+    def test_nothing_recorded_cannot_be_served_again(self):
+        source = exported.ExportedSource(_Driver(self.state_dir, None),
+                                         self.volume.id)
+        self.assertRaises(exception.MigrationLost, source.ensure_served)
