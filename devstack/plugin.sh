@@ -6,7 +6,9 @@
 # on the Ceph cluster of devstack-plugin-ceph, and the plugin's volume
 # manager, to Cinder. Every setting comes from
 # "cinder-asyncmig-sandbox print-settings" (cinder_asyncmig/sandbox/
-# settings.py), which the sandbox's end-to-end tests use as well.
+# settings.py), which the sandbox's end-to-end tests use as well; the
+# sources only the sandbox has (a second Ceph cluster, an NFS share
+# mounted in place) are not part of it.
 
 # Save trace setting
 _XTRACE_ASYNCMIG=$(set +o | grep xtrace)

@@ -13,6 +13,7 @@
 """cinder-asyncmig-sandbox: real Cinder services on loopback, and settings.
 
     cinder-asyncmig-sandbox up [--dir DIR] [--memstore-gib N]
+                               [--xcluster-memstore-gib N]
                                [--volume-manager CLASS]
     cinder-asyncmig-sandbox env --dir DIR [--member]
     cinder-asyncmig-sandbox status --dir DIR
@@ -24,7 +25,8 @@
 ``up`` prints the sandbox directory on stdout (``. DIR/openrc`` then points
 the ``cinder`` client and ``rbd`` at it) and a summary on stderr.
 ``print-settings`` prints the backend and volume manager settings of
-:mod:`cinder_asyncmig.sandbox.settings` for devstack's ``iniset``.
+:mod:`cinder_asyncmig.sandbox.settings` for devstack's ``iniset``: the
+backends devstack deploys, not the ones only the sandbox has.
 """
 
 import argparse
@@ -56,6 +58,9 @@ def _parser():
     up.add_argument('--memstore-gib', type=float,
                     default=cloud.DEFAULT_MEMSTORE_BYTES / units.Gi,
                     help='RAM the Ceph OSD may use for data (GiB)')
+    up.add_argument('--xcluster-memstore-gib', type=float,
+                    default=cloud.DEFAULT_XCLUSTER_MEMSTORE_BYTES / units.Gi,
+                    help='the same for the second Ceph cluster (GiB)')
     up.add_argument('--volume-manager',
                     help='[DEFAULT] volume_manager of the volume services '
                          '(default: %s, or Cinder\'s stock manager with a '
@@ -97,7 +102,7 @@ def _parser():
                       default='iniset',
                       help='"section key value" lines, or an ini file')
     show.add_argument('--backend', action='append',
-                      choices=[b.role for b in settings.BACKENDS],
+                      choices=[b.role for b in settings.DEVSTACK_BACKENDS],
                       help='backend(s) to print (default: all)')
     show.add_argument('--name', help='section and backend name, if not '
                                      'the default (one backend only)')
@@ -121,7 +126,8 @@ def _exports(env):
 def _up(args):
     sandbox = cloud.Sandbox.up(
         args.dir, memstore_bytes=int(args.memstore_gib * units.Gi),
-        volume_manager=args.volume_manager, timeout=args.timeout)
+        volume_manager=args.volume_manager, timeout=args.timeout,
+        xcluster_memstore_bytes=int(args.xcluster_memstore_gib * units.Gi))
     for warning in sandbox.warnings:
         sys.stderr.write('WARNING: %s\n' % warning)
     timings = sandbox.state['timings']
@@ -149,6 +155,12 @@ def _status(args):
                                         'running': service.running(),
                                         'processes': service.processes(),
                                         'log': service.log}
+    report['ceph'] = {name: {'directory': cluster.directory,
+                             'fsid': cluster.fsid,
+                             'conf': cluster.conf_path,
+                             'pools': cluster.pools,
+                             'pids': cluster.daemon_pids()}
+                      for name, cluster in sandbox.clusters().items()}
     try:
         report['service_list'] = [
             {k: e[k] for k in ('binary', 'host', 'status', 'state',
@@ -169,7 +181,7 @@ def _down(args):
 
 
 def _print_settings(args):
-    roles = args.backend or [b.role for b in settings.BACKENDS]
+    roles = args.backend or [b.role for b in settings.DEVSTACK_BACKENDS]
     if (args.name or args.pool) and len(roles) != 1:
         raise ValueError('--name and --pool need exactly one --backend')
     result = settings.manager_options(args.volume_manager)

@@ -19,6 +19,7 @@ from :mod:`.settings`, shared with the devstack plugin.
 
 import collections
 import configparser
+import hashlib
 import io
 import os
 import shlex
@@ -30,6 +31,8 @@ API = 'api'
 SCHEDULER = 'scheduler'
 VOLUME_SOURCE = 'volume-source'
 VOLUME_TARGET = 'volume-target'
+VOLUME_XCLUSTER = 'volume-xcluster'
+VOLUME_FILE = 'volume-file'
 
 #: The ``host`` of every service; volume services are ``host@backend``.
 HOST = 'sandbox'
@@ -50,9 +53,16 @@ API_MICROVERSION = '3.71'
 #: a volume of a type pinned to the source (``volume_backend_name``) can
 #: only move by retype; volumes of this type can be migrated both ways.
 #: It is the default type, and new volumes of it land on the source: the
-#: scheduler weighs backends by ``goodness_function`` only.
+#: scheduler weighs backends by ``goodness_function`` only, and every
+#: source is better than the target. The sources of other kinds get a
+#: type of the same sort, named after them (see :func:`volume_types`).
 MIGRATABLE_TYPE = 'rbd-migratable'
-GOODNESS = {'source': '100', 'target': '50'}
+GOODNESS = {'source': '100', 'xcluster': '100', 'file': '100',
+            'target': '50'}
+
+#: The NFS server the file backend names. Nothing serves NFS there: the
+#: sandbox mounts the share's directory in place (see :func:`bind_mounts`).
+NFS_HOST = '127.0.0.1'
 
 ServiceSpec = collections.namedtuple('ServiceSpec', 'name binary backend')
 
@@ -61,6 +71,8 @@ SERVICES = (
     ServiceSpec(SCHEDULER, 'cinder-scheduler', None),
     ServiceSpec(VOLUME_SOURCE, 'cinder-volume', settings.SOURCE),
     ServiceSpec(VOLUME_TARGET, 'cinder-volume', settings.TARGET),
+    ServiceSpec(VOLUME_XCLUSTER, 'cinder-volume', settings.XCLUSTER),
+    ServiceSpec(VOLUME_FILE, 'cinder-volume', settings.FILE),
 )
 
 #: What the services need to know of the rest of the sandbox.
@@ -76,7 +88,12 @@ Deployment = collections.namedtuple('Deployment', [
     'volume_manager',
     'bin_dir',          # where the cinder console scripts are
     'privileged',       # root: volume services get a host's /etc/ceph
-])
+    # the second Ceph cluster (settings.XCLUSTER); None in records written
+    # before it existed
+    'xcluster_ceph_conf',
+    'xcluster_keyring',
+    'xcluster_secret_uuid',
+], defaults=(None, None, None))
 
 
 def service_spec(name):
@@ -86,6 +103,38 @@ def service_spec(name):
             return spec
     raise KeyError('no sandbox service %r; the services are %s' % (
         name, ', '.join(s.name for s in SERVICES)))
+
+
+def needs_root(backend):
+    """Whether a backend works only when the sandbox runs as root.
+
+    Cinder's NFS driver runs its file commands as root, and the sandbox
+    mounts its share in place in the volume services' mount namespaces.
+    """
+    return backend.driver == settings.STOCK_NFS_DRIVER
+
+
+def _served(deployment, backend):
+    if backend.ceph_cluster not in (None, settings.CEPH_CLUSTER):
+        if not deployment.xcluster_ceph_conf:
+            return False
+    return deployment.privileged or not needs_root(backend)
+
+
+def services(deployment):
+    """The :class:`ServiceSpec` of the services a deployment runs.
+
+    Every one of :data:`SERVICES`, but the file backend's without root,
+    and the second cluster's in a record from before it existed.
+    """
+    return tuple(spec for spec in SERVICES
+                 if spec.backend is None or _served(deployment, spec.backend))
+
+
+def backends(deployment):
+    """The backends (:class:`settings.Backend`) a deployment serves."""
+    return tuple(spec.backend for spec in services(deployment)
+                 if spec.backend is not None)
 
 
 def service_spec_of(backend):
@@ -129,6 +178,87 @@ def host_ceph_dir(deployment):
     return path(deployment, 'etc', 'ceph')
 
 
+def host_ceph_files(deployment):
+    """What a host of the sandbox's cloud holds in /etc/ceph.
+
+    os-brick's RBD connector reads ``/etc/ceph/<cluster>.client.<user>
+    .keyring``, ``<cluster>`` being the ``cluster_name`` of the connection
+    info (the backend's ``rbd_cluster_name``); ``<cluster>.conf`` is
+    where Ceph's tools look for the cluster by default.
+
+    :returns: a list of ``(name in /etc/ceph, real path)``.
+    """
+    files = [
+        ('%s.conf' % settings.CEPH_CLUSTER, deployment.ceph_conf),
+        ('%s.client.%s.keyring' % (settings.CEPH_CLUSTER,
+                                   deployment.rbd_user),
+         deployment.rbd_keyring),
+    ]
+    if deployment.xcluster_ceph_conf:
+        cluster = settings.XCLUSTER.ceph_cluster
+        files += [
+            ('%s.conf' % cluster, deployment.xcluster_ceph_conf),
+            ('%s.client.%s.keyring' % (cluster, deployment.rbd_user),
+             deployment.xcluster_keyring),
+        ]
+    return files
+
+
+def file_share_dir(deployment):
+    """The directory the file backend's share is, outside any namespace."""
+    return path(deployment, 'nfs', 'share')
+
+
+def nfs_share(deployment):
+    """The file backend's share as Cinder names it (``host:/path``)."""
+    return '%s:%s' % (NFS_HOST, file_share_dir(deployment))
+
+
+def nfs_mount_point_base(deployment):
+    """The file backend's ``nfs_mount_point_base``."""
+    return path(deployment, 'state', 'mnt')
+
+
+def nfs_mount_point(deployment):
+    """Where Cinder's NFS driver and os-brick expect the share mounted.
+
+    ``RemoteFsClient.get_mount_point``: the base joined with the md5 of
+    the share string. os-brick counts the share as mounted when that path
+    is a mount point in ``/proc/mounts``, and mounts nothing then.
+    """
+    digest = hashlib.md5(nfs_share(deployment).encode('utf-8'),
+                         usedforsecurity=False).hexdigest()
+    return os.path.join(nfs_mount_point_base(deployment), digest)
+
+
+def sees_file_share(backend):
+    """Whether a backend's host mounts the file backend's share.
+
+    The file backend's own host does, and so does the target's: it reads
+    the volume files of a shared-file source at the same path.
+    """
+    return (backend.name in settings.shared_file_backends(settings.BACKENDS)
+            or backend.driver == settings.TARGET_DRIVER)
+
+
+def bind_mounts(deployment, spec):
+    """The bind mounts of a volume service's mount namespace.
+
+    The sandbox's ``etc/ceph`` is ``/etc/ceph``; the share directory of
+    the file backend is at its mount point for the hosts that see it
+    (:func:`sees_file_share`), "mounted in place": the machine has no NFS
+    client or server, and Cinder and os-brick only check that the mount
+    point is one.
+
+    :returns: a list of ``(directory, mount point)``.
+    """
+    mounts = [(host_ceph_dir(deployment), '/etc/ceph')]
+    if sees_file_share(spec.backend):
+        mounts.append((file_share_dir(deployment),
+                       nfs_mount_point(deployment)))
+    return mounts
+
+
 def common_settings(deployment):
     """Settings every service of the sandbox shares.
 
@@ -167,11 +297,26 @@ def api_settings(deployment):
     ]
 
 
-def volume_settings(deployment, backend):
-    """The settings of a cinder-volume serving one backend."""
+def backend_settings(deployment, backend):
+    """The settings of one backend's section."""
+    if backend.ceph_cluster is None:
+        return settings.nfs_backend_options(
+            backend, NFS_HOST, file_share_dir(deployment),
+            nfs_mount_point_base(deployment))
+    conf, secret_uuid = deployment.ceph_conf, deployment.rbd_secret_uuid
+    if backend.ceph_cluster != settings.CEPH_CLUSTER:
+        conf = deployment.xcluster_ceph_conf
+        secret_uuid = deployment.xcluster_secret_uuid
     state_dir = None
     if backend.driver == settings.TARGET_DRIVER:
         state_dir = path(deployment, 'state', 'asyncmig-%s' % backend.name)
+    return settings.backend_options(backend, conf, deployment.rbd_user,
+                                    secret_uuid, state_dir=state_dir,
+                                    peers=backends(deployment))
+
+
+def volume_settings(deployment, backend):
+    """The settings of a cinder-volume serving one backend."""
     privsep = []
     if deployment.privileged:
         # os-brick and Cinder start their privsep daemons with
@@ -184,24 +329,44 @@ def volume_settings(deployment, backend):
                    for section in ('privsep_osbrick', 'cinder_sys_admin')]
     return ([('DEFAULT', 'enabled_backends', backend.name)] + privsep +
             settings.manager_options(deployment.volume_manager) +
-            settings.backend_options(
-                backend, deployment.ceph_conf, deployment.rbd_user,
-                deployment.rbd_secret_uuid, state_dir=state_dir) +
+            backend_settings(deployment, backend) +
             [(backend.name, 'goodness_function', GOODNESS[backend.role])])
 
 
-def volume_types():
+def _any_of(*backends):
+    # the CapabilitiesFilter's syntax: "<or> a <or> b"
+    return {'volume_backend_name': ' '.join('<or> %s' % b.name
+                                            for b in backends)}
+
+
+def volume_types(backends=settings.BACKENDS):
     """The sandbox's volume types as ``(name, description, extra_specs)``.
 
-    One per backend, pinned to it, and :data:`MIGRATABLE_TYPE`.
+    One per backend, named after it. The source and the target of
+    devstack's pair are pinned to their backend, and
+    :data:`MIGRATABLE_TYPE` fits both. The type of a source of another
+    kind fits its backend and the target: new volumes land on the source
+    (:data:`GOODNESS`) and ``cinder migrate``, which keeps the type, can
+    move them to the target.
+
+    :param backends: the backends of the deployment.
     """
-    types = [(b.name, 'volumes of the %s backend only' % b.role,
-              {'volume_backend_name': b.name}) for b in settings.BACKENDS]
+    target = settings.TARGET
+    types = []
+    for backend in backends:
+        if backend in (settings.SOURCE, target):
+            types.append((backend.name,
+                          'volumes of the %s backend only' % backend.role,
+                          {'volume_backend_name': backend.name}))
+        else:
+            types.append((backend.name,
+                          'volumes of the %s backend, which can migrate '
+                          'to %s' % (backend.name, target.name),
+                          _any_of(backend, target)))
     types.append((MIGRATABLE_TYPE,
-                  'volumes that can migrate between the backends',
-                  # the CapabilitiesFilter's syntax: "<or> a <or> b"
-                  {'volume_backend_name': ' '.join(
-                      '<or> %s' % b.name for b in settings.BACKENDS)}))
+                  'volumes that can migrate between %s and %s' % (
+                      settings.SOURCE.name, target.name),
+                  _any_of(settings.SOURCE, target)))
     return types
 
 
@@ -215,23 +380,32 @@ def service_settings(deployment, spec):
     return result
 
 
+#: Bind-mounts "source target" pairs up to "--", then runs the rest.
+MOUNT_SCRIPT = ('while [ "$1" != -- ]; do '
+                'mount --bind "$1" "$2" || exit 1; shift 2; done; '
+                'shift; exec "$@"')
+
+
 def service_argv(deployment, spec):
     """The command line of one service.
 
-    With root, a volume service runs in a mount namespace of its own where
-    the sandbox's ``etc/ceph`` is ``/etc/ceph``: os-brick reads the Ceph
-    keyring from ``/etc/ceph/<cluster>.client.<user>.keyring`` when it
-    attaches an RBD volume (generic migration does), as on a real host,
-    and nothing of the sandbox lands in the machine's /etc/ceph. ``exec``
-    keeps one pid from ``unshare`` to cinder-volume.
+    With root, a volume service runs in a mount namespace of its own with
+    the :func:`bind_mounts` of its host: the sandbox's ``etc/ceph`` is
+    ``/etc/ceph``, where os-brick reads the Ceph keyring when it attaches
+    an RBD volume (generic migration does), as on a real host, and nothing
+    of the sandbox lands in the machine's /etc/ceph. ``exec`` keeps one
+    pid from ``unshare`` to cinder-volume.
     """
     argv = [os.path.join(deployment.bin_dir, spec.binary),
             '--config-file', config_path(deployment, spec)]
     if spec.backend is None or not deployment.privileged:
         return argv
-    return ['unshare', '--mount', '--propagation', 'private', '--',
-            '/bin/sh', '-c', 'mount --bind "$0" /etc/ceph && exec "$@"',
-            host_ceph_dir(deployment)] + argv
+    mounts = []
+    for directory, mount_point in bind_mounts(deployment, spec):
+        mounts += [directory, mount_point]
+    return (['unshare', '--mount', '--propagation', 'private', '--',
+             '/bin/sh', '-c', MOUNT_SCRIPT, 'sandbox-mounts'] + mounts +
+            ['--'] + argv)
 
 
 def api_paste(installed_text, admin_users=(ADMIN_USER,)):
@@ -264,7 +438,7 @@ def openrc_env(deployment, member=False):
     user, project = ((MEMBER_USER, MEMBER_PROJECT) if member
                      else (ADMIN_USER, ADMIN_PROJECT))
     source, target = settings.SOURCE, settings.TARGET
-    return {
+    env = {
         'OS_AUTH_TYPE': 'noauth',
         'OS_USER_ID': user,
         'OS_PROJECT_ID': project,
@@ -286,6 +460,24 @@ def openrc_env(deployment, member=False):
         'CEPH_ARGS': '--id %s --keyring %s' % (deployment.rbd_user,
                                                deployment.rbd_keyring),
     }
+    served = backends(deployment)
+    if settings.XCLUSTER in served:
+        env.update({
+            'ASYNCMIG_XCLUSTER_HOST': pool_host(settings.XCLUSTER),
+            'ASYNCMIG_XCLUSTER_TYPE': settings.XCLUSTER.name,
+            'ASYNCMIG_XCLUSTER_POOL': settings.XCLUSTER.pool,
+            'ASYNCMIG_XCLUSTER_CEPH_CONF': deployment.xcluster_ceph_conf,
+            'ASYNCMIG_XCLUSTER_CEPH_ARGS': '--id %s --keyring %s' % (
+                deployment.rbd_user, deployment.xcluster_keyring),
+        })
+    if settings.FILE in served:
+        env.update({
+            'ASYNCMIG_FILE_HOST': pool_host(settings.FILE),
+            'ASYNCMIG_FILE_TYPE': settings.FILE.name,
+            'ASYNCMIG_FILE_DIR': file_share_dir(deployment),
+            'ASYNCMIG_FILE_MOUNT_POINT': nfs_mount_point(deployment),
+        })
+    return env
 
 
 def render_openrc(deployment, member=False):

@@ -14,18 +14,22 @@
 
 :meth:`Sandbox.up` starts, all bound to 127.0.0.1 on ports picked at start:
 
-- a one-node Ceph cluster (:mod:`.ceph`) with a pool per backend and a
-  ``cinder`` client key with ``profile rbd`` on both;
+- a one-node Ceph cluster (:mod:`.ceph`) with a pool per RBD backend and
+  a ``cinder`` client key with ``profile rbd`` on them;
+- a second one-node Ceph cluster, ``xcluster`` to the hosts of the
+  sandbox, with the pool of the ``rbd-xcluster`` backend;
 - MariaDB (:mod:`.mariadb`) and RabbitMQ with its own epmd
   (:mod:`.rabbitmq`);
 - cinder-api (noauth, :mod:`.noauth`), cinder-scheduler and one
   cinder-volume per backend of :mod:`.settings` (the stock RBD driver as
-  the source, ``AsyncMigrationRBDDriver`` as the target), each a process
-  of its own with a configuration file of its own, so a test can kill one
-  volume service and start it again.
+  the source, ``AsyncMigrationRBDDriver`` as the target, the stock RBD
+  driver on the second cluster, the stock NFS driver on a directory of
+  the sandbox mounted in place), each a process of its own with a
+  configuration file of its own, so a test can kill one volume service
+  and start it again.
 
 It returns once the API answers, every service is ``up`` and the scheduler
-knows both backends. ``sandbox.json`` records every pid, port and path, so
+knows every backend. ``sandbox.json`` records every pid, port and path, so
 another process (``cinder-asyncmig-sandbox down``) can stop everything by
 pid. ``openrc`` points the stock ``cinder`` client and ``rbd`` at it.
 """
@@ -61,6 +65,7 @@ LOG = logging.getLogger(__name__)
 
 STATE_FILE = 'sandbox.json'
 DEFAULT_MEMSTORE_BYTES = 8 * units.Gi
+DEFAULT_XCLUSTER_MEMSTORE_BYTES = 3 * units.Gi
 DEFAULT_TIMEOUT = 120
 CEPH_CLIENT = 'cinder'
 DATABASE = 'cinder'
@@ -74,6 +79,8 @@ API = cinderconf.API
 SCHEDULER = cinderconf.SCHEDULER
 VOLUME_SOURCE = cinderconf.VOLUME_SOURCE
 VOLUME_TARGET = cinderconf.VOLUME_TARGET
+VOLUME_XCLUSTER = cinderconf.VOLUME_XCLUSTER
+VOLUME_FILE = cinderconf.VOLUME_FILE
 SERVICES = tuple(spec.name for spec in cinderconf.SERVICES)
 
 _BINARIES = ('cinder-api', 'cinder-scheduler', 'cinder-volume',
@@ -137,6 +144,11 @@ def resolve_volume_manager(requested=None):
         'cannot import %s (%s); the volume services run Cinder\'s stock %s '
         'instead' % (settings.VOLUME_MANAGER, lines[-1],
                      settings.STOCK_VOLUME_MANAGER))
+
+
+def _pools_of(cluster):
+    """The pools of the backends on the Ceph cluster called ``cluster``."""
+    return [b.pool for b in settings.BACKENDS if b.ceph_cluster == cluster]
 
 
 def _can_fake_etc_ceph():
@@ -279,12 +291,14 @@ class Sandbox(process.Recorded):
 
     @classmethod
     def up(cls, directory=None, memstore_bytes=DEFAULT_MEMSTORE_BYTES,
-           volume_manager=None, timeout=DEFAULT_TIMEOUT):
+           volume_manager=None, timeout=DEFAULT_TIMEOUT,
+           xcluster_memstore_bytes=DEFAULT_XCLUSTER_MEMSTORE_BYTES):
         """Create and start a sandbox.
 
         :param directory: where everything lives; must be empty or absent.
                           A temporary directory is made when None.
         :param memstore_bytes: RAM the Ceph OSD may use for data.
+        :param xcluster_memstore_bytes: the same for the second cluster.
         :param volume_manager: ``[DEFAULT] volume_manager`` of the volume
                                services. None means the plugin's manager,
                                or Cinder's stock one (with a warning in
@@ -312,7 +326,8 @@ class Sandbox(process.Recorded):
             os.makedirs(os.path.join(directory, sub), exist_ok=True)
         sandbox = cls(directory, cls._new_state(directory, bin_dir,
                                                 memstore_bytes,
-                                                volume_manager))
+                                                volume_manager,
+                                                xcluster_memstore_bytes))
         sandbox._save()
         started = time.monotonic()
         try:
@@ -331,9 +346,11 @@ class Sandbox(process.Recorded):
         return sandbox
 
     @staticmethod
-    def _new_state(directory, bin_dir, memstore_bytes, volume_manager):
+    def _new_state(directory, bin_dir, memstore_bytes, volume_manager,
+                   xcluster_memstore_bytes):
         api, db, amqp_port, dist, epmd = process.free_ports(5)
         ceph_dir = os.path.join(directory, 'ceph')
+        xcluster_dir = os.path.join(directory, 'xcluster')
         db_password = secrets.token_hex(12)
         amqp_password = secrets.token_hex(12)
         deployment = cinderconf.Deployment(
@@ -345,15 +362,21 @@ class Sandbox(process.Recorded):
                                      'ceph.client.%s.keyring' % CEPH_CLIENT),
             rbd_secret_uuid=str(uuid.uuid4()),
             volume_manager=volume_manager, bin_dir=bin_dir,
-            privileged=_can_fake_etc_ceph())
+            privileged=_can_fake_etc_ceph(),
+            xcluster_ceph_conf=os.path.join(xcluster_dir, 'ceph.conf'),
+            xcluster_keyring=os.path.join(
+                xcluster_dir, 'ceph.client.%s.keyring' % CEPH_CLIENT),
+            xcluster_secret_uuid=str(uuid.uuid4()))
         return {
             'directory': directory,
             'ports': {'api': api, 'mariadb': db, 'amqp': amqp_port,
                       'erlang_dist': dist, 'epmd': epmd},
             'memstore_bytes': int(memstore_bytes),
+            'xcluster_memstore_bytes': int(xcluster_memstore_bytes),
             'passwords': {'database': db_password, 'amqp': amqp_password},
             'deployment': deployment._asdict(),
             'ceph_dir': ceph_dir,
+            'xcluster_dir': xcluster_dir,
             'mariadb': None,
             'rabbitmq': None,
             'services': {},
@@ -373,9 +396,11 @@ class Sandbox(process.Recorded):
         self._complete_deployment()
         self._write_files()
         # the slow parts do not depend on each other
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        with concurrent.futures.ThreadPoolExecutor(5) as pool:
             futures = [
                 pool.submit(self._timed, 'ceph', self._start_ceph),
+                pool.submit(self._timed, 'ceph-xcluster',
+                            self._start_xcluster),
                 pool.submit(self._timed, 'mariadb+db_sync',
                             self._start_database, timeout),
                 pool.submit(self._timed, 'rabbitmq', self._start_rabbitmq,
@@ -430,15 +455,22 @@ class Sandbox(process.Recorded):
             # what a hypervisor host or cinder-volume host has in /etc/ceph
             host_ceph = cinderconf.host_ceph_dir(deployment)
             os.makedirs(host_ceph, exist_ok=True)
-            os.symlink(deployment.ceph_conf,
-                       os.path.join(host_ceph, 'ceph.conf'))
-            os.symlink(deployment.rbd_keyring, os.path.join(
-                host_ceph, os.path.basename(deployment.rbd_keyring)))
+            for name, real in cinderconf.host_ceph_files(deployment):
+                os.symlink(real, os.path.join(host_ceph, name))
         else:
             self._state['warnings'].append(
                 'not root (or no /etc/ceph, or no unshare): generic '
                 '(host copy) migration will fail, os-brick cannot attach '
                 'RBD volumes without the keyring in /etc/ceph')
+            self._state['warnings'].append(
+                'not root: no %s backend (the sandbox mounts its share in '
+                'the volume services\' mount namespaces)' %
+                settings.FILE.name)
+        if settings.FILE in cinderconf.backends(deployment):
+            # both sides of the bind mount; a volume file is readable to
+            # whoever has the sandbox directory, as on an NFS export
+            os.makedirs(cinderconf.file_share_dir(deployment), mode=0o755)
+            os.makedirs(cinderconf.nfs_mount_point(deployment), mode=0o755)
         for spec in cinderconf.SERVICES:
             if spec.backend is None:
                 self._write_service_config(spec)
@@ -461,8 +493,15 @@ class Sandbox(process.Recorded):
     def _start_ceph(self):
         ceph.CephCluster.up(self._state['ceph_dir'],
                             memstore_bytes=self._state['memstore_bytes'],
-                            pools=[b.pool for b in settings.BACKENDS],
+                            pools=_pools_of(settings.CEPH_CLUSTER),
                             client=CEPH_CLIENT)
+
+    def _start_xcluster(self):
+        ceph.CephCluster.up(
+            self._state['xcluster_dir'],
+            memstore_bytes=self._state['xcluster_memstore_bytes'],
+            pools=_pools_of(settings.SECOND_CEPH_CLUSTER),
+            client=CEPH_CLIENT)
 
     def _start_database(self, timeout):
         db = self._mariadb()
@@ -510,11 +549,11 @@ class Sandbox(process.Recorded):
 
     def _start_cinder(self, timeout):
         deployment = self.deployment
-        for spec in cinderconf.SERVICES:
+        for spec in cinderconf.services(deployment):
             if spec.backend is not None:
                 self._write_service_config(spec)
         services = []
-        for spec in cinderconf.SERVICES:
+        for spec in cinderconf.services(deployment):
             daemon = process.Daemon(
                 'cinder-%s' % spec.name,
                 cinderconf.service_argv(deployment, spec),
@@ -534,13 +573,15 @@ class Sandbox(process.Recorded):
         self._write_openrc()
 
     def _create_volume_types(self):
-        for name, description, extra_specs in cinderconf.volume_types():
+        for name, description, extra_specs in cinderconf.volume_types(
+                cinderconf.backends(self.deployment)):
             self.api('POST', '/types', {'volume_type': {
                 'name': name, 'description': description,
                 'extra_specs': extra_specs}})
 
     def _wait_for_pools(self, timeout, daemons):
-        wanted = {cinderconf.pool_host(b) for b in settings.BACKENDS}
+        wanted = {cinderconf.pool_host(b)
+                  for b in cinderconf.backends(self.deployment)}
 
         def known():
             try:
@@ -555,7 +596,8 @@ class Sandbox(process.Recorded):
     def down(self, remove=True):
         """Stop every process of the sandbox by pid; remove its directory.
 
-        Cinder services first, then RabbitMQ and its epmd, MariaDB, Ceph.
+        Cinder services first, then RabbitMQ and its epmd, MariaDB, the
+        Ceph clusters.
 
         :param remove: also remove the directory (when all stopped).
         :raises SandboxError: when a process did not stop; the directory
@@ -569,9 +611,8 @@ class Sandbox(process.Recorded):
             self._stop(errors, self._rabbitmq().stop)
         if self._state.get('mariadb'):
             self._stop(errors, self._mariadb().stop)
-        ceph_dir = self._state['ceph_dir']
-        if os.path.isfile(os.path.join(ceph_dir, ceph.STATE_FILE)):
-            self._stop(errors, ceph.CephCluster.load(ceph_dir).down)
+        for cluster in self.clusters().values():
+            self._stop(errors, cluster.down)
         if errors:
             raise SandboxError('sandbox in %s not fully stopped: %s' %
                                (self.directory, '; '.join(errors)))
@@ -585,6 +626,20 @@ class Sandbox(process.Recorded):
         except (process.DaemonError, ceph.CephClusterError) as exc:
             errors.append(str(exc))
 
+    def clusters(self):
+        """The sandbox's Ceph clusters that were started.
+
+        :returns: a dict of ``ceph`` and ``ceph-xcluster`` (the second
+                  cluster) to :class:`ceph.CephCluster`.
+        """
+        dirs = {'ceph': self._state['ceph_dir'],
+                # a record from before the second cluster has none
+                'ceph-xcluster': self._state.get('xcluster_dir')}
+        return {name: ceph.CephCluster.load(directory)
+                for name, directory in dirs.items()
+                if directory and os.path.isfile(
+                    os.path.join(directory, ceph.STATE_FILE))}
+
     def _mariadb(self):
         return mariadb.MariaDB.from_dict(self._state['mariadb'])
 
@@ -595,7 +650,8 @@ class Sandbox(process.Recorded):
         """Every running process of the sandbox, by daemon name.
 
         :returns: a dict of daemon names (``cinder-volume-target``,
-                  ``mariadb``, ``epmd``, ``ceph``...) to lists of pids.
+                  ``mariadb``, ``epmd``, ``ceph``, ``ceph-xcluster``...)
+                  to lists of pids.
         """
         found = {}
         for name in SERVICES:
@@ -607,9 +663,8 @@ class Sandbox(process.Recorded):
             found['epmd'] = mq.epmd.processes()
         if self._state.get('mariadb'):
             found['mariadb'] = self._mariadb().daemon.processes()
-        if os.path.isfile(os.path.join(self._state['ceph_dir'],
-                                       ceph.STATE_FILE)):
-            found['ceph'] = self.ceph.daemon_pids()
+        for name, cluster in self.clusters().items():
+            found[name] = cluster.daemon_pids()
         return found
 
     # -- using it ----------------------------------------------------------
@@ -620,6 +675,18 @@ class Sandbox(process.Recorded):
         return ceph.CephCluster.load(self._state['ceph_dir'])
 
     @property
+    def xcluster(self):
+        """The sandbox's second :class:`ceph.CephCluster`.
+
+        Hosts of the sandbox know it as ``xcluster``; the
+        ``rbd-xcluster`` backend keeps its volumes there.
+        """
+        if not self._state.get('xcluster_dir'):
+            raise SandboxError('the sandbox in %s has no second cluster' %
+                               self.directory)
+        return ceph.CephCluster.load(self._state['xcluster_dir'])
+
+    @property
     def source_host(self):
         """``host@backend#pool`` of the source backend."""
         return cinderconf.pool_host(settings.SOURCE)
@@ -628,6 +695,30 @@ class Sandbox(process.Recorded):
     def target_host(self):
         """``host@backend#pool`` of the target backend."""
         return cinderconf.pool_host(settings.TARGET)
+
+    @property
+    def xcluster_host(self):
+        """``host@backend#pool`` of the backend on the second cluster."""
+        return cinderconf.pool_host(settings.XCLUSTER)
+
+    @property
+    def file_host(self):
+        """``host@backend#pool`` of the NFS backend."""
+        return cinderconf.pool_host(settings.FILE)
+
+    @property
+    def file_dir(self):
+        """The directory of the NFS backend's volume files.
+
+        The real directory: the volume services see it at
+        :attr:`file_mount_point`, in their mount namespaces only.
+        """
+        return cinderconf.file_share_dir(self.deployment)
+
+    @property
+    def file_mount_point(self):
+        """Where the file and target volume services see the share."""
+        return cinderconf.nfs_mount_point(self.deployment)
 
     @property
     def api_url(self):

@@ -15,14 +15,17 @@
 import configparser
 import contextlib
 import io
+import json
 import os
 import subprocess
 import tempfile
 
 import fixtures
+from os_brick.remotefs import remotefs as brick_remotefs
 import testtools
 
 from cinder_asyncmig.cmd import sandbox as sandbox_cmd
+from cinder_asyncmig import opts
 from cinder_asyncmig.sandbox import cinderconf
 from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.sandbox import mariadb
@@ -59,7 +62,11 @@ def _deployment(directory, privileged=False):
                                  'ceph.client.cinder.keyring'),
         rbd_secret_uuid='5b3a4c4e-0000-4000-8000-000000000001',
         volume_manager=settings.VOLUME_MANAGER,
-        bin_dir='/venv/bin', privileged=privileged)
+        bin_dir='/venv/bin', privileged=privileged,
+        xcluster_ceph_conf=os.path.join(directory, 'xcluster', 'ceph.conf'),
+        xcluster_keyring=os.path.join(directory, 'xcluster',
+                                      'ceph.client.cinder.keyring'),
+        xcluster_secret_uuid='5b3a4c4e-0000-4000-8000-000000000002')
 
 
 def _parse(text):
@@ -83,8 +90,60 @@ class SettingsTest(testtools.TestCase):
         self.assertEqual('uuid-1', values['rbd_secret_uuid'])
         self.assertEqual('/var/lib/cinder/asyncmig',
                          values['async_migration_state_dir'])
-        self.assertEqual('rbd-linked',
+        self.assertEqual('rbd-linked,rbd-native,shared-file,exporter',
                          values['async_migration_source_kinds'])
+        # no peers, nothing shared: devstack's output
+        self.assertNotIn('async_migration_shared_file_backends', values)
+        self.assertNotIn('rbd_cluster_name', values)
+
+    def test_source_kinds_are_the_drivers(self):
+        values = dict(settings.TARGET.options)
+        kinds = values['async_migration_source_kinds'].split(',')
+        self.assertEqual(set(opts.SOURCE_KINDS), set(kinds))
+
+    def test_target_names_the_file_backends_among_its_peers(self):
+        values = {k: v for _s, k, v in settings.backend_options(
+            settings.TARGET, '/c', 'u', 's', peers=settings.BACKENDS)}
+        self.assertEqual('nfs-src',
+                         values['async_migration_shared_file_backends'])
+        self.assertEqual(['nfs-src'],
+                         settings.shared_file_backends(settings.BACKENDS))
+
+    def test_xcluster_is_the_stock_driver_on_a_named_cluster(self):
+        values = {k: v for _s, k, v in settings.backend_options(
+            settings.XCLUSTER, '/x/ceph.conf', 'cinder', 's2',
+            peers=settings.BACKENDS)}
+        self.assertEqual(settings.STOCK_RBD_DRIVER, values['volume_driver'])
+        self.assertEqual('xcluster', values['rbd_cluster_name'])
+        self.assertEqual('volumes-xcluster', values['rbd_pool'])
+        self.assertEqual('/x/ceph.conf', values['rbd_ceph_conf'])
+        self.assertFalse([k for k in values if k.startswith('async_')])
+
+    def test_nfs_backend_sparse_raw_open_files_no_snapshots(self):
+        result = settings.nfs_backend_options(settings.FILE, '127.0.0.1',
+                                              '/srv/share', '/m')
+        self.assertEqual({'nfs-src'}, {s for s, _k, _v in result})
+        values = {k: v for _s, k, v in result}
+        self.assertEqual({
+            'volume_driver': 'cinder.volume.drivers.nfs.NfsDriver',
+            'volume_backend_name': 'nfs-src',
+            'nas_host': '127.0.0.1',
+            'nas_share_path': '/srv/share',
+            'nfs_mount_point_base': '/m',
+            'nfs_sparsed_volumes': 'True',
+            'nfs_qcow2_volumes': 'False',
+            'nfs_snapshot_support': 'False',
+            'nas_secure_file_operations': 'false',
+            'nas_secure_file_permissions': 'false'}, values)
+
+    def test_rbd_options_refuse_a_file_backend(self):
+        exc = self.assertRaises(ValueError, settings.backend_options,
+                                settings.FILE, '/c', 'u', 's')
+        self.assertIn('not an RBD backend', str(exc))
+
+    def test_devstack_has_the_one_cluster_pair(self):
+        self.assertEqual((settings.SOURCE, settings.TARGET),
+                         settings.DEVSTACK_BACKENDS)
 
     def test_source_is_the_stock_driver_without_plugin_options(self):
         values = {k: v for _s, k, v in settings.backend_options(
@@ -152,18 +211,143 @@ class CinderConfTest(testtools.TestCase):
                          conf.get('DEFAULT', 'api_paste_config'))
 
     def test_volume_services_get_one_backend_and_the_manager(self):
-        for name, backend in ((cinderconf.VOLUME_SOURCE, settings.SOURCE),
-                              (cinderconf.VOLUME_TARGET, settings.TARGET)):
-            conf = self._conf(name)
+        privileged = _deployment(self.dir, privileged=True)
+        specs = [s for s in cinderconf.SERVICES if s.backend is not None]
+        self.assertEqual([cinderconf.VOLUME_SOURCE, cinderconf.VOLUME_TARGET,
+                          cinderconf.VOLUME_XCLUSTER, cinderconf.VOLUME_FILE],
+                         [s.name for s in specs])
+        self.assertEqual(list(settings.BACKENDS), [s.backend for s in specs])
+        for spec in specs:
+            backend = spec.backend
+            conf = self._conf(spec.name, privileged)
             self.assertEqual(backend.name,
                              conf.get('DEFAULT', 'enabled_backends'))
             self.assertEqual(settings.VOLUME_MANAGER,
                              conf.get('DEFAULT', 'volume_manager'))
             self.assertEqual(backend.driver,
                              conf.get(backend.name, 'volume_driver'))
-            self.assertEqual(backend.pool, conf.get(backend.name, 'rbd_pool'))
-            other = [b for b in settings.BACKENDS if b != backend][0]
-            self.assertFalse(conf.has_section(other.name))
+            if backend.pool:
+                self.assertEqual(backend.pool,
+                                 conf.get(backend.name, 'rbd_pool'))
+            others = {b.name for b in settings.BACKENDS if b != backend}
+            self.assertFalse(others & set(conf.sections()))
+
+    def test_xcluster_service_uses_the_second_cluster(self):
+        conf = self._conf(cinderconf.VOLUME_XCLUSTER)
+        section = settings.XCLUSTER.name
+        self.assertEqual(self.deployment.xcluster_ceph_conf,
+                         conf.get(section, 'rbd_ceph_conf'))
+        self.assertEqual('xcluster', conf.get(section, 'rbd_cluster_name'))
+        self.assertEqual(self.deployment.xcluster_secret_uuid,
+                         conf.get(section, 'rbd_secret_uuid'))
+        self.assertNotEqual(self.deployment.rbd_secret_uuid,
+                            conf.get(section, 'rbd_secret_uuid'))
+        source = self._conf(cinderconf.VOLUME_SOURCE)
+        self.assertEqual(self.deployment.ceph_conf,
+                         source.get('rbd-src', 'rbd_ceph_conf'))
+        self.assertFalse(source.has_option('rbd-src', 'rbd_cluster_name'))
+
+    def test_file_service_shares_a_directory_of_the_sandbox(self):
+        privileged = _deployment(self.dir, privileged=True)
+        conf = self._conf(cinderconf.VOLUME_FILE, privileged)
+        self.assertEqual('127.0.0.1', conf.get('nfs-src', 'nas_host'))
+        self.assertEqual(os.path.join(self.dir, 'nfs', 'share'),
+                         conf.get('nfs-src', 'nas_share_path'))
+        self.assertEqual(os.path.join(self.dir, 'state', 'mnt'),
+                         conf.get('nfs-src', 'nfs_mount_point_base'))
+        target = self._conf(cinderconf.VOLUME_TARGET, privileged)
+        self.assertEqual('nfs-src', target.get(
+            'rbd-async', 'async_migration_shared_file_backends'))
+
+    def test_mount_point_is_where_os_brick_looks(self):
+        base = cinderconf.nfs_mount_point_base(self.deployment)
+        client = brick_remotefs.RemoteFsClient('nfs', None,
+                                               nfs_mount_point_base=base)
+        share = cinderconf.nfs_share(self.deployment)
+        self.assertEqual('127.0.0.1:%s' % cinderconf.file_share_dir(
+            self.deployment), share)
+        self.assertEqual(client.get_mount_point(share),
+                         cinderconf.nfs_mount_point(self.deployment))
+
+    def test_file_share_is_mounted_for_its_host_and_the_target(self):
+        privileged = _deployment(self.dir, privileged=True)
+        share = (cinderconf.file_share_dir(privileged),
+                 cinderconf.nfs_mount_point(privileged))
+        etc_ceph = (cinderconf.host_ceph_dir(privileged), '/etc/ceph')
+        for name, mounts in (
+                (cinderconf.VOLUME_SOURCE, [etc_ceph]),
+                (cinderconf.VOLUME_XCLUSTER, [etc_ceph]),
+                (cinderconf.VOLUME_FILE, [etc_ceph, share]),
+                (cinderconf.VOLUME_TARGET, [etc_ceph, share])):
+            spec = cinderconf.service_spec(name)
+            self.assertEqual(mounts, cinderconf.bind_mounts(privileged,
+                                                            spec), name)
+            argv = cinderconf.service_argv(privileged, spec)
+            pairs = argv[argv.index('sandbox-mounts') + 1:argv.index('--', 5)]
+            self.assertEqual([p for m in mounts for p in m], pairs)
+
+    def test_mount_script_binds_every_pair_then_runs_the_service(self):
+        # a stand-in for mount(8) that records its arguments
+        bin_dir = os.path.join(self.dir, 'bin')
+        os.makedirs(bin_dir)
+        log = os.path.join(self.dir, 'mounts')
+        with open(os.path.join(bin_dir, 'mount'), 'w') as f:
+            f.write('#!/bin/sh\necho "$@" >> %s\n' % log)
+        os.chmod(os.path.join(bin_dir, 'mount'), 0o755)
+        out = subprocess.run(
+            ['/bin/sh', '-c', cinderconf.MOUNT_SCRIPT, 'sandbox-mounts',
+             '/a', '/etc/ceph', '/b c', '/m/d', '--', 'echo', 'run', '--x'],
+            env={'PATH': '%s:/usr/bin:/bin' % bin_dir},
+            capture_output=True, text=True, check=True).stdout
+        self.assertEqual('run --x\n', out)
+        with open(log) as f:
+            self.assertEqual('--bind /a /etc/ceph\n--bind /b c /m/d\n',
+                             f.read())
+
+    def test_a_failed_mount_stops_the_service_start(self):
+        result = subprocess.run(
+            ['/bin/sh', '-c', cinderconf.MOUNT_SCRIPT, 'sandbox-mounts',
+             '/a', '/b', '--', 'echo', 'run'],
+            env={'PATH': '/nonexistent'}, capture_output=True, text=True,
+            check=False)
+        self.assertNotEqual(0, result.returncode)
+        self.assertEqual('', result.stdout)
+
+    def test_hosts_etc_ceph_names_both_clusters(self):
+        files = dict(cinderconf.host_ceph_files(self.deployment))
+        self.assertEqual({
+            'ceph.conf': self.deployment.ceph_conf,
+            'ceph.client.cinder.keyring': self.deployment.rbd_keyring,
+            'xcluster.conf': self.deployment.xcluster_ceph_conf,
+            'xcluster.client.cinder.keyring':
+                self.deployment.xcluster_keyring}, files)
+
+    def test_without_root_no_file_backend(self):
+        self.assertFalse(self.deployment.privileged)
+        names = [s.name for s in cinderconf.services(self.deployment)]
+        self.assertNotIn(cinderconf.VOLUME_FILE, names)
+        self.assertIn(cinderconf.VOLUME_XCLUSTER, names)
+        target = self._conf(cinderconf.VOLUME_TARGET)
+        self.assertFalse(target.has_option(
+            'rbd-async', 'async_migration_shared_file_backends'))
+        types = [n for n, _d, _s in cinderconf.volume_types(
+            cinderconf.backends(self.deployment))]
+        self.assertNotIn('nfs-src', types)
+        privileged = _deployment(self.dir, privileged=True)
+        self.assertEqual(cinderconf.SERVICES,
+                         cinderconf.services(privileged))
+
+    def test_record_from_before_the_second_cluster_still_loads(self):
+        old = self.deployment._asdict()
+        for key in ('xcluster_ceph_conf', 'xcluster_keyring',
+                    'xcluster_secret_uuid'):
+            del old[key]
+        deployment = cinderconf.Deployment(**old)
+        self.assertIsNone(deployment.xcluster_ceph_conf)
+        self.assertNotIn(settings.XCLUSTER, cinderconf.backends(deployment))
+        self.assertEqual(2, len(cinderconf.host_ceph_files(deployment)))
+        self.assertNotIn('ASYNCMIG_XCLUSTER_HOST',
+                         cinderconf.openrc_env(deployment))
 
     def test_every_path_is_inside_the_sandbox(self):
         for spec in cinderconf.SERVICES:
@@ -220,6 +404,11 @@ class CinderConfTest(testtools.TestCase):
     def test_pool_hosts_name_the_backends(self):
         self.assertEqual('sandbox@rbd-src#rbd-src',
                          cinderconf.pool_host(settings.SOURCE))
+        self.assertEqual('sandbox@rbd-xcluster#rbd-xcluster',
+                         cinderconf.pool_host(settings.XCLUSTER))
+        # Cinder's NFS driver reports no pools: the pool is the backend
+        self.assertEqual('sandbox@nfs-src#nfs-src',
+                         cinderconf.pool_host(settings.FILE))
         self.assertEqual('sandbox@rbd-async',
                          cinderconf.service_host(cinderconf.service_spec(
                              cinderconf.VOLUME_TARGET)))
@@ -232,9 +421,29 @@ class CinderConfTest(testtools.TestCase):
         self.assertEqual('<or> rbd-src <or> rbd-async',
                          types[cinderconf.MIGRATABLE_TYPE][
                              'volume_backend_name'])
+        # the other sources: their backend, or the target to migrate to
+        self.assertEqual('<or> rbd-xcluster <or> rbd-async',
+                         types['rbd-xcluster']['volume_backend_name'])
+        self.assertEqual('<or> nfs-src <or> rbd-async',
+                         types['nfs-src']['volume_backend_name'])
+        self.assertEqual(5, len(types))
         conf = self._conf(cinderconf.API)
         self.assertEqual(cinderconf.MIGRATABLE_TYPE,
                          conf.get('DEFAULT', 'default_volume_type'))
+
+    def test_new_volumes_land_on_a_source_rather_than_the_target(self):
+        # GoodnessWeigher: the target only wins where it is alone
+        privileged = _deployment(self.dir, privileged=True)
+        goodness = {}
+        for spec in cinderconf.SERVICES:
+            if spec.backend is not None:
+                conf = self._conf(spec.name, privileged)
+                goodness[spec.backend.name] = int(conf.get(
+                    spec.backend.name, 'goodness_function'))
+        for backend in settings.BACKENDS:
+            if backend != settings.TARGET:
+                self.assertGreater(goodness[backend.name],
+                                   goodness[settings.TARGET.name])
 
     def test_api_paste_swaps_only_the_noauth_filter(self):
         paste = _parse(cinderconf.api_paste(_PASTE))
@@ -257,7 +466,7 @@ class OpenrcTest(testtools.TestCase):
     def setUp(self):
         super(OpenrcTest, self).setUp()
         self.dir = self.useFixture(fixtures.TempDir()).path
-        self.deployment = _deployment(self.dir)
+        self.deployment = _deployment(self.dir, privileged=True)
 
     def _sourced(self, member=False):
         path = os.path.join(self.dir, 'openrc')
@@ -284,6 +493,29 @@ class OpenrcTest(testtools.TestCase):
                          self.deployment.rbd_keyring, env['CEPH_ARGS'])
         self.assertTrue(env['PATH'].startswith('/venv/bin:'))
         self.assertEqual('127.0.0.1,localhost', env['no_proxy'])
+
+    def test_openrc_names_the_other_sources(self):
+        env = self._sourced()
+        self.assertEqual('sandbox@rbd-xcluster#rbd-xcluster',
+                         env['ASYNCMIG_XCLUSTER_HOST'])
+        self.assertEqual('sandbox@nfs-src#nfs-src', env['ASYNCMIG_FILE_HOST'])
+        self.assertEqual('rbd-xcluster', env['ASYNCMIG_XCLUSTER_TYPE'])
+        self.assertEqual('nfs-src', env['ASYNCMIG_FILE_TYPE'])
+        self.assertEqual('volumes-xcluster', env['ASYNCMIG_XCLUSTER_POOL'])
+        self.assertEqual(self.deployment.xcluster_ceph_conf,
+                         env['ASYNCMIG_XCLUSTER_CEPH_CONF'])
+        self.assertEqual('--id cinder --keyring %s' %
+                         self.deployment.xcluster_keyring,
+                         env['ASYNCMIG_XCLUSTER_CEPH_ARGS'])
+        self.assertEqual(os.path.join(self.dir, 'nfs', 'share'),
+                         env['ASYNCMIG_FILE_DIR'])
+        self.assertEqual(cinderconf.nfs_mount_point(self.deployment),
+                         env['ASYNCMIG_FILE_MOUNT_POINT'])
+
+    def test_no_file_backend_variables_without_root(self):
+        env = cinderconf.openrc_env(_deployment(self.dir))
+        self.assertFalse([k for k in env if k.startswith('ASYNCMIG_FILE_')])
+        self.assertIn('ASYNCMIG_XCLUSTER_HOST', env)
 
     def test_member_openrc_differs_in_the_identity_only(self):
         admin = cinderconf.openrc_env(self.deployment)
@@ -371,6 +603,36 @@ class SandboxApiTest(testtools.TestCase):
                                 directory)
         self.assertIn('no sandbox record', str(exc))
 
+    def test_sandbox_from_before_the_second_cluster(self):
+        directory = self.useFixture(fixtures.TempDir()).path
+        state = {'ceph_dir': os.path.join(directory, 'ceph'),
+                 'services': {}, 'mariadb': None, 'rabbitmq': None}
+        sandbox = cloud.Sandbox(directory, state)
+        self.assertEqual({}, sandbox.pids())
+        exc = self.assertRaises(cloud.SandboxError, getattr, sandbox,
+                                'xcluster')
+        self.assertIn('no second cluster', str(exc))
+        sandbox.down()
+        self.assertFalse(os.path.exists(directory))
+
+    def test_down_finds_both_clusters_in_the_record(self):
+        # as after a crash: records, no daemon left
+        directory = self.useFixture(fixtures.TempDir()).path
+        state = {'services': {}, 'mariadb': None, 'rabbitmq': None}
+        for key, name in (('ceph_dir', 'ceph'), ('xcluster_dir', 'xcluster')):
+            state[key] = os.path.join(directory, name)
+            os.makedirs(state[key])
+            with open(os.path.join(state[key], 'cluster.json'), 'w') as f:
+                json.dump({'fsid': name, 'pools': [], 'daemons': {}}, f)
+        sandbox = cloud.Sandbox(directory, state)
+        clusters = sandbox.clusters()
+        self.assertEqual({'ceph': 'ceph', 'ceph-xcluster': 'xcluster'},
+                         {k: c.fsid for k, c in clusters.items()})
+        self.assertEqual('xcluster', sandbox.xcluster.fsid)
+        self.assertEqual({'ceph': [], 'ceph-xcluster': []}, sandbox.pids())
+        sandbox.down()
+        self.assertFalse(os.path.exists(directory))
+
     def test_explicit_volume_manager_is_taken_as_is(self):
         self.assertEqual(('x.Y', None),
                          cloud.resolve_volume_manager('x.Y'))
@@ -412,6 +674,17 @@ class PrintSettingsTest(testtools.TestCase):
             settings.manager_options() +
             settings.backend_options(settings.TARGET, '/c', 'cinder', 's'))
         self.assertEqual(expected, out)
+
+    def test_devstack_gets_no_sandbox_only_backend(self):
+        rc, out = self._run()
+        self.assertEqual(0, rc)
+        sections = {line.split()[0] for line in out.splitlines()}
+        self.assertEqual({'DEFAULT', 'rbd-src', 'rbd-async'}, sections)
+        self.assertNotIn('async_migration_shared_file_backends', out)
+        with contextlib.redirect_stderr(io.StringIO()):
+            exc = self.assertRaises(SystemExit, self._run,
+                                    '--backend', 'file')
+        self.assertEqual(2, exc.code)
 
     def test_name_needs_one_backend(self):
         err = io.StringIO()
