@@ -12,11 +12,19 @@
 
 """The sandbox itself: up, used through the stock client, killed, down."""
 
+import contextlib
+import hashlib
+import json
 import os
+import random
 import re
+import shlex
+import subprocess
 import tempfile
 
 from oslo_utils import units
+import rados
+import rbd
 import testtools
 
 from cinder_asyncmig.sandbox import cloud
@@ -24,6 +32,29 @@ from cinder_asyncmig.sandbox import process
 
 MEMSTORE_BYTES = int(os.environ.get('ASYNCMIG_TEST_MEMSTORE_GIB',
                                     '4')) * units.Gi
+#: a hypervisor attaching without a server (see the README)
+CONNECTOR = {'initiator': 'iqn.2026-11.test:hv', 'ip': '127.0.0.1',
+             'host': 'hypervisor', 'multipath': False,
+             'platform': 'x86_64', 'os_type': 'linux'}
+#: Reads a region of a volume the way a hypervisor attaches it: os-brick's
+#: connector for the connection info's driver_volume_type. Run in a volume
+#: service's mount namespace, it sees that host's /etc/ceph and mounts.
+BRICK_READ = """
+import hashlib, json, sys
+from os_brick.initiator import connector
+info = json.loads(sys.argv[1])
+offset, length = int(sys.argv[2]), int(sys.argv[3])
+brick = connector.InitiatorConnector.factory(info['driver_volume_type'],
+                                             None, conn=info)
+device = brick.connect_volume(info)
+try:
+    path = device['path']
+    handle = open(path, 'rb') if isinstance(path, str) else path
+    handle.seek(offset)
+    print(hashlib.sha256(handle.read(length)).hexdigest())
+finally:
+    brick.disconnect_volume(info, device)
+"""
 
 
 def _test_dir():
@@ -61,14 +92,199 @@ class SandboxSmokeTest(testtools.TestCase):
             return volume['status'] == status
         process.wait_for('volume %s %s' % (volume_id, status), reached, 60)
 
+    def _wait_gone(self, volume_id):
+        def gone():
+            try:
+                self.sandbox.api('GET', '/volumes/%s' % volume_id)
+            except cloud.ApiError as exc:
+                if exc.status == 404:
+                    return True
+                raise
+            return False
+        process.wait_for('volume %s deleted' % volume_id, gone, 60)
+
+    def _create(self, volume_type, host):
+        """Create a 1 GiB volume with the stock client; check its host."""
+        out = self.sandbox.cinder('create', '--volume-type', volume_type,
+                                  '--name', 'smoke-%s' % volume_type, '1')
+        volume_id = _table_value(out, 'id')
+        self._wait_status(volume_id, 'available')
+        self.assertEqual(host, _table_value(
+            self.sandbox.cinder('show', volume_id), 'os-vol-host-attr:host'))
+        return volume_id
+
+    def _connection_info(self, volume_id):
+        """What the attachments API gives a hypervisor; detached again."""
+        attachment = self.sandbox.api('POST', '/attachments', {
+            'attachment': {'volume_uuid': volume_id, 'connector': CONNECTOR,
+                           'mode': 'rw'}})['attachment']
+        self.sandbox.api('DELETE', '/attachments/%s' % attachment['id'])
+        self._wait_status(volume_id, 'available')
+        return attachment['connection_info']
+
+    def _read_on_host_of(self, service, info, offset, length):
+        """sha256 of a region read by os-brick in a service's namespace."""
+        pid = self.sandbox.service(service).pid
+        python = os.path.join(self.sandbox.deployment.bin_dir, 'python')
+        result = subprocess.run(
+            ['nsenter', '--target', str(pid), '--mount', '--', python, '-c',
+             BRICK_READ, json.dumps(info), str(offset), str(length)],
+            capture_output=True, text=True, timeout=120, check=False)
+        self.assertEqual(0, result.returncode, result.stderr[-2000:])
+        return result.stdout.strip().splitlines()[-1]
+
+    @contextlib.contextmanager
+    def _xcluster_pool(self):
+        """The xcluster pool, with the client and key openrc exports."""
+        env = self.sandbox.env()
+        args = shlex.split(env['ASYNCMIG_XCLUSTER_CEPH_ARGS'])
+        client = rados.Rados(
+            conffile=env['ASYNCMIG_XCLUSTER_CEPH_CONF'],
+            rados_id=args[args.index('--id') + 1],
+            conf={'keyring': args[args.index('--keyring') + 1]})
+        client.connect(timeout=30)
+        try:
+            with client.open_ioctx(env['ASYNCMIG_XCLUSTER_POOL']) as ioctx:
+                yield ioctx
+        finally:
+            client.shutdown()
+
+    def _xcluster_rbd(self, *args):
+        """The rbd CLI on the second cluster, as openrc tells it."""
+        env = self.sandbox.env()
+        result = subprocess.run(
+            ['rbd'] + list(args), capture_output=True, text=True,
+            timeout=60, check=True,
+            env=dict(os.environ, CEPH_CONF=env['ASYNCMIG_XCLUSTER_CEPH_CONF'],
+                     CEPH_ARGS=env['ASYNCMIG_XCLUSTER_CEPH_ARGS']))
+        return result.stdout
+
+    def _target_image_bytes(self, volume_id, offset, length):
+        client = self.sandbox.ceph.connect()
+        try:
+            with client.open_ioctx(self.sandbox.env()[
+                    'ASYNCMIG_TARGET_POOL']) as ioctx:
+                with rbd.Image(ioctx, 'volume-%s' % volume_id,
+                               read_only=True) as image:
+                    return image.read(offset, length)
+        finally:
+            client.shutdown()
+
+    def _check_other_sources(self):
+        """Volumes of rbd-xcluster and nfs-src: bytes, reads, migration.
+
+        Needs root: it reads in the volume services' mount namespaces.
+
+        A hypervisor writes known bytes (librbd with the xcluster key of
+        openrc; the volume file under ASYNCMIG_FILE_DIR); os-brick reads
+        them back in the target's mount namespace from the connection
+        info, as the target's host would; ``cinder migrate`` (Cinder's
+        host copy, independent of the target driver) moves both to the
+        target with their bytes; volumes deleted on their backend leave
+        no image and no file.
+        """
+        sandbox = self.sandbox
+        env = sandbox.env()
+        rng = random.Random(self.id())
+        offset, payload = 3 * units.Mi + 512, rng.randbytes(units.Mi)
+        digest = hashlib.sha256(payload).hexdigest()
+        self.assertNotEqual(sandbox.ceph.fsid, sandbox.xcluster.fsid)
+        pool = env['ASYNCMIG_XCLUSTER_POOL']
+
+        xcluster = self._create(env['ASYNCMIG_XCLUSTER_TYPE'],
+                                env['ASYNCMIG_XCLUSTER_HOST'])
+        self.assertEqual(sandbox.xcluster_host, env['ASYNCMIG_XCLUSTER_HOST'])
+        image = 'volume-%s' % xcluster
+        self.assertIn(image, self._xcluster_rbd('ls', pool).split())
+        self.assertNotIn(image, sandbox.ceph.rbd(
+            'ls', env['ASYNCMIG_SOURCE_POOL']).split())
+        with self._xcluster_pool() as ioctx:
+            with rbd.Image(ioctx, image) as handle:
+                handle.write(payload, offset)
+                handle.flush()
+            with rbd.Image(ioctx, image, read_only=True) as handle:
+                self.assertEqual(payload, handle.read(offset, len(payload)))
+        info = self._connection_info(xcluster)
+        self.assertEqual('xcluster', info['cluster_name'])
+        self.assertEqual('%s/%s' % (pool, image), info['name'])
+        self.assertFalse(info.get('keyring'))
+        self.assertEqual(digest, self._read_on_host_of(
+            cloud.VOLUME_TARGET, info, offset, len(payload)))
+
+        shared = self._create(env['ASYNCMIG_FILE_TYPE'],
+                              env['ASYNCMIG_FILE_HOST'])
+        self.assertEqual(sandbox.file_host, env['ASYNCMIG_FILE_HOST'])
+        path = os.path.join(env['ASYNCMIG_FILE_DIR'], 'volume-%s' % shared)
+        self.assertEqual(units.Gi, os.path.getsize(path))
+        self.assertEqual(0, os.stat(path).st_blocks)  # sparse raw
+        with open(path, 'r+b') as f:
+            f.seek(offset)
+            f.write(payload)
+        with open(path, 'rb') as f:
+            f.seek(offset)
+            self.assertEqual(payload, f.read(len(payload)))
+        info = self._connection_info(shared)
+        self.assertEqual('nfs', info['driver_volume_type'])
+        self.assertEqual('raw', info['format'])
+        for service in (cloud.VOLUME_TARGET, cloud.VOLUME_FILE):
+            self.assertEqual(digest, self._read_on_host_of(
+                service, info, offset, len(payload)), service)
+        # outside the services' namespaces the mount point is a directory
+        self.assertEqual([], os.listdir(sandbox.file_mount_point))
+
+        # their types fit the target: cinder migrate keeps them
+        for volume_id in (xcluster, shared):
+            sandbox.cinder('migrate', '--force-host-copy', 'True', volume_id,
+                           sandbox.target_host)
+        for volume_id in (xcluster, shared):
+            def migrated(volume_id=volume_id):
+                volume = sandbox.api('GET', '/volumes/%s' %
+                                     volume_id)['volume']
+                if volume['migration_status'] == 'error':
+                    self.fail('migration of %s failed' % volume_id)
+                return volume['migration_status'] == 'success'
+            process.wait_for('volume %s migrated' % volume_id, migrated, 180)
+            volume = sandbox.api('GET', '/volumes/%s' % volume_id)['volume']
+            self.assertEqual(sandbox.target_host,
+                             volume['os-vol-host-attr:host'])
+            self.assertEqual(payload, self._target_image_bytes(
+                volume_id, offset, len(payload)))
+        self.assertNotIn(image, self._xcluster_rbd('ls', pool).split())
+        self.assertFalse(os.path.exists(path))
+        for volume_id in (xcluster, shared):
+            sandbox.api('DELETE', '/volumes/%s' % volume_id)
+
+        # deleted on their own backend
+        leftovers = []
+        for volume_type, host in (
+                (env['ASYNCMIG_XCLUSTER_TYPE'], env['ASYNCMIG_XCLUSTER_HOST']),
+                (env['ASYNCMIG_FILE_TYPE'], env['ASYNCMIG_FILE_HOST'])):
+            volume_id = self._create(volume_type, host)
+            sandbox.cinder('delete', volume_id)
+            leftovers.append(volume_id)
+        for volume_id in leftovers + [xcluster, shared]:
+            self._wait_gone(volume_id)
+        self.assertEqual([], self._xcluster_rbd('ls', pool).split())
+        self.assertEqual([], os.listdir(env['ASYNCMIG_FILE_DIR']))
+
     def test_up_use_kill_restart_down(self):
         sandbox = self.sandbox
         states = {(s['binary'], s['host']): s['state']
                   for s in sandbox.service_list()}
-        self.assertEqual({('cinder-scheduler', 'sandbox'): 'up',
-                          ('cinder-volume', 'sandbox@rbd-src'): 'up',
-                          ('cinder-volume', 'sandbox@rbd-async'): 'up'},
-                         states)
+        # without root the sandbox cannot mount the NFS share in place
+        privileged = sandbox.deployment.privileged
+        expected = {('cinder-scheduler', 'sandbox'): 'up',
+                    ('cinder-volume', 'sandbox@rbd-src'): 'up',
+                    ('cinder-volume', 'sandbox@rbd-async'): 'up',
+                    ('cinder-volume', 'sandbox@rbd-xcluster'): 'up'}
+        if privileged:
+            expected[('cinder-volume', 'sandbox@nfs-src')] = 'up'
+        self.assertEqual(expected, states)
+        pools = sandbox.api('GET', '/scheduler-stats/get_pools')['pools']
+        self.assertEqual({sandbox.source_host, sandbox.target_host,
+                          sandbox.xcluster_host} |
+                         ({sandbox.file_host} if privileged else set()),
+                         {p['name'] for p in pools})
 
         # the stock client with the openrc variables, rbd as a hypervisor
         env = sandbox.env()
@@ -112,11 +328,16 @@ class SandboxSmokeTest(testtools.TestCase):
         sandbox.cinder('delete', volume_id)
         sandbox.api('DELETE', '/volumes/%s' % member_volume, member=True)
 
+        if privileged:
+            self._check_other_sources()
+
         # down leaves no process and no directory behind
         running = sandbox.pids()
         self.assertEqual(
             {'cinder-api', 'cinder-scheduler', 'cinder-volume-source',
-             'cinder-volume-target', 'rabbitmq', 'epmd', 'mariadb', 'ceph'},
+             'cinder-volume-target', 'cinder-volume-xcluster',
+             'rabbitmq', 'epmd', 'mariadb', 'ceph', 'ceph-xcluster'} |
+            ({'cinder-volume-file'} if privileged else set()),
             {name for name, pids in running.items() if pids})
         pids = sum(running.values(), [])
         sandbox.down()
