@@ -32,6 +32,7 @@ root can read: the connection info may hold secrets (iSCSI CHAP).
 import os
 
 from cinder.i18n import _
+from cinder.volume import rpcapi as volume_rpcapi
 from cinder.volume import volume_utils
 from oslo_log import log as logging
 from oslo_utils import excutils
@@ -81,7 +82,7 @@ class ExportedSource(object):
     """The exporter of one migration's source, and its attachment here.
 
     :param driver: the target driver (its configuration, and Cinder's
-                   attach helpers every volume driver has).
+                   connect and detach helpers every volume driver has).
     :param volume_id: the migrating volume.
     """
 
@@ -112,8 +113,10 @@ class ExportedSource(object):
             self.stop(context, volume)
         else:
             exporter.Exporter.forget(self.state_dir, self.export_id)
-        conn = self.driver._attach_volume(context, volume, properties,
-                                          remote=True)
+        # what Cinder's _attach_volume(remote=True) asks first; the local
+        # attach differs for RBD (see _connect)
+        conn = volume_rpcapi.VolumeAPI().initialize_connection(
+            context, volume, properties)
         record = {'src_host': src_host['host'], 'properties': properties,
                   'conn': conn, 'device': None}
         try:
@@ -181,6 +184,14 @@ class ExportedSource(object):
                  'cluster': cluster})
 
     # -- running -----------------------------------------------------------
+
+    def recorded(self):
+        """Whether this host serves (or must serve) the source.
+
+        Known from the state directory alone: while the exporter is down,
+        librbd cannot even open the destination image to read its record.
+        """
+        return os.path.exists(self.record_path)
 
     def ensure_served(self):
         """Serve the source again if its exporter is gone (a restart).

@@ -77,9 +77,6 @@ class _Driver(object):
         self.detached = []
         self.disconnected = []
 
-    def _attach_volume(self, context, volume, properties, remote=False):
-        return self.conn
-
     def _connect_device(self, conn):
         return {'device': {'path': self.device_path},
                 'connector': _Connector(self)}
@@ -117,6 +114,8 @@ class ExportedSourceTest(testtools.TestCase):
             return_value={'host': 'target', 'initiator': 'iqn.x'}))
         self.useFixture(fixtures.MockPatch(
             'cinder.volume.volume_utils.brick_get_connector'))
+        self.rpc = self.useFixture(fixtures.MockPatch(
+            'cinder.volume.rpcapi.VolumeAPI')).mock.return_value
 
     def files(self):
         return sorted(os.listdir(self.state_dir))
@@ -162,6 +161,7 @@ class ExportedSourceTest(testtools.TestCase):
         driver = _Driver(self.state_dir,
                          {'driver_volume_type': 'fake', 'data': {}},
                          device_path=object())
+        self.rpc.initialize_connection.return_value = driver.conn
         source = exported.ExportedSource(driver, self.volume.id)
         self.assertRaises(exception.MigrationSourceRefused, source.start,
                           mock.Mock(), self.volume,
@@ -177,6 +177,7 @@ class ExportedSourceTest(testtools.TestCase):
         driver = _Driver(self.state_dir,
                          {'driver_volume_type': 'nfs', 'data': {}},
                          device_path=lun)
+        self.rpc.initialize_connection.return_value = driver.conn
         source = exported.ExportedSource(driver, self.volume.id)
         served = source.start(mock.Mock(), self.volume,
                               {'host': 'src@nfs#nfs'})

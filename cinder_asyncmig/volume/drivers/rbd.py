@@ -324,6 +324,8 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                                       and calling again resumes it.
         """
         name = volume.name
+        # librbd opens the source with the destination image
+        self._ensure_source(volume)
         with cinder_rbd.RADOSClient(self) as client:
             for _step in range(_MAX_COMPLETION_STEPS):
                 status = self.engine.status(client.ioctx, name)
@@ -335,7 +337,6 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                     return self._finish(context, client, volume,
                                         progress_callback)
                 if status.state.copy_pending:
-                    self._ensure_source(client, volume)
                     self._run_copy(client, volume, progress_callback)
                 elif status.state is state.MigrationState.EXECUTED:
                     self._record(client, name, phase='committing',
@@ -358,10 +359,10 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
     def _finish(self, context, client, volume, callback):
         size = self.engine.inspect(client.ioctx, volume.name).size
         record = self.engine.read_record(client.ioctx, volume.name)
-        if record.get('kind') == EXPORTER:
+        exported = exported_source.ExportedSource(self, volume.id)
+        if exported.recorded():
             # before its host deletes the source: nothing reads it now
-            exported_source.ExportedSource(self, volume.id).stop(context,
-                                                                 volume)
+            exported.stop(context, volume)
         final = dict(state.Progress(size, size).as_dict(), phase='success',
                      kind=record.get('kind'),
                      source_left=self._source_left(client, record))
@@ -397,25 +398,23 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                           phase=record.get('phase'), kind=record.get('kind')))
         return record
 
-    def _ensure_source(self, client, volume):
+    def _ensure_source(self, volume):
         """Serve an exported source again if its exporter is gone."""
-        if self.engine.read_record(client.ioctx, volume.name).get(
-                'kind') == EXPORTER:
-            exported_source.ExportedSource(self, volume.id).ensure_served()
+        exported = exported_source.ExportedSource(self, volume.id)
+        if exported.recorded():
+            exported.ensure_served()
 
     def ensure_migration_source(self, context, volume):
         """Make the source of a migration here readable again.
 
         Called when the volume service starts, before anything else: an
         exported source is attached and served again, so that librbd
-        clients (hypervisors included) can read what is not copied yet.
+        clients (hypervisors included) can open the volume and read what
+        is not copied yet.
 
         :param volume: a volume being migrated to this backend.
         """
-        with cinder_rbd.RADOSClient(self) as client:
-            status = self.engine.status(client.ioctx, volume.name)
-            if status is not None and status.state.copy_pending:
-                self._ensure_source(client, volume)
+        self._ensure_source(volume)
 
     def _status_path(self, name):
         return os.path.join(self._state_dir(), '%s.%s.json' % (
@@ -469,8 +468,9 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         restarts = 0
         meter = _RateMeter()
         last_done, last_change = -1, time.monotonic()
-        exported = (exported_source.ExportedSource(self, volume.id)
-                    if record.get('kind') == EXPORTER else None)
+        exported = exported_source.ExportedSource(self, volume.id)
+        if not exported.recorded():
+            exported = None
         while True:
             report = worker.read()
             phase = report.get('phase')
@@ -550,6 +550,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         """
         name = volume.name
         status_path = self._status_path(name)
+        self._ensure_source(volume)
         with cinder_rbd.RADOSClient(self) as client:
             status = self.engine.status(client.ioctx, name)
             if status is None or status.state is state.MigrationState.NONE:
@@ -563,9 +564,9 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                 worker.stop()
                 self._release_dead_worker(client, name, record, status_path)
             aborted = self.engine.abort(client.ioctx, name, force=force)
-        if record.get('kind') == EXPORTER:
-            exported_source.ExportedSource(self, volume.id).stop(context,
-                                                                 volume)
+        exported = exported_source.ExportedSource(self, volume.id)
+        if exported.recorded():
+            exported.stop(context, volume)
         return aborted
 
     def delete_volume(self, volume):
