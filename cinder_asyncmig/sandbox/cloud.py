@@ -567,8 +567,8 @@ class Sandbox(process.Recorded):
             services.append(service)
         self.wait_service_up(API, timeout)
         self._create_volume_types()
-        for service in services[1:]:
-            self.wait_service_up(service.name, timeout)
+        self.wait_services_up([s.name for s in services if s.name != API],
+                              timeout)
         self._wait_for_pools(timeout, [s.daemon for s in services])
         self._write_openrc()
 
@@ -793,16 +793,18 @@ class Sandbox(process.Recorded):
         """The API's service list (``os-services``)."""
         return self.api('GET', '/os-services')['services']
 
-    def _service_entry(self, spec):
-        host = cinderconf.service_host(spec)
+    def _service_entries(self):
+        """The service list by ``(binary, host)``; empty when unavailable."""
         try:
             entries = self.service_list()
         except (SandboxError, OSError):
-            return None
-        for entry in entries:
-            if entry['binary'] == spec.binary and entry['host'] == host:
-                return entry
-        return None
+            return {}
+        return {(entry['binary'], entry['host']): entry
+                for entry in entries}
+
+    def _service_entry(self, spec):
+        return self._service_entries().get(
+            (spec.binary, cinderconf.service_host(spec)))
 
     def wait_service_up(self, name, timeout=60):
         """Wait until a service is up and done with its start-up.
@@ -817,26 +819,47 @@ class Sandbox(process.Recorded):
         :raises process.DaemonError: on timeout, or at once when the
                                      service's process stops.
         """
-        service = self.service(name)
-        if name == API:
+        self.wait_services_up([name], timeout)
+
+    def wait_services_up(self, names, timeout=60):
+        """Wait until several services are up (see :meth:`wait_service_up`).
+
+        The services are watched together, so the wait lasts as long as
+        the slowest one's start-up, not the sum of them.
+
+        :raises process.DaemonError: on timeout, or at once when a
+                                     service's process stops.
+        """
+        names = list(names)
+        services = [self.service(name) for name in names]
+        if API in names:
+            api = services.pop(names.index(API))
             process.wait_for('cinder-api on port %d' %
                              self.deployment.api_port, self.api_answers,
-                             timeout, daemons=[service.daemon])
-            return
+                             timeout, daemons=[api.daemon])
         # the database keeps whole seconds
-        since = int(service.daemon.started_at or 0)
-        heartbeats = set()
+        since = {s.name: int(s.daemon.started_at or 0) for s in services}
+        heartbeats = {s.name: set() for s in services}
 
-        def up():
-            entry = self._service_entry(service.spec)
+        def up(service, entries):
+            entry = entries.get((service.binary, service.host))
             if not entry or not entry.get('updated_at'):
                 return False
-            if _utc_epoch(entry['updated_at']) >= since:
-                heartbeats.add(entry['updated_at'])
-            return entry['state'] == 'up' and len(heartbeats) >= 2
-        process.wait_for('%s on %s up' % (service.binary, service.host),
-                         up, timeout, interval=0.5,
-                         daemons=[service.daemon])
+            if _utc_epoch(entry['updated_at']) >= since[service.name]:
+                heartbeats[service.name].add(entry['updated_at'])
+            return (entry['state'] == 'up' and
+                    len(heartbeats[service.name]) >= 2)
+
+        def all_up():
+            entries = self._service_entries()
+            # every service, so that each one's heartbeats are counted
+            return all([up(service, entries) for service in services])
+        if services:
+            process.wait_for(
+                ', '.join('%s on %s' % (s.binary, s.host)
+                          for s in services) + ' up',
+                all_up, timeout, interval=0.5,
+                daemons=[s.daemon for s in services])
 
     def wait_service_down(self, name, timeout=60):
         """Wait until the service list shows a service ``down``.

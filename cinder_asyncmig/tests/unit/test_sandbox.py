@@ -642,6 +642,70 @@ class SandboxApiTest(testtools.TestCase):
                          cloud._utc_epoch('1970-01-02T00:00:00.500000'))
 
 
+class _FakeDaemon(object):
+
+    def __init__(self, started_at):
+        self.started_at = started_at
+
+    def check(self):
+        pass
+
+
+class _ListedSandbox(cloud.Sandbox):
+    """A sandbox whose service list comes from ``lists``, one per call."""
+
+    def __init__(self, lists, started_at):
+        super(_ListedSandbox, self).__init__('/nonexistent', {})
+        self.lists = list(lists)
+        self.started_at = started_at
+        self.calls = 0
+
+    def service(self, name):
+        return cloud.Service(self, cinderconf.service_spec(name),
+                             _FakeDaemon(self.started_at))
+
+    def service_list(self):
+        self.calls += 1
+        return self.lists.pop(0)
+
+
+def _listing(second, states):
+    return [{'binary': 'cinder-volume', 'host': 'sandbox@%s' % backend,
+             'state': state,
+             'updated_at': '1970-01-01T00:00:%02d.000000' % second}
+            for backend, state in states.items()]
+
+
+class WaitServicesUpTest(testtools.TestCase):
+
+    NAMES = [cinderconf.VOLUME_SOURCE, cinderconf.VOLUME_XCLUSTER,
+             cinderconf.VOLUME_FILE]
+
+    def test_services_are_watched_together(self):
+        up = {'rbd-src': 'up', 'rbd-xcluster': 'up', 'nfs-src': 'up'}
+        sandbox = _ListedSandbox([_listing(second, up)
+                                  for second in (11, 13, 15)], 10)
+        sandbox.wait_services_up(self.NAMES, timeout=10)
+        # two heartbeats of each, seen in two listings, not two each
+        self.assertEqual(2, sandbox.calls)
+
+    def test_the_slowest_and_a_previous_life_are_waited_for(self):
+        lists = [
+            # the heartbeat of nfs-src's previous life does not count
+            _listing(5, {'nfs-src': 'up'}) +
+            _listing(11, {'rbd-src': 'up', 'rbd-xcluster': 'up'}),
+            _listing(5, {'nfs-src': 'up'}) +
+            _listing(13, {'rbd-src': 'up', 'rbd-xcluster': 'up'}),
+            _listing(12, {'nfs-src': 'down', 'rbd-src': 'up',
+                          'rbd-xcluster': 'up'}),
+            _listing(14, {'nfs-src': 'up', 'rbd-src': 'up',
+                          'rbd-xcluster': 'up'}),
+        ]
+        sandbox = _ListedSandbox(lists, 10)
+        sandbox.wait_services_up(self.NAMES, timeout=10)
+        self.assertEqual(4, sandbox.calls)
+
+
 class PrintSettingsTest(testtools.TestCase):
 
     def _run(self, *args):
