@@ -197,6 +197,61 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         finally:
             src_ioctx.close()
 
+    def _prepare_linked(self, client, src_ioctx, volume, source):
+        name = volume.name
+        existing = self.engine.status(client.ioctx, name)
+        if existing is not None:
+            if (existing.state is not state.MigrationState.NONE and
+                    existing.source_image == source.image and
+                    not existing.import_only):
+                LOG.info('Volume %s is already being taken over here; '
+                         'nothing to prepare.', volume.id, resource=volume)
+                return True, True, {}
+            raise exception.MigrationConflict(
+                image=name,
+                reason=_('an image of that name already exists in the '
+                         'destination pool %s') % self.configuration.rbd_pool)
+
+        info = self.engine.inspect(src_ioctx, source.image)
+        if info is None:
+            raise exception.MigrationSourceNotFound(image=source.display,
+                                                    volume_id=volume.id)
+        if info.migrating:
+            raise exception.MigrationConflict(
+                image=source.display,
+                reason=_('the source image is already part of a '
+                         'migration'))
+        if info.watchers:
+            raise exception.MigrationSourceRefused(
+                volume_id=volume.id,
+                reason=_('its image %(img)s is open by %(n)d client(s); '
+                         'detach the volume (or stop whatever maps it) '
+                         'and retry') % {'img': source.display,
+                                         'n': len(info.watchers)})
+
+        started = time.monotonic()
+        self.engine.prepare_linked(src_ioctx, source.image, client.ioctx,
+                                   name, order=info.order)
+        try:
+            self.engine.write_record(client.ioctx, name, {
+                'kind': rbd_source.LINKED,
+                'source': {'pool': source.pool, 'image': source.image},
+                'phase': 'prepared',
+                'prepared_at': timeutils.utcnow().isoformat(),
+                'progress': state.Progress(0, info.size).as_dict()})
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                # nobody has seen the destination yet: a linked abort
+                # puts the source back exactly as it was
+                self.engine.abort(client.ioctx, name, exposed=False)
+        LOG.info('Volume %(vol)s (%(size)d bytes) taken over from '
+                 '%(src)s in %(ms).1f ms; it is usable on this backend '
+                 'while its data is copied.',
+                 {'vol': volume.id, 'size': info.size, 'src': source.display,
+                  'ms': (time.monotonic() - started) * 1000},
+                 resource=volume)
+        return True, True, {}
+
     # -- import-only sources -------------------------------------------------
 
     def _take_over_import(self, context, client, volume, src_host, rbd_src,
