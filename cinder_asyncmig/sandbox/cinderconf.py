@@ -93,7 +93,9 @@ Deployment = collections.namedtuple('Deployment', [
     'xcluster_ceph_conf',
     'xcluster_keyring',
     'xcluster_secret_uuid',
-], defaults=(None, None, None))
+    # the target's exporter ports, [first, last]; None in older records
+    'exporter_ports',
+], defaults=(None, None, None, None))
 
 
 def service_spec(name):
@@ -327,9 +329,19 @@ def volume_settings(deployment, backend):
             config_path(deployment, service_spec_of(backend)))
         privsep = [(section, 'helper_command', helper)
                    for section in ('privsep_osbrick', 'cinder_sys_admin')]
+    exporter = []
+    if backend == settings.TARGET and deployment.exporter_ports:
+        # a block of its own: sandboxes and benchmarks side by side
+        exporter = [
+            (backend.name, 'async_migration_exporter_bind_address',
+             '127.0.0.1'),
+            (backend.name, 'async_migration_exporter_port_min',
+             str(deployment.exporter_ports[0])),
+            (backend.name, 'async_migration_exporter_port_max',
+             str(deployment.exporter_ports[1]))]
     return ([('DEFAULT', 'enabled_backends', backend.name)] + privsep +
             settings.manager_options(deployment.volume_manager) +
-            backend_settings(deployment, backend) +
+            backend_settings(deployment, backend) + exporter +
             [(backend.name, 'goodness_function', GOODNESS[backend.role])])
 
 

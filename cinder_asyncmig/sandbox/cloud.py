@@ -80,6 +80,8 @@ SCHEDULER = cinderconf.SCHEDULER
 VOLUME_SOURCE = cinderconf.VOLUME_SOURCE
 VOLUME_TARGET = cinderconf.VOLUME_TARGET
 VOLUME_XCLUSTER = cinderconf.VOLUME_XCLUSTER
+# ports of the target's exporters: one per volume migrating at once
+EXPORTER_PORTS = 16
 VOLUME_FILE = cinderconf.VOLUME_FILE
 SERVICES = tuple(spec.name for spec in cinderconf.SERVICES)
 
@@ -366,7 +368,8 @@ class Sandbox(process.Recorded):
             xcluster_ceph_conf=os.path.join(xcluster_dir, 'ceph.conf'),
             xcluster_keyring=os.path.join(
                 xcluster_dir, 'ceph.client.%s.keyring' % CEPH_CLIENT),
-            xcluster_secret_uuid=str(uuid.uuid4()))
+            xcluster_secret_uuid=str(uuid.uuid4()),
+            exporter_ports=list(process.free_port_range(EXPORTER_PORTS)))
         return {
             'directory': directory,
             'ports': {'api': api, 'mariadb': db, 'amqp': amqp_port,

@@ -24,6 +24,7 @@ unrelated program is never signalled.
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -36,6 +37,32 @@ LOG = logging.getLogger(__name__)
 
 class DaemonError(Exception):
     """A sandbox daemon could not be started or stopped."""
+
+
+def free_port_range(count, low=20000, high=32000, rng=None):
+    """Return ``(first, last)``: ``count`` consecutive ports free now.
+
+    Below Linux's ephemeral ports (32768 and up), so that outgoing
+    connections do not take them later; the block starts at a random
+    place, so sandboxes side by side get different blocks.
+    """
+    rng = rng or random.SystemRandom()
+    for _attempt in range(50):
+        first = rng.randrange(low, high - count)
+        sockets = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(sock)
+                sock.bind(('127.0.0.1', port))
+            return first, first + count - 1
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise DaemonError('no %d consecutive free ports in %d-%d' % (
+        count, low, high))
 
 
 def free_ports(count):

@@ -232,6 +232,19 @@ class CinderConfTest(testtools.TestCase):
             others = {b.name for b in settings.BACKENDS if b != backend}
             self.assertFalse(others & set(conf.sections()))
 
+    def test_target_exporters_use_the_sandbox_ports_on_loopback(self):
+        deployment = self.deployment._replace(exporter_ports=[21000, 21015])
+        conf = self._conf(cinderconf.VOLUME_TARGET, deployment)
+        section = settings.TARGET.name
+        self.assertEqual('127.0.0.1', conf.get(
+            section, 'async_migration_exporter_bind_address'))
+        self.assertEqual(('21000', '21015'), (
+            conf.get(section, 'async_migration_exporter_port_min'),
+            conf.get(section, 'async_migration_exporter_port_max')))
+        source = self._conf(cinderconf.VOLUME_SOURCE, deployment)
+        self.assertFalse(source.has_option(
+            settings.SOURCE.name, 'async_migration_exporter_port_min'))
+
     def test_xcluster_service_uses_the_second_cluster(self):
         conf = self._conf(cinderconf.VOLUME_XCLUSTER)
         section = settings.XCLUSTER.name

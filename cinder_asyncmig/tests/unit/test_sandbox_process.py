@@ -101,6 +101,13 @@ class DaemonTest(testtools.TestCase):
         self.assertIn('stopped', str(exc))
         self.assertLess(time.monotonic() - started, 10)
 
+    def test_free_port_range_is_free_and_below_ephemeral_ports(self):
+        first, last = process.free_port_range(16)
+        self.assertEqual(15, last - first)
+        self.assertTrue(20000 <= first and last < 32768)
+        self.assertFalse([p for p in range(first, last + 1)
+                          if process.port_open(p)])
+
     def test_free_ports_differ(self):
         ports = process.free_ports(8)
         self.assertEqual(8, len(set(ports)))
