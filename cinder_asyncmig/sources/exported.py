@@ -82,7 +82,7 @@ class ExportedSource(object):
     """The exporter of one migration's source, and its attachment here.
 
     :param driver: the target driver (its configuration, and Cinder's
-                   connect and detach helpers every volume driver has).
+                   connect helper every volume driver has).
     :param volume_id: the migrating volume.
     """
 
@@ -242,24 +242,33 @@ class ExportedSource(object):
         if record is None:
             return
         conn = record['conn']
-        attach_info = None
         if record.get('device'):
+            # here first, and it must work: the source is deleted next
             cfg = self.driver.configuration
-            attach_info = {
-                'conn': conn, 'device': record['device'],
-                'connector': volume_utils.brick_get_connector(
-                    conn['driver_volume_type'],
-                    use_multipath=cfg.use_multipath_for_image_xfer,
-                    device_scan_attempts=cfg.num_volume_device_scan_tries,
-                    conn=conn)}
+            connector = volume_utils.brick_get_connector(
+                conn['driver_volume_type'],
+                use_multipath=cfg.use_multipath_for_image_xfer,
+                device_scan_attempts=cfg.num_volume_device_scan_tries,
+                conn=conn)
+            connector.disconnect_volume(conn['data'], record['device'],
+                                        force=True)
+            record['device'] = None
+            exporter.write_private_json(self.record_path, record)
         # the connection belongs to the source host's export of the volume
         source = volume.obj_clone()
         source.host = record['src_host']
         source.cluster_name = None
         source.obj_reset_changes(['host', 'cluster_name'])
-        self.driver._detach_volume(context, attach_info, source,
-                                   record['properties'], force=True,
-                                   remote=True)
+        try:
+            volume_rpcapi.VolumeAPI().terminate_connection(
+                context, source, record['properties'], force=True)
+        except Exception as exc:
+            # a source host that is down must not hold the migration up;
+            # removing the source ends its export too
+            LOG.warning('The source host %(host)s of volume %(vol)s did not '
+                        'end the connection of this host: %(err)s',
+                        {'host': record['src_host'], 'vol': volume.id,
+                         'err': exc})
         for path in (self.record_path,
                      _ceph_conf_path(self.state_dir, self.export_id),
                      os.path.join(self.state_dir,

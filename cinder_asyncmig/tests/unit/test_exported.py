@@ -46,6 +46,23 @@ class _Volume(object):
         pass
 
 
+class _SourceHost(object):
+    """Cinder's volume RPC API as the source volume service answers."""
+
+    def __init__(self, driver, reachable=True):
+        self.driver = driver
+        self.reachable = reachable
+
+    def initialize_connection(self, context, volume, properties):
+        return self.driver.conn
+
+    def terminate_connection(self, context, volume, properties,
+                             force=False):
+        if not self.reachable:
+            raise RuntimeError('source host down')
+        self.driver.detached.append(volume.host)
+
+
 class _Connector(object):
 
     def __init__(self, driver):
@@ -81,10 +98,6 @@ class _Driver(object):
         return {'device': {'path': self.device_path},
                 'connector': _Connector(self)}
 
-    def _detach_volume(self, context, attach_info, volume, properties,
-                       force=False, remote=False, ignore_errors=False):
-        self.detached.append((volume.host, remote, bool(attach_info)))
-
 
 class ReadRateTest(testtools.TestCase):
 
@@ -112,10 +125,14 @@ class ExportedSourceTest(testtools.TestCase):
         self.useFixture(fixtures.MockPatch(
             'cinder.volume.volume_utils.brick_get_connector_properties',
             return_value={'host': 'target', 'initiator': 'iqn.x'}))
-        self.useFixture(fixtures.MockPatch(
-            'cinder.volume.volume_utils.brick_get_connector'))
-        self.rpc = self.useFixture(fixtures.MockPatch(
-            'cinder.volume.rpcapi.VolumeAPI')).mock.return_value
+        self.connector_of = self.useFixture(fixtures.MockPatch(
+            'cinder.volume.volume_utils.brick_get_connector')).mock
+        self.source_host = self.useFixture(fixtures.MockPatch(
+            'cinder.volume.rpcapi.VolumeAPI')).mock
+
+    def host_of(self, driver, reachable=True):
+        self.source_host.return_value = _SourceHost(driver, reachable)
+        self.connector_of.return_value = _Connector(driver)
 
     def files(self):
         return sorted(os.listdir(self.state_dir))
@@ -161,13 +178,13 @@ class ExportedSourceTest(testtools.TestCase):
         driver = _Driver(self.state_dir,
                          {'driver_volume_type': 'fake', 'data': {}},
                          device_path=object())
-        self.rpc.initialize_connection.return_value = driver.conn
+        self.host_of(driver)
         source = exported.ExportedSource(driver, self.volume.id)
         self.assertRaises(exception.MigrationSourceRefused, source.start,
                           mock.Mock(), self.volume,
                           {'host': 'src@nfs#nfs'})
         self.assertEqual([driver.device_path], driver.disconnected)
-        self.assertEqual([('src@nfs#nfs', True, False)], driver.detached)
+        self.assertEqual(['src@nfs#nfs'], driver.detached)
         self.assertEqual([], self.files())
 
     def test_served_then_stopped_without_leftovers(self):
@@ -177,7 +194,7 @@ class ExportedSourceTest(testtools.TestCase):
         driver = _Driver(self.state_dir,
                          {'driver_volume_type': 'nfs', 'data': {}},
                          device_path=lun)
-        self.rpc.initialize_connection.return_value = driver.conn
+        self.host_of(driver)
         source = exported.ExportedSource(driver, self.volume.id)
         served = source.start(mock.Mock(), self.volume,
                               {'host': 'src@nfs#nfs'})
@@ -193,7 +210,26 @@ class ExportedSourceTest(testtools.TestCase):
         source.stop(mock.Mock(), self.volume)
         self.assertFalse(served.running())
         self.assertEqual(['lun'], self.files())
-        self.assertEqual([('src@nfs#nfs', True, True)], driver.detached)
+        self.assertEqual([lun], driver.disconnected)
+        self.assertEqual(['src@nfs#nfs'], driver.detached)
+
+    def test_source_host_down_does_not_hold_the_stop_up(self):
+        lun = os.path.join(self.state_dir, 'lun')
+        with open(lun, 'wb') as f:
+            f.truncate(units.Mi)
+        driver = _Driver(self.state_dir,
+                         {'driver_volume_type': 'nfs', 'data': {}},
+                         device_path=lun)
+        self.host_of(driver)
+        source = exported.ExportedSource(driver, self.volume.id)
+        served = source.start(mock.Mock(), self.volume,
+                              {'host': 'src@nfs#nfs'})
+        self.host_of(driver, reachable=False)
+        source.stop(mock.Mock(), self.volume)
+        self.assertFalse(served.running())
+        self.assertEqual([lun], driver.disconnected)
+        self.assertEqual([], driver.detached)
+        self.assertEqual(['lun'], self.files())
 
     def test_nothing_recorded_cannot_be_served_again(self):
         source = exported.ExportedSource(_Driver(self.state_dir, None),
