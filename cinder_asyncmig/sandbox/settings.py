@@ -84,6 +84,9 @@ SERVICE_TIMING = (
     ('DEFAULT', 'periodic_interval', '5'),
     ('DEFAULT', 'periodic_fuzzy_delay', '0'),
     ('DEFAULT', 'scheduler_driver_init_wait_time', '10'),
+    # a source service that is down is given up on sooner
+    ('DEFAULT', 'rpc_response_timeout', '20'),
+    ('asyncmig', 'source_cleanup_timeout', '15'),
 )
 
 
