@@ -1,0 +1,429 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Migrations from other backends through the real Cinder API.
+
+The sandbox's ``nfs-src`` backend (Cinder's NFS driver) is declared
+shared with the target, so its volumes are read by librbd from their
+files (``shared-file``); ``rbd-xcluster`` (Cinder's RBD driver on a
+second Ceph cluster) is served to librbd by the HTTP exporter on the
+target's host (``exporter``), as any backend os-brick attaches is. Every
+test checks what a user would: states, the volume's bytes at the target
+(sha256, read as a hypervisor does), the source removed, and nothing
+left behind: no exporter process, listener, file or attachment.
+"""
+
+import configparser
+import contextlib
+import glob
+import http.client
+import json
+import os
+import random
+import shlex
+import signal
+import socket
+import subprocess
+import tempfile
+
+from oslo_utils import units
+import rados
+import rbd
+import testtools
+
+from cinder_asyncmig.sandbox import cinderconf
+from cinder_asyncmig.sandbox import cloud
+from cinder_asyncmig.sandbox import process
+from cinder_asyncmig.sandbox import settings
+from cinder_asyncmig.sources import exported
+from cinder_asyncmig.sources import exporter
+from cinder_asyncmig.tests.e2e import test_async_migration as base_e2e
+from cinder_asyncmig.tests.functional import base as ceph_base
+from cinder_asyncmig.volume import constants
+
+SIZE = units.Gi
+FINAL = ('success', 'error', constants.SOURCE_LEFT)
+EXPORTER_MODULE = 'cinder_asyncmig.sources.exporter'
+WORKER_MODULE = 'cinder_asyncmig.engine.worker'
+# slow enough to act mid-copy, fast enough for a short test
+CAP = 96 * units.Mi
+
+
+def _fill(model, write, rng, density=0.5):
+    for at in range(0, SIZE, 4 * units.Mi):
+        if rng.random() < density:
+            payload = rng.randbytes(units.Mi)
+            write(at, payload)
+            model.apply(at, payload)
+
+
+class OtherSourcesTest(testtools.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super(OtherSourcesTest, cls).setUpClass()
+        cls.sandbox = cloud.Sandbox.up(
+            tempfile.mkdtemp(prefix='sandbox-', dir=base_e2e._test_dir()))
+        if not cls.sandbox.deployment.privileged:
+            cls.sandbox.down()
+            raise testtools.testcase.TestSkipped(
+                'the NFS backend needs root (mounts in place)')
+        cls.env = cls.sandbox.env()
+        cls.dst_pool = cls.env['ASYNCMIG_TARGET_POOL']
+        cls.rados = cls.sandbox.ceph.connect()
+        cls.dst_ioctx = cls.rados.open_ioctx(cls.dst_pool)
+        args = shlex.split(cls.env['ASYNCMIG_XCLUSTER_CEPH_ARGS'])
+        cls.xrados = rados.Rados(
+            conffile=cls.env['ASYNCMIG_XCLUSTER_CEPH_CONF'],
+            rados_id=args[args.index('--id') + 1],
+            conf={'keyring': args[args.index('--keyring') + 1]})
+        cls.xrados.connect(timeout=30)
+        cls.x_ioctx = cls.xrados.open_ioctx(cls.env['ASYNCMIG_XCLUSTER_POOL'])
+        cls.state_dir = cinderconf.path(cls.sandbox.deployment, 'state',
+                                        'asyncmig-%s' % settings.TARGET.name)
+        # this process is the hypervisor: it mounts the NFS share where
+        # the volume services do, so that librbd finds a shared-file
+        # source at its path
+        subprocess.run(['mount', '--bind', cls.sandbox.file_dir,
+                        cls.sandbox.file_mount_point], check=True)
+
+    @classmethod
+    def tearDownClass(cls):
+        subprocess.run(['umount', cls.sandbox.file_mount_point], check=False)
+        cls.x_ioctx.close()
+        cls.xrados.shutdown()
+        cls.dst_ioctx.close()
+        cls.rados.shutdown()
+        cls.sandbox.down()
+        super(OtherSourcesTest, cls).tearDownClass()
+
+    def setUp(self):
+        super(OtherSourcesTest, self).setUp()
+        self.rng = random.Random(self.id())
+        for name in (cloud.VOLUME_TARGET, cloud.VOLUME_XCLUSTER,
+                     cloud.VOLUME_FILE):
+            if not self.sandbox.service(name).running():
+                self.sandbox.service(name).start()
+                self.sandbox.wait_service_up(name, timeout=90)
+
+    # -- helpers ---------------------------------------------------------
+
+    api = base_e2e.AsyncMigrationTest.api
+    volume = base_e2e.AsyncMigrationTest.volume
+    wait = base_e2e.AsyncMigrationTest.wait
+    migrate = base_e2e.AsyncMigrationTest.migrate
+    migrate_until_attachable = (
+        base_e2e.AsyncMigrationTest.migrate_until_attachable)
+    attach = base_e2e.AsyncMigrationTest.attach
+    delete_quietly = base_e2e.AsyncMigrationTest.delete_quietly
+
+    def follow(self, volume_id, timeout=300):
+        seen = {'states': [], 'progress': []}
+
+        def ended(volume):
+            state = volume.get('migration_status')
+            if not seen['states'] or seen['states'][-1] != state:
+                seen['states'].append(state)
+            progress = volume['metadata'].get(constants.PROGRESS_KEY)
+            if progress and progress not in seen['progress']:
+                seen['progress'].append(progress)
+            return state in FINAL
+        seen['volume'] = self.wait(volume_id, 'migrated', ended, timeout)
+        return seen
+
+    def create(self, kind, metadata=None, density=0.5):
+        """A 1 GiB volume of ``kind`` ('file' or 'xcluster') with data."""
+        volume_type = self.env['ASYNCMIG_%s_TYPE' % kind.upper()]
+        body = {'volume': {'size': 1, 'name': self.id()[-40:],
+                           'volume_type': volume_type,
+                           'metadata': metadata or {}}}
+        volume_id = self.api('POST', '/volumes', body)['volume']['id']
+        self.addCleanup(self.delete_quietly, volume_id)
+        volume = self.wait(volume_id, 'available',
+                           lambda v: v['status'] in ('available', 'error'))
+        self.assertEqual('available', volume['status'])
+        self.assertEqual(self.env['ASYNCMIG_%s_HOST' % kind.upper()],
+                         volume['os-vol-host-attr:host'])
+        model = ceph_base.ImageModel(SIZE)
+        if kind == 'file':
+            with open(self.file_path(volume_id), 'r+b') as f:
+                def write(at, payload):
+                    f.seek(at)
+                    f.write(payload)
+                _fill(model, write, self.rng, density)
+        else:
+            with rbd.Image(self.x_ioctx, 'volume-%s' % volume_id) as image:
+                _fill(model, lambda at, p: image.write(p, at), self.rng,
+                      density)
+                image.flush()
+        return volume_id, model
+
+    def file_path(self, volume_id):
+        return os.path.join(self.env['ASYNCMIG_FILE_DIR'],
+                            'volume-%s' % volume_id)
+
+    def dst_sha256(self, volume_id):
+        return ceph_base.image_sha256(self.dst_ioctx, 'volume-%s' % volume_id)
+
+    def hypervisor_write(self, model, volume_id, count=4):
+        """Attach at the target, write through librbd, detach."""
+        attachment = self.attach(volume_id)
+        data = attachment['connection_info']
+        data = data.get('data', data)
+        self.assertEqual('%s/volume-%s' % (self.dst_pool, volume_id),
+                         data['name'])
+        with rbd.Image(self.dst_ioctx, 'volume-%s' % volume_id) as image:
+            for _ in range(count):
+                at = self.rng.randrange(0, SIZE - units.Mi)
+                payload = self.rng.randbytes(256 * units.Ki)
+                image.write(payload, at)
+                model.apply(at, payload)
+            image.flush()
+        self.api('DELETE', '/attachments/%s' % attachment['id'])
+
+    def exporter_handle(self, volume_id):
+        return exporter.Exporter.adopt(self.state_dir, volume_id)
+
+    def exporter_config(self, volume_id):
+        return exporter.read_private_json(
+            os.path.join(self.state_dir, 'exporter.%s.conf' % volume_id))
+
+    def target_processes(self, module):
+        return [pid for pid in
+                self.sandbox.service(cloud.VOLUME_TARGET).processes()
+                if module in process.cmdline(pid)]
+
+    def assert_nothing_left(self, volume_id, port=None):
+        """No exporter, listener, record or attachment of the volume."""
+        self.assertEqual([], glob.glob(os.path.join(
+            self.state_dir, 'exporter.%s.*' % volume_id)))
+        self.assertEqual([], self.target_processes(EXPORTER_MODULE))
+        if port:
+            with contextlib.closing(socket.socket()) as sock:
+                self.assertNotEqual(0, sock.connect_ex(('127.0.0.1', port)),
+                                    'something still listens on %d' % port)
+
+    def assert_migrated(self, volume_id, model, seen, kind):
+        volume = seen['volume']
+        self.assertEqual('success', volume['migration_status'], seen)
+        self.assertEqual(self.sandbox.target_host,
+                         volume['os-vol-host-attr:host'])
+        self.assertEqual([], volume['attachments'])
+        self.assertNotIn(constants.PROGRESS_KEY, volume['metadata'])
+        self.assertTrue(any(p.endswith('from %s source' % kind)
+                            for p in seen['progress']), seen['progress'])
+        self.assertEqual(model.sha256(), self.dst_sha256(volume_id))
+        # the source is removed through its own volume service
+        if kind == 'shared-file':
+            self.assertFalse(os.path.exists(self.file_path(volume_id)))
+        else:
+            self.assertNotIn('volume-%s' % volume_id,
+                             rbd.RBD().list(self.x_ioctx))
+
+    # -- shared-file ---------------------------------------------------------
+
+    def test_file_source_usable_at_once_and_copied_with_writes(self):
+        volume_id, model = self.create('file')
+        self.migrate_until_attachable(volume_id)
+        # every block still read from the file: the same bytes
+        self.assertEqual(model.sha256(), self.dst_sha256(volume_id))
+        self.hypervisor_write(model, volume_id)
+        seen = self.follow(volume_id)
+        self.assert_migrated(volume_id, model, seen, 'shared-file')
+        self.assert_nothing_left(volume_id)
+
+    def test_file_source_target_killed_mid_copy(self):
+        volume_id, model = self.create('file', density=0.9)
+        self.migrate_until_attachable(volume_id)
+        self.hypervisor_write(model, volume_id)
+        target = self.sandbox.service(cloud.VOLUME_TARGET)
+        target.kill()
+        target.start()
+        self.assert_migrated(volume_id, model, self.follow(volume_id),
+                             'shared-file')
+
+    # -- exporter (RBD in another cluster) -----------------------------------
+
+    def test_exported_source_readable_at_once_and_locked_down(self):
+        volume_id, model = self.create(
+            'xcluster', metadata={exported.RATE_KEY: str(CAP)})
+        self.migrate_until_attachable(volume_id)
+        self.assertEqual(model.sha256(), self.dst_sha256(volume_id))
+        served = self.exporter_handle(volume_id)
+        self.assertIsNotNone(served)
+        port, token = served.port, self.exporter_config(volume_id)['token']
+        self.assertEqual(CAP, self.exporter_config(
+            volume_id)['max_bytes_per_sec'])
+        self.assertEqual('127.0.0.1', served.address)
+
+        def ask(method, path, headers=None):
+            conn = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
+            try:
+                conn.request(method, path, headers=headers or {})
+                response = conn.getresponse()
+                response.read()
+                return response.status
+            finally:
+                conn.close()
+        lun = '/lun/%s' % token
+        self.assertEqual(200, ask('HEAD', lun))
+        self.assertEqual(206, ask('GET', lun, {'Range': 'bytes=0-4095'}))
+        self.assertEqual(403, ask('GET', '/lun/' + 'A' * len(token)))
+        self.assertEqual(403, ask('GET', '/lun/'))
+        self.assertEqual(404, ask('GET', '/'))
+        self.assertEqual(404, ask('GET', '/etc/passwd'))
+        for method in ('POST', 'PUT', 'DELETE', 'PATCH'):
+            self.assertEqual(405, ask(method, lun), method)
+        self.assertEqual(416, ask('GET', lun, {'Range': 'bytes=%d-' % SIZE}))
+        self.assertEqual(416, ask('GET', lun, {'Range': 'bytes=0-1,5-9'}))
+
+        self.hypervisor_write(model, volume_id)
+        seen = self.follow(volume_id)
+        self.assert_migrated(volume_id, model, seen, 'exporter')
+        self.assert_nothing_left(volume_id, port)
+        # the token is nowhere a user or an operator reads
+        volume = self.volume(volume_id)
+        self.assertNotIn(token, json.dumps(volume))
+        for service in (cloud.VOLUME_TARGET, cloud.VOLUME_XCLUSTER,
+                        cloud.API):
+            with open(self.sandbox.service(service).log, errors='replace') \
+                    as f:
+                self.assertNotIn(token, f.read(), service)
+        with open(self.sandbox.xcluster.client_keyring()) as f:
+            key = [line.split('=', 1)[1].strip() for line in f
+                   if line.strip().startswith('key')][0]
+        for path in glob.glob(os.path.join(self.state_dir, '*')):
+            with open(path, errors='replace') as f:
+                self.assertNotIn(key, f.read(), path)
+
+    def test_exporter_killed_mid_copy_is_served_again(self):
+        volume_id, model = self.create(
+            'xcluster', metadata={exported.RATE_KEY: str(CAP)}, density=0.9)
+        self.migrate_until_attachable(volume_id)
+        self.wait(volume_id, 'copying', lambda v: not v['metadata'].get(
+            constants.PROGRESS_KEY, '0.0%').startswith('0.0%'))
+        served = self.exporter_handle(volume_id)
+        os.kill(served.pid, signal.SIGKILL)
+        seen = self.follow(volume_id)
+        self.assert_migrated(volume_id, model, seen, 'exporter')
+        self.assert_nothing_left(volume_id, served.port)
+
+    def test_target_killed_mid_copy_serves_the_source_again(self):
+        volume_id, model = self.create(
+            'xcluster', metadata={exported.RATE_KEY: str(CAP)}, density=0.9)
+        self.migrate_until_attachable(volume_id)
+        url = self.exporter_handle(volume_id).url
+        target = self.sandbox.service(cloud.VOLUME_TARGET)
+        target.kill()
+        self.assertIsNone(self.exporter_handle(volume_id))
+        target.start()
+        process.wait_for('source served again',
+                         lambda: self.exporter_handle(volume_id), 90)
+        self.assertEqual(url, self.exporter_handle(volume_id).url)
+        self.hypervisor_write(model, volume_id)
+        self.assert_migrated(volume_id, model, self.follow(volume_id),
+                             'exporter')
+
+    def test_failed_take_over_leaves_nothing(self):
+        # every port of the exporter's range is taken: it cannot start
+        config = self._target_config()
+        low = config.get(settings.TARGET.name,
+                         'async_migration_exporter_port_min', fallback=10800)
+        high = config.get(settings.TARGET.name,
+                          'async_migration_exporter_port_max', fallback=10899)
+        squatters = []
+        for port in range(int(low), int(high) + 1):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(('127.0.0.1', port))
+                sock.listen(1)
+                squatters.append(sock)
+            except OSError:
+                sock.close()
+        self.addCleanup(lambda: [s.close() for s in squatters])
+        volume_id, model = self.create('xcluster', density=0.05)
+        self.migrate(volume_id)
+        volume = self.wait(volume_id, 'failed', lambda v: v[
+            'migration_status'] not in ('starting', 'migrating'))
+        self.assertEqual('error', volume['migration_status'])
+        self.assertEqual(self.env['ASYNCMIG_XCLUSTER_HOST'],
+                         volume['os-vol-host-attr:host'])
+        self.assertEqual('available', volume['status'])
+        self.assertNotIn('volume-%s' % volume_id,
+                         rbd.RBD().list(self.dst_ioctx))
+        self.assert_nothing_left(volume_id)
+        # detached at its host too: nothing holds the source image open
+        with rbd.Image(self.x_ioctx, 'volume-%s' % volume_id,
+                       read_only=True) as image:
+            self.assertEqual([], list(image.watchers_list()))
+
+    def test_source_host_down_at_the_end_leaves_deleting_then_retried(self):
+        volume_id, model = self.create('xcluster', density=0.2)
+        self.migrate_until_attachable(volume_id)
+        source = self.sandbox.service(cloud.VOLUME_XCLUSTER)
+        source.kill()
+        seen = self.follow(volume_id)
+        volume = seen['volume']
+        # migrated and usable; only the source's removal is pending
+        self.assertEqual(constants.SOURCE_LEFT, volume['migration_status'])
+        self.assertEqual('available', volume['status'])
+        self.assertEqual(self.sandbox.target_host,
+                         volume['os-vol-host-attr:host'])
+        self.assertEqual(model.sha256(), self.dst_sha256(volume_id))
+        self.assertIn('volume-%s' % volume_id, rbd.RBD().list(self.x_ioctx))
+        self.assert_nothing_left(volume_id)
+        self.hypervisor_write(model, volume_id)
+
+        source.start()
+        self.sandbox.wait_service_up(cloud.VOLUME_XCLUSTER, timeout=90)
+        target = self.sandbox.service(cloud.VOLUME_TARGET)
+        target.kill()
+        target.start()
+        volume = self.wait(volume_id, 'source removed',
+                           lambda v: v['migration_status'] == 'success')
+        self.assertNotIn('volume-%s' % volume_id,
+                         rbd.RBD().list(self.x_ioctx))
+        self.assertEqual(model.sha256(), self.dst_sha256(volume_id))
+
+    # -- exporter (any attachable LUN: the NFS volume through os-brick) ------
+
+    def test_file_source_not_declared_shared_goes_through_the_exporter(self):
+        section = settings.TARGET.name
+        declared = self._target_config().get(
+            section, 'async_migration_shared_file_backends')
+        self.addCleanup(self._set_target_option, section,
+                        'async_migration_shared_file_backends', declared)
+        self._set_target_option(section,
+                                'async_migration_shared_file_backends', '')
+        volume_id, model = self.create('file')
+        self.migrate_until_attachable(volume_id)
+        self.assertEqual(model.sha256(), self.dst_sha256(volume_id))
+        self.hypervisor_write(model, volume_id)
+        seen = self.follow(volume_id)
+        self.assert_migrated(volume_id, model, seen, 'exporter')
+        self.assert_nothing_left(volume_id)
+
+    def _target_config(self):
+        config = configparser.ConfigParser(interpolation=None)
+        config.read(self.sandbox.service(cloud.VOLUME_TARGET).config)
+        return config
+
+    def _set_target_option(self, section, key, value):
+        target = self.sandbox.service(cloud.VOLUME_TARGET)
+        config = self._target_config()
+        config.set(section, key, value)
+        with open(target.config, 'w') as f:
+            config.write(f)
+        target.kill()
+        target.start()
+        self.sandbox.wait_service_up(cloud.VOLUME_TARGET, timeout=90)
