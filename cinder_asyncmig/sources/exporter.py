@@ -471,6 +471,14 @@ class RBDLun(object):
             self._client.shutdown()
             raise
         self._size = self._image.size()
+        # librbd copies the source's current data: a client that has it
+        # open may write it (a read-only open, as this one, watches not)
+        watchers = list(self._image.watchers_list())
+        if watchers:
+            self.close()
+            raise OSError(errno.EBUSY,
+                          'RBD image %s is open by %d client(s); detach it '
+                          'first' % (self.path, len(watchers)))
 
     def size(self):
         return self._size

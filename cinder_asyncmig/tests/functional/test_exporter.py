@@ -17,11 +17,13 @@ processes, a real cluster with cephx.
 """
 
 import hashlib
+from http import client as http_client
 import os
 import random
 import signal
 import socket
 import time
+from urllib import parse as urlparse
 
 import fixtures
 from oslo_utils import units
@@ -233,3 +235,56 @@ class ExporterImportTest(base.FunctionalTestCase):
         self._prepare(handle.url)
         self.assertEqual(self.model.sha256(),
                          base.image_sha256(self.dst_ioctx, self.name))
+
+
+class RBDLunTest(base.FunctionalTestCase):
+    """An RBD image served by the exporter (another cluster's, in use)."""
+
+    def setUp(self):
+        super(RBDLunTest, self).setUp()
+        self.rng = random.Random(self.id())
+        self.exports = os.path.join(self.state_dir, 'rbd-exports')
+        self.name = 'rbdlun-' + self.id().rsplit('.', 1)[1][-20:]
+        self.model = base.ImageModel(64 * units.Mi)
+        rbd.RBD().create(self.src_ioctx, self.name, 64 * units.Mi)
+        self.addCleanup(rbd.RBD().remove, self.src_ioctx, self.name)
+        for at in range(0, 64 * units.Mi, 8 * units.Mi):
+            self.model.write(self.src_ioctx, self.name, at,
+                             self.rng.randbytes(units.Mi))
+
+    def _export(self):
+        handle = exporter.Exporter.start(
+            self.exports, self.name, self.cluster.conf_path,
+            exporter.generate_token(), port_range=_port_range(),
+            rbd={'pool': self.src_pool, 'image': self.name,
+                 'user': self.cluster.client})
+        self.addCleanup(exporter.Exporter.forget, self.exports, self.name)
+        return handle
+
+    def test_served_bytes_are_the_image(self):
+        served = self._export()
+        status, body = _get(served.url)
+        self.assertEqual(200, status)
+        self.assertEqual(self.model.sha256(),
+                         hashlib.sha256(body).hexdigest())
+
+    def test_image_open_by_a_client_is_refused(self):
+        with rbd.Image(self.src_ioctx, self.name) as writer:
+            writer.write(b'x', 0)
+            exc = self.assertRaises(exception.ExporterStartError,
+                                    self._export)
+        self.assertIn('open by 1 client', str(exc))
+        self.assertEqual([], [f for f in os.listdir(self.exports)
+                              if f.startswith('exporter.%s.' % self.name)])
+
+
+def _get(url):
+    parsed = urlparse.urlsplit(url)
+    conn = http_client.HTTPConnection(parsed.hostname, parsed.port,
+                                      timeout=30)
+    try:
+        conn.request('GET', parsed.path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
