@@ -200,14 +200,18 @@ class Demo(object):
             progress = volume['metadata'].get(constants.PROGRESS_KEY)
             if progress and progress != last:
                 last = progress
-                percent = float(progress.split('%')[0])
-                line = '%s %s' % (bar(percent), progress.split(' ', 1)[1])
+                try:
+                    line = '%s %s' % (bar(float(progress.split('%')[0])),
+                                      progress.split(' ', 1)[1])
+                except ValueError:
+                    # "interrupted by ...; retry N in S s"
+                    line = progress
                 if self.tty:
                     self.out.write('\r' + line)
                     self.out.flush()
                 else:
                     self.say(line)
-            if state in ('success', 'error'):
+            if state in ('success', 'error', constants.SOURCE_LEFT):
                 if self.tty:
                     self.say()
                 self.say('migration_status=%s' % state)

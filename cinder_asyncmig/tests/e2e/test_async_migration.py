@@ -240,7 +240,8 @@ class AsyncMigrationTest(testtools.TestCase):
                          seen['states'][-2:])
         self.assertNotEqual([], seen['progress'])
         self.assertRegex(seen['progress'][-1],
-                         r'^\d+\.\d% \(\d+ of 1024 MiB, \d+ MiB/s\)$')
+                         r'^\d+\.\d% \(\d+ of 1024 MiB, \d+ MiB/s\) from '
+                         r'rbd-linked source$')
         self.assertEqual('available', seen['volume']['status'])
         self.addDetail('seconds to migrating_attachable',
                        content.text_content('%.3f' % took))
