@@ -344,8 +344,8 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                 # nobody has seen the destination yet: nothing to lose
                 self.engine.abort(client.ioctx, name, force=True,
                                   exposed=False)
-        LOG.info('Volume %(vol)s (%(size)d bytes) taken over as a '
-                 '%(kind)s source in %(ms).1f ms; it is usable on this '
+        LOG.info('Volume %(vol)s (%(size)d bytes, %(kind)s source) taken '
+                 'over in %(ms).1f ms; it is usable on this '
                  'backend while its data is copied.',
                  {'vol': volume.id, 'size': size, 'kind': kind,
                   'ms': (time.monotonic() - started) * 1000},
