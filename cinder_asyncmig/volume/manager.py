@@ -415,10 +415,11 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             updates['provider_location'] = None
         if volume.status == 'in-use' and not volume.volume_attachment:
             updates['status'] = 'available'
-        volume.update(updates)
-        volume.save()
+        # gone before the final state shows, so nobody sees both
         self.db.volume_metadata_delete(ctxt.elevated(), volume.id,
                                        constants.PROGRESS_KEY)
+        volume.update(updates)
+        volume.save()
         if cleaned:
             self._clear_marker(ctxt, volume, constants.SOURCE_KEY)
             LOG.info('Migration of volume %s completed.', volume.id,
