@@ -22,6 +22,7 @@ from oslo_utils import units
 import testtools
 
 from cinder_asyncmig import exception
+from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sources import exported
 from cinder_asyncmig.sources import exporter
 
@@ -76,14 +77,16 @@ class _Driver(object):
     """The target driver as ExportedSource sees it; records detaches."""
 
     def __init__(self, state_dir, conn, device_path=None):
+        # a block of its own: test workers run side by side
+        ports = process.free_port_range(8)
         self.configuration = mock.Mock(
             async_migration_state_dir=state_dir,
             use_multipath_for_image_xfer=False,
             enforce_multipath_for_image_xfer=False,
             num_volume_device_scan_tries=3,
             async_migration_exporter_bind_address='127.0.0.1',
-            async_migration_exporter_port_min=20800,
-            async_migration_exporter_port_max=20899,
+            async_migration_exporter_port_min=ports[0],
+            async_migration_exporter_port_max=ports[1],
             async_migration_exporter_cert_file=None,
             async_migration_exporter_key_file=None,
             async_migration_exporter_max_bytes_per_sec=0,
