@@ -219,8 +219,14 @@ class OtherSourcesTest(testtools.TestCase):
                          volume['os-vol-host-attr:host'])
         self.assertEqual([], volume['attachments'])
         self.assertNotIn(constants.PROGRESS_KEY, volume['metadata'])
-        self.assertTrue(any(p.endswith('from %s source' % kind)
-                            for p in seen['progress']), seen['progress'])
+        # the kind is in the progress key (while it lasts) and in the log
+        self.assertEqual([], [p for p in seen['progress']
+                              if not p.endswith('from %s source' % kind) and
+                              not p.startswith('interrupted by')])
+        with open(self.sandbox.service(cloud.VOLUME_TARGET).log,
+                  errors='replace') as f:
+            self.assertRegex(f.read(), r'Volume %s \(\d+ bytes, %s source\) '
+                             r'taken over' % (volume_id, kind))
         self.assertEqual(model.sha256(), self.dst_sha256(volume_id))
         # the source is removed through its own volume service
         if kind == 'shared-file':
