@@ -44,7 +44,7 @@ _MODULE = 'cinder_asyncmig.engine.worker'
 _REPORT_INTERVAL = 0.5
 
 
-def _write_status(path, status):
+def write_status(path, status):
     tmp = '%s.%d.tmp' % (path, os.getpid())
     with open(tmp, 'w') as f:
         f.write(jsonutils.dumps(status))
@@ -60,7 +60,7 @@ def read_status(path):
         return {}
 
 
-def _pid_running(pid):
+def pid_running(pid):
     try:
         with open('/proc/%d/stat' % pid) as f:
             return f.read().rsplit(')', 1)[1].split()[0] not in ('Z', 'X')
@@ -68,7 +68,7 @@ def _pid_running(pid):
         return False
 
 
-def _pid_cmdline(pid):
+def pid_cmdline(pid):
     try:
         with open('/proc/%d/cmdline' % pid, 'rb') as f:
             return f.read().split(b'\0')
@@ -121,9 +121,9 @@ class ExecuteWorker(object):
         """
         status = read_status(status_path)
         pid = status.get('pid')
-        if not pid or not _pid_running(pid):
+        if not pid or not pid_running(pid):
             return None
-        cmdline = _pid_cmdline(pid)
+        cmdline = pid_cmdline(pid)
         if (_MODULE.encode() not in cmdline or
                 image.encode() not in cmdline or
                 status_path.encode() not in cmdline):
@@ -138,20 +138,30 @@ class ExecuteWorker(object):
     def running(self):
         if self._popen is not None:
             return self._popen.poll() is None
-        return _pid_running(self.pid)
+        return pid_running(self.pid)
 
     def stop(self, timeout=10):
         """Stop the worker: SIGTERM, then SIGKILL after ``timeout`` s."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if not self.running():
-                return
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
-                return
-            deadline = time.monotonic() + timeout
-            while self.running() and time.monotonic() < deadline:
-                time.sleep(0.05)
+        terminate(self.pid, self.running, timeout)
+
+
+def terminate(pid, running, timeout=10):
+    """SIGTERM a child process, then SIGKILL it after ``timeout`` s.
+
+    :param running: tells whether it still runs (a Popen reaps it).
+    :returns: True when it is gone.
+    """
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not running():
+            return True
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return True
+        deadline = time.monotonic() + timeout
+        while running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return not running()
 
 
 def main(argv=None):
@@ -182,7 +192,7 @@ def main(argv=None):
         ioctx = client.open_ioctx(args.pool)
         if args.namespace:
             ioctx.set_namespace(args.namespace)
-        _write_status(args.status_file, status)
+        write_status(args.status_file, status)
         last = [0.0]
 
         def on_progress(done, total):
@@ -190,7 +200,7 @@ def main(argv=None):
             if now - last[0] >= _REPORT_INTERVAL or done >= total:
                 last[0] = now
                 status.update(done=done, total=total, updated_at=time.time())
-                _write_status(args.status_file, status)
+                write_status(args.status_file, status)
             return 0  # librbd wants an int, and ignores it
 
         try:
@@ -200,12 +210,12 @@ def main(argv=None):
             # the parent maps the type; librbd's message is unreliable
             status.update(phase=FAILED, error_type=type(exc).__name__,
                           errno=getattr(exc, 'errno', None))
-            _write_status(args.status_file, status)
+            write_status(args.status_file, status)
             return 1
         finally:
             ioctx.close()
         status.update(phase=DONE, updated_at=time.time())
-        _write_status(args.status_file, status)
+        write_status(args.status_file, status)
         return 0
     finally:
         client.shutdown()

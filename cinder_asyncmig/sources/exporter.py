@@ -976,8 +976,8 @@ def _report(server, config, status_path, started_at, stopping):
     while not stopping.wait(_REPORT_INTERVAL):
         if (server.bytes_served, server.requests) != last:
             last = (server.bytes_served, server.requests)
-            worker._write_status(status_path,
-                                 _serving_status(server, config, started_at))
+            worker.write_status(status_path,
+                                _serving_status(server, config, started_at))
 
 
 def _serve(config, status_path):
@@ -1008,8 +1008,8 @@ def _serve(config, status_path):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        worker._write_status(status_path,
-                             _serving_status(server, config, started_at))
+        worker.write_status(status_path,
+                            _serving_status(server, config, started_at))
         LOG.info('Exporting %(path)s at %(url)s.',
                  {'path': config['path'],
                   'url': export_url(server.scheme, config['bind_address'],
@@ -1023,14 +1023,14 @@ def _serve(config, status_path):
         reporter.join()
         status = _serving_status(server, config, started_at)
         status['phase'] = STOPPED
-        worker._write_status(status_path, status)
+        worker.write_status(status_path, status)
     finally:
         server.server_close()
 
 
 def _fail(status_path, config, kind, error):
     LOG.error('Cannot export: %(error)s', {'error': error})
-    worker._write_status(status_path, {
+    worker.write_status(status_path, {
         'pid': os.getpid(), 'phase': FAILED, 'error_kind': kind,
         'error': mask_token(str(error), config.get('token')),
         'port': config.get('port'),
@@ -1188,9 +1188,9 @@ class Exporter(object):
         status = worker.read_status(status_path)
         pid = status.get('pid')
         if (not pid or status.get('phase') != SERVING or
-                not worker._pid_running(pid)):
+                not worker.pid_running(pid)):
             return None
-        cmdline = worker._pid_cmdline(pid)
+        cmdline = worker.pid_cmdline(pid)
         if (_MODULE.encode() not in cmdline or
                 config_path.encode() not in cmdline):
             return None
@@ -1340,7 +1340,7 @@ class Exporter(object):
         """:returns: whether the exporter process is alive."""
         if self._popen is not None:
             return self._popen.poll() is None
-        return worker._pid_running(self.pid)
+        return worker.pid_running(self.pid)
 
     def stop(self, timeout=10):
         """Stop the exporter (SIGTERM, then SIGKILL) and remove its files.
@@ -1349,17 +1349,7 @@ class Exporter(object):
         :raises ExporterError: when the process does not die; its files
             are kept then.
         """
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if not self.running():
-                break
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + timeout
-            while self.running() and time.monotonic() < deadline:
-                time.sleep(0.05)
-        if self.running():
+        if not worker.terminate(self.pid, self.running, timeout):
             raise exception.ExporterError(
                 export_id=self.export_id,
                 reason=_('process %d did not stop') % self.pid)

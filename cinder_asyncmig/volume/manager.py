@@ -402,14 +402,14 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
 
     def _finish(self, ctxt, volume, source_left):
         volume.refresh()
-        cleaned = True
         source_host = self._admin_metadata(ctxt, volume).get(
             constants.SOURCE_KEY)
-        if source_host and source_left is not False:
-            cleaned = self._clean_up_source(ctxt, volume, source_host)
+        to_remove = bool(source_host) and source_left is not False
+        cleaned = (not to_remove or
+                   self._clean_up_source(ctxt, volume, source_host))
         updates = {'migration_status': ('success' if cleaned
                                         else constants.SOURCE_LEFT)}
-        if cleaned and source_host and source_left is not False:
+        if cleaned and to_remove:
             # the source backend's (e.g. an NFS share); kept until the
             # source is removed, as its driver finds the source with it
             updates['provider_location'] = None

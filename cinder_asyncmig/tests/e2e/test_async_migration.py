@@ -43,7 +43,8 @@ from cinder_asyncmig.tests.functional import base as ceph_base
 from cinder_asyncmig.volume import constants
 
 SIZE = units.Gi
-FINAL = ('success', 'error')
+# 'deleting': migrated, the source's removal pending
+FINAL = ('success', 'error', constants.SOURCE_LEFT)
 
 
 def _test_dir():

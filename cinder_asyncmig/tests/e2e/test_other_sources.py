@@ -51,7 +51,6 @@ from cinder_asyncmig.tests.functional import base as ceph_base
 from cinder_asyncmig.volume import constants
 
 SIZE = units.Gi
-FINAL = ('success', 'error', constants.SOURCE_LEFT)
 EXPORTER_MODULE = 'cinder_asyncmig.sources.exporter'
 WORKER_MODULE = 'cinder_asyncmig.engine.worker'
 # slow enough to act mid-copy, fast enough for a short test
@@ -125,20 +124,7 @@ class OtherSourcesTest(testtools.TestCase):
         base_e2e.AsyncMigrationTest.migrate_until_attachable)
     attach = base_e2e.AsyncMigrationTest.attach
     delete_quietly = base_e2e.AsyncMigrationTest.delete_quietly
-
-    def follow(self, volume_id, timeout=300):
-        seen = {'states': [], 'progress': []}
-
-        def ended(volume):
-            state = volume.get('migration_status')
-            if not seen['states'] or seen['states'][-1] != state:
-                seen['states'].append(state)
-            progress = volume['metadata'].get(constants.PROGRESS_KEY)
-            if progress and progress not in seen['progress']:
-                seen['progress'].append(progress)
-            return state in FINAL
-        seen['volume'] = self.wait(volume_id, 'migrated', ended, timeout)
-        return seen
+    follow = base_e2e.AsyncMigrationTest.follow
 
     def create(self, kind, metadata=None, density=0.5):
         """A 1 GiB volume of ``kind`` ('file' or 'xcluster') with data."""

@@ -33,16 +33,12 @@ from cinder_asyncmig.engine import specs
 from cinder_asyncmig.engine import state
 from cinder_asyncmig.engine import worker as copy_worker
 from cinder_asyncmig import exception
+from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sources import exporter
 from cinder_asyncmig.tests.functional import base
 from cinder_asyncmig.tests.unit.test_exporter import self_signed_cert
 
 SIZE = 192 * units.Mi + 4096 + 123
-
-
-def _port_range():
-    low = random.Random(os.getpid() * time.time()).randrange(20000, 30000)
-    return low, low + 20
 
 
 class ExporterImportTest(base.FunctionalTestCase):
@@ -71,7 +67,8 @@ class ExporterImportTest(base.FunctionalTestCase):
     def _export(self, **kwargs):
         handle = exporter.Exporter.start(self.exports, self.name, self.path,
                                          self.token,
-                                         port_range=_port_range(), **kwargs)
+                                         port_range=process.free_port_range(
+                                             21), **kwargs)
         self.addCleanup(exporter.Exporter.forget, self.exports, self.name)
         return handle
 
@@ -202,7 +199,7 @@ class ExporterImportTest(base.FunctionalTestCase):
                          base.image_sha256(self.dst_ioctx, self.name))
 
         again.stop()
-        self.assertFalse(copy_worker._pid_running(again.pid))
+        self.assertFalse(copy_worker.pid_running(again.pid))
         self.assertRaises(ConnectionRefusedError, socket.create_connection,
                           (again.address, again.port), 5)
         self.assertEqual([], os.listdir(self.exports))
@@ -255,7 +252,7 @@ class RBDLunTest(base.FunctionalTestCase):
     def _export(self):
         handle = exporter.Exporter.start(
             self.exports, self.name, self.cluster.conf_path,
-            exporter.generate_token(), port_range=_port_range(),
+            exporter.generate_token(), port_range=process.free_port_range(21),
             rbd={'pool': self.src_pool, 'image': self.name,
                  'user': self.cluster.client})
         self.addCleanup(exporter.Exporter.forget, self.exports, self.name)

@@ -144,7 +144,7 @@ class LinkedMigrationTest(base.FunctionalTestCase):
 
         self.assertEqual(1, len(killed), 'the worker was never killed')
         pid, addr, _at, _percent = killed[0]
-        self.assertFalse(copy_worker._pid_running(pid))
+        self.assertFalse(copy_worker.pid_running(pid))
         # the dead worker was blocklisted instead of waited for
         self.assertIn(addr, self.cluster.blocklist())
         self.assertEqual('success', final['phase'])
@@ -420,7 +420,7 @@ class ConcurrentClustersTest(base.FunctionalTestCase):
         finally:
             other.down()
         self.assertFalse(os.path.exists(other.directory))
-        self.assertFalse([p for p in pids if copy_worker._pid_running(p)])
+        self.assertFalse([p for p in pids if copy_worker.pid_running(p)])
         self.assertTrue(self.cluster.is_running())
 
 

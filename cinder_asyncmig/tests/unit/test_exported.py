@@ -140,6 +140,22 @@ class ExportedSourceTest(testtools.TestCase):
     def files(self):
         return sorted(os.listdir(self.state_dir))
 
+    def serve_nfs_volume(self):
+        """An NFS volume (a file here) attached and exported."""
+        lun = os.path.join(self.state_dir, 'lun')
+        with open(lun, 'wb') as f:
+            f.truncate(units.Mi)
+        driver = _Driver(self.state_dir,
+                         {'driver_volume_type': 'nfs', 'data': {}},
+                         device_path=lun)
+        self.host_of(driver)
+        source = exported.ExportedSource(driver, self.volume.id)
+        served = source.start(mock.Mock(), self.volume,
+                              {'host': 'src@nfs#nfs'})
+        self.addCleanup(exporter.Exporter.forget, self.state_dir,
+                        self.volume.id)
+        return lun, driver, source, served
+
     def test_rbd_source_conf_names_keyring_never_the_key(self):
         driver = _Driver(self.state_dir, {
             'driver_volume_type': 'rbd', 'data': {
@@ -191,18 +207,7 @@ class ExportedSourceTest(testtools.TestCase):
         self.assertEqual([], self.files())
 
     def test_served_then_stopped_without_leftovers(self):
-        lun = os.path.join(self.state_dir, 'lun')
-        with open(lun, 'wb') as f:
-            f.truncate(units.Mi)
-        driver = _Driver(self.state_dir,
-                         {'driver_volume_type': 'nfs', 'data': {}},
-                         device_path=lun)
-        self.host_of(driver)
-        source = exported.ExportedSource(driver, self.volume.id)
-        served = source.start(mock.Mock(), self.volume,
-                              {'host': 'src@nfs#nfs'})
-        self.addCleanup(exporter.Exporter.forget, self.state_dir,
-                        self.volume.id)
+        lun, driver, source, served = self.serve_nfs_volume()
         self.assertTrue(served.running())
         # the exporter dies: it is served again, at the same URL
         url = served.url
@@ -217,16 +222,7 @@ class ExportedSourceTest(testtools.TestCase):
         self.assertEqual(['src@nfs#nfs'], driver.detached)
 
     def test_source_host_down_does_not_hold_the_stop_up(self):
-        lun = os.path.join(self.state_dir, 'lun')
-        with open(lun, 'wb') as f:
-            f.truncate(units.Mi)
-        driver = _Driver(self.state_dir,
-                         {'driver_volume_type': 'nfs', 'data': {}},
-                         device_path=lun)
-        self.host_of(driver)
-        source = exported.ExportedSource(driver, self.volume.id)
-        served = source.start(mock.Mock(), self.volume,
-                              {'host': 'src@nfs#nfs'})
+        lun, driver, source, served = self.serve_nfs_volume()
         self.host_of(driver, reachable=False)
         source.stop(mock.Mock(), self.volume)
         self.assertFalse(served.running())

@@ -42,6 +42,7 @@ import testtools
 from cinder_asyncmig.engine import worker
 from cinder_asyncmig import exception
 from cinder_asyncmig import opts
+from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sources import exporter
 
 KIB = 1024
@@ -687,15 +688,10 @@ def _exporter_pids(config_path):
     """Live processes whose command line names ``config_path``."""
     pids = []
     for entry in os.listdir('/proc'):
-        if entry.isdigit() and worker._pid_running(int(entry)):
-            if config_path.encode() in worker._pid_cmdline(int(entry)):
+        if entry.isdigit() and worker.pid_running(int(entry)):
+            if config_path.encode() in worker.pid_cmdline(int(entry)):
                 pids.append(int(entry))
     return pids
-
-
-def _port_range():
-    base = random.Random(os.getpid() * time.time()).randrange(20000, 30000)
-    return base, base + 20
 
 
 class ExporterProcessTest(testtools.TestCase):
@@ -712,7 +708,7 @@ class ExporterProcessTest(testtools.TestCase):
         with open(self.path, 'wb') as f:
             f.write(self.data)
         self.token = exporter.generate_token()
-        self.ports = _port_range()
+        self.ports = process.free_port_range(21)
 
     def _start(self, export_id='volume-1', **kwargs):
         kwargs.setdefault('port_range', self.ports)
@@ -756,7 +752,7 @@ class ExporterProcessTest(testtools.TestCase):
         mode = os.stat(handle.config_path).st_mode
         self.assertEqual(0o600, stat.S_IMODE(mode))
         self.assertNotIn(self.token.encode(),
-                         b' '.join(worker._pid_cmdline(handle.pid)))
+                         b' '.join(worker.pid_cmdline(handle.pid)))
         status = handle.status()
         self.assertEqual((handle.pid, 'serving', handle.port),
                          (status['pid'], status['phase'], status['port']))
@@ -782,7 +778,7 @@ class ExporterProcessTest(testtools.TestCase):
 
         adopted.stop()
 
-        self.assertFalse(worker._pid_running(handle.pid))
+        self.assertFalse(worker.pid_running(handle.pid))
         self.assertEqual([], _exporter_pids(handle.config_path))
         self.assertEqual([], self._state_files())
         self.assertRaises(ConnectionRefusedError, socket.create_connection,

@@ -41,7 +41,7 @@ class WorkerHandleTest(testtools.TestCase):
         self.addCleanup(proc.kill)
         # until exec, /proc shows the parent's command line
         deadline = time.monotonic() + 10
-        while (b'--status-file' not in worker._pid_cmdline(proc.pid) and
+        while (b'--status-file' not in worker.pid_cmdline(proc.pid) and
                time.monotonic() < deadline):
             time.sleep(0.01)
         with open(self.status, 'w') as f:

@@ -197,20 +197,34 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         finally:
             src_ioctx.close()
 
+    def _already_taken_over(self, client, volume, same):
+        """Whether this take-over was prepared already (a repeated call).
+
+        :param same: ``same(status, record)`` tells whether the migration
+                     found here is the one asked for.
+        :returns: False when no image of that name exists here.
+        :raises MigrationConflict: another image holds the name.
+        """
+        status = self.engine.status(client.ioctx, volume.name)
+        if status is None:
+            return False
+        if status.state is not state.MigrationState.NONE and same(
+                status, self.engine.read_record(client.ioctx, volume.name)):
+            LOG.info('Volume %s is already being taken over here; nothing '
+                     'to prepare.', volume.id, resource=volume)
+            return True
+        raise exception.MigrationConflict(
+            image=volume.name,
+            reason=_('an image of that name already exists in the '
+                     'destination pool %s') % self.configuration.rbd_pool)
+
     def _prepare_linked(self, client, src_ioctx, volume, source):
         name = volume.name
-        existing = self.engine.status(client.ioctx, name)
-        if existing is not None:
-            if (existing.state is not state.MigrationState.NONE and
-                    existing.source_image == source.image and
-                    not existing.import_only):
-                LOG.info('Volume %s is already being taken over here; '
-                         'nothing to prepare.', volume.id, resource=volume)
-                return True, True, {}
-            raise exception.MigrationConflict(
-                image=name,
-                reason=_('an image of that name already exists in the '
-                         'destination pool %s') % self.configuration.rbd_pool)
+        if self._already_taken_over(
+                client, volume, lambda status, _record: (
+                    status.source_image == source.image and
+                    not status.import_only)):
+            return True, True, {}
 
         info = self.engine.inspect(src_ioctx, source.image)
         if info is None:
@@ -315,20 +329,13 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                           a new migration is prepared.
         """
         name = volume.name
-        existing = self.engine.status(client.ioctx, name)
-        if existing is not None:
-            record = self.engine.read_record(client.ioctx, name)
+
+        def same(status, record):
             known = record.get('source') or {}
-            if (existing.state is not state.MigrationState.NONE and
-                    existing.import_only and record.get('kind') == kind and
-                    all(known.get(k) == v for k, v in source.items())):
-                LOG.info('Volume %s is already being taken over here; '
-                         'nothing to prepare.', volume.id, resource=volume)
-                return True, True, {}
-            raise exception.MigrationConflict(
-                image=name,
-                reason=_('an image of that name already exists in the '
-                         'destination pool %s') % self.configuration.rbd_pool)
+            return (status.import_only and record.get('kind') == kind and
+                    all(known.get(k) == v for k, v in source.items()))
+        if self._already_taken_over(client, volume, same):
+            return True, True, {}
         started = time.monotonic()
         spec, described = make_spec()
         self.engine.prepare_import(spec, client.ioctx, name)
