@@ -35,8 +35,8 @@ from cinder_asyncmig.engine import worker as copy_worker
 from cinder_asyncmig import exception
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sources import exporter
-from cinder_asyncmig.tests.functional import base
-from cinder_asyncmig.tests.unit.test_exporter import self_signed_cert
+from tests.functional import base
+from tests.unit.test_exporter import self_signed_cert
 
 SIZE = 192 * units.Mi + 4096 + 123
 

@@ -39,8 +39,8 @@ from testtools import content
 from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sandbox import settings as manager_settings
-from cinder_asyncmig.tests.functional import base as ceph_base
 from cinder_asyncmig.volume import constants
+from tests.functional import base as ceph_base
 
 SIZE = units.Gi
 # 'deleting': migrated, the source's removal pending

@@ -26,8 +26,8 @@ import rbd
 from cinder_asyncmig.engine import state
 from cinder_asyncmig import exception
 from cinder_asyncmig.sandbox import backends
-from cinder_asyncmig.tests.functional import base
 from cinder_asyncmig.volume.drivers import rbd as target_rbd
+from tests.functional import base
 
 BACKEND = 'files'
 

@@ -46,9 +46,9 @@ from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sandbox import settings
 from cinder_asyncmig.sources import exported
 from cinder_asyncmig.sources import exporter
-from cinder_asyncmig.tests.e2e import test_async_migration as base_e2e
-from cinder_asyncmig.tests.functional import base as ceph_base
 from cinder_asyncmig.volume import constants
+from tests.e2e import test_async_migration as base_e2e
+from tests.functional import base as ceph_base
 
 SIZE = units.Gi
 EXPORTER_MODULE = 'cinder_asyncmig.sources.exporter'

@@ -29,7 +29,7 @@ from cinder_asyncmig.engine import specs
 from cinder_asyncmig.engine import state
 from cinder_asyncmig.engine import worker as copy_worker
 from cinder_asyncmig import exception
-from cinder_asyncmig.tests.functional import base
+from tests.functional import base
 
 
 class LinkedMigrationTest(base.FunctionalTestCase):
