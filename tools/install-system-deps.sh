@@ -80,7 +80,8 @@ fi
 missing_packages() {
     # bindep exits 1 when something is missing; only its output matters.
     local out rc=0
-    out=$("$TOOLS_VENV/bin/bindep" -b --file "$REPO_ROOT/bindep.txt") || rc=$?
+    out=$("$TOOLS_VENV/bin/bindep" -b --file "$REPO_ROOT/bindep.txt" host) ||
+        rc=$?
     if [ "$rc" -gt 1 ]; then
         echo "install-system-deps: bindep failed (exit $rc)" >&2
         return "$rc"

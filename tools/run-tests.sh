@@ -1,30 +1,83 @@
 #!/usr/bin/env bash
 #
-# Run the project's checks: flake8/hacking (pep8), the unit tests (py3) and
-# the functional tests against a throwaway Ceph cluster (functional).
+# Run the project's checks on every Ceph release, one leg per release:
+#
+#   pacific           pep8, unit, functional, e2e  (the host's Ceph 16.2)
+#   reef              functional                   (Ceph 18.2, trixie root)
+#   tentacle          functional, e2e              (Ceph 20.2, sid root)
+#   reef-on-tentacle  e2e: Cinder with Reef clients, a Tentacle cluster
+#                     (what devstack-plugin-ceph deploys)
+#
+# Usage: bash tools/run-tests.sh [--ceph-release LEG] [TOX ARGS...]
 #
 # Installs the system packages first (tools/install-system-deps.sh, needs
-# root or sudo). Arguments are passed to tox; ASYNCMIG_TOX_ENVS overrides the
-# environment list. Exits non-zero when anything fails and ends with one line:
+# root or sudo) and builds or reuses the release roots
+# (cinder-asyncmig-roots) while the pacific leg runs. --ceph-release runs
+# one leg only; ASYNCMIG_TOX_ENVS runs those tox environments instead of
+# the legs. Exits non-zero when anything fails. Prints one line per leg and
+# ends with one line over all legs:
 #
 #   tests: N passed, N failed, N skipped
 #
-# summed over the stestr runs of this invocation (expected failures count as
-# passed, unexpected successes as failed).
+# (expected failures count as passed, unexpected successes as failed).
 
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+declare -A LEG_ENVS=(
+    [pacific]=pep8,py3,functional,e2e
+    [reef]=functional-reef
+    [tentacle]=functional-tentacle,e2e-tentacle
+    [reef-on-tentacle]=e2e-reef-on-tentacle
+)
+declare -A LEG_ROOTS=(
+    [pacific]=""
+    [reef]="reef"
+    [tentacle]="tentacle"
+    [reef-on-tentacle]="reef tentacle"
+)
+LEGS=(pacific reef tentacle reef-on-tentacle)
+
+if [ "${1:-}" = "--ceph-release" ]; then
+    if [ -z "${2:-}" ] || [ -z "${LEG_ENVS[$2]+set}" ]; then
+        echo "run-tests: --ceph-release takes one of: ${LEGS[*]}" >&2
+        exit 2
+    fi
+    LEGS=("$2")
+    shift 2
+fi
+if [ -n "${ASYNCMIG_TOX_ENVS:-}" ]; then
+    LEG_ENVS[custom]=$ASYNCMIG_TOX_ENVS
+    LEG_ROOTS[custom]=""
+    LEGS=(custom)
+fi
+
 bash tools/install-system-deps.sh
 
-TOX_ENVS=${ASYNCMIG_TOX_ENVS:-pep8,py3,functional,e2e}
+logs=$(mktemp -d "${TMPDIR:-/tmp}/cinder-asyncmig-tests.XXXXXX")
+builder=
+cleanup() {
+    if [ -n "$builder" ]; then
+        kill "$builder" 2>/dev/null || true
+    fi
+    rm -rf "$logs"
+}
+trap cleanup EXIT
 
-log=$(mktemp "${TMPDIR:-/tmp}/cinder-asyncmig-tests.XXXXXX")
-trap 'rm -f "$log"' EXIT
-
-rc=0
-.venv-tools/bin/tox -e "$TOX_ENVS" "$@" 2>&1 | tee "$log" || rc=$?
+# The roots only need the standard library to build: start them now, on
+# the network and the disk while the pacific leg keeps the CPUs busy.
+roots=()
+for leg in "${LEGS[@]}"; do
+    for root in ${LEG_ROOTS[$leg]}; do
+        [[ " ${roots[*]} " == *" $root "* ]] || roots+=("$root")
+    done
+done
+if [ ${#roots[@]} -gt 0 ]; then
+    PYTHONPATH=$PWD python3 -m cinder_asyncmig.cmd.roots build "${roots[@]}" \
+        >"$logs/roots.log" 2>&1 &
+    builder=$!
+fi
 
 # Each "stestr run" ends with a block like:
 #   ======
@@ -39,21 +92,57 @@ rc=0
 #   Sum of execute time for each test: ...
 # Counting from this run's output, rather than "stestr last", never reports
 # an older run when a later one did not start.
-read -r passed failed skipped runs < <(awk '
-    /^Totals$/ { totals = 1; runs++; next }
-    /^Sum of execute time/ { totals = 0 }
-    totals && /^ - Passed: [0-9]+$/ { passed += $3 }
-    totals && /^ - Expected Fail: [0-9]+$/ { passed += $4 }
-    totals && /^ - Skipped: [0-9]+$/ { skipped += $3 }
-    totals && /^ - Failed: [0-9]+$/ { failed += $3 }
-    totals && /^ - Unexpected Success: [0-9]+$/ { failed += $4 }
-    END { printf "%d %d %d %d\n", passed, failed, skipped, runs }
-' "$log")
+count() {
+    awk '
+        /^Totals$/ { totals = 1; runs++; next }
+        /^Sum of execute time/ { totals = 0 }
+        totals && /^ - Passed: [0-9]+$/ { passed += $3 }
+        totals && /^ - Expected Fail: [0-9]+$/ { passed += $4 }
+        totals && /^ - Skipped: [0-9]+$/ { skipped += $3 }
+        totals && /^ - Failed: [0-9]+$/ { failed += $3 }
+        totals && /^ - Unexpected Success: [0-9]+$/ { failed += $4 }
+        END { printf "%d %d %d %d\n", passed, failed, skipped, runs }
+    ' "$1"
+}
 
-if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
-    echo "run-tests: tox failed (exit $rc) although no test failed" \
-        "($runs test run(s) reported totals); see the FAIL lines above"
-fi
+rc=0
+total_passed=0 total_failed=0 total_skipped=0
+summary=()
+for leg in "${LEGS[@]}"; do
+    if [ -n "${LEG_ROOTS[$leg]}" ] && [ -n "$builder" ]; then
+        echo "run-tests: waiting for the release roots (${roots[*]})"
+        if ! wait "$builder"; then
+            cat "$logs/roots.log"
+        fi
+        builder=
+        cat "$logs/roots.log"
+    fi
+    echo
+    echo "run-tests: $leg leg: tox -e ${LEG_ENVS[$leg]}"
+    started=$SECONDS
+    leg_rc=0
+    .venv-tools/bin/tox -e "${LEG_ENVS[$leg]}" "$@" 2>&1 |
+        tee "$logs/$leg.log" || leg_rc=$?
+    read -r passed failed skipped runs < <(count "$logs/$leg.log")
+    if [ "$leg_rc" -ne 0 ]; then
+        rc=$leg_rc
+        if [ "$failed" -eq 0 ]; then
+            echo "run-tests: tox failed (exit $leg_rc) in the $leg leg" \
+                "although no test failed ($runs test run(s) reported" \
+                "totals); see the FAIL lines above"
+        fi
+    fi
+    total_passed=$((total_passed + passed))
+    total_failed=$((total_failed + failed))
+    total_skipped=$((total_skipped + skipped))
+    summary+=("$(printf '%-17s %3d passed %3d failed %3d skipped  %5.1f min  (%s)' \
+        "$leg" "$passed" "$failed" "$skipped" \
+        "$(awk "BEGIN { print ($SECONDS - $started) / 60 }")" "${LEG_ENVS[$leg]}")")
+done
+
 echo
-echo "tests: $passed passed, $failed failed, $skipped skipped"
+echo "run-tests: legs"
+printf '  %s\n' "${summary[@]}"
+echo
+echo "tests: $total_passed passed, $total_failed failed, $total_skipped skipped"
 exit "$rc"

@@ -13,6 +13,7 @@
 """cinder-asyncmig-ceph: start and stop throwaway one-node Ceph clusters.
 
     cinder-asyncmig-ceph up --dir DIR [--memstore-gib N] [--pool P ...]
+                            [--ceph-release R] [--cluster-release R]
     cinder-asyncmig-ceph env --dir DIR [--admin]
     cinder-asyncmig-ceph down --dir DIR
     cinder-asyncmig-ceph down --under DIR   (every cluster below DIR)
@@ -20,9 +21,14 @@
 ``up`` and ``env`` print shell exports (``CEPH_CONF``, ``CEPH_ARGS``) so
 that ``eval "$(cinder-asyncmig-ceph env --dir DIR)"`` points ``rbd`` and
 ``ceph`` at the cluster as its limited client.
+
+``--ceph-release`` runs the command in that release's root (see
+``cinder-asyncmig-roots``), daemons and clients alike; ``--cluster-release``
+picks the daemons' release alone.
 """
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -30,6 +36,7 @@ import time
 from oslo_utils import units
 
 from cinder_asyncmig.sandbox import ceph
+from cinder_asyncmig.sandbox import roots
 
 
 def _exports(cluster, admin):
@@ -52,10 +59,17 @@ def main(argv=None):
     up.add_argument('--client', default=ceph.DEFAULT_CLIENT,
                     help='name of the limited client key')
     up.add_argument('--mgr', action='store_true', help='start a ceph-mgr')
+    up.add_argument('--cluster-release', choices=list(roots.RELEASES),
+                    help='Ceph release of the daemons (default: the one '
+                         'of the clients)')
     env = sub.add_parser('env', help='print exports for rbd and ceph')
     env.add_argument('--dir', required=True)
     env.add_argument('--admin', action='store_true',
                      help='use client.admin instead of the limited client')
+    for command in (up, env):
+        command.add_argument('--ceph-release', choices=list(roots.RELEASES),
+                             help="run in the root of this Ceph release "
+                                  "(default: the host's %s)" % roots.HOST)
     down = sub.add_parser('down', help='stop a cluster and remove its '
                                        'directory')
     where = down.add_mutually_exclusive_group(required=True)
@@ -64,16 +78,30 @@ def main(argv=None):
                        help='stop every cluster whose directory is right '
                             'below this one (left over by killed tests)')
     args = parser.parse_args(argv)
+    release = getattr(args, 'ceph_release', None)
+    if release and roots.needs_root(release):
+        # the root sees the cluster directory only if it exists here
+        os.makedirs(args.dir, exist_ok=True)
+        try:
+            return roots.run_module(
+                release, __spec__.name,
+                sys.argv[1:] if argv is None else argv, binds=[args.dir])
+        except roots.RootError as exc:
+            sys.stderr.write('cinder-asyncmig-ceph %s: %s\n' % (
+                args.command, exc))
+            return 1
 
     try:
         if args.command == 'up':
             started = time.monotonic()
             cluster = ceph.CephCluster.up(
                 args.dir, memstore_bytes=int(args.memstore_gib * units.Gi),
-                pools=args.pool, client=args.client, with_mgr=args.mgr)
-            sys.stderr.write('Ceph %s up in %.1f s at %s (mon port %d)\n' % (
-                cluster.fsid, time.monotonic() - started, cluster.directory,
-                cluster.mon_port))
+                pools=args.pool, client=args.client, with_mgr=args.mgr,
+                release=args.cluster_release)
+            sys.stderr.write('Ceph %s (%s) up in %.1f s at %s (mon port %d)'
+                             '\n' % (cluster.fsid, cluster.release,
+                                     time.monotonic() - started,
+                                     cluster.directory, cluster.mon_port))
             sys.stdout.write(_exports(cluster, admin=False))
         elif args.command == 'env':
             sys.stdout.write(_exports(ceph.CephCluster.load(args.dir),

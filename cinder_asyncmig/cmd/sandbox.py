@@ -13,6 +13,7 @@
 """cinder-asyncmig-sandbox: real Cinder services on loopback, and settings.
 
     cinder-asyncmig-sandbox up [--dir DIR] [--memstore-gib N]
+                               [--ceph-release R] [--cluster-release R]
                                [--xcluster-memstore-gib N]
                                [--volume-manager CLASS]
     cinder-asyncmig-sandbox env --dir DIR [--member]
@@ -24,6 +25,9 @@
 
 ``up`` prints the sandbox directory on stdout (``. DIR/openrc`` then points
 the ``cinder`` client and ``rbd`` at it) and a summary on stderr.
+``--ceph-release`` runs ``up`` or ``demo`` in that release's root (see
+``cinder-asyncmig-roots``): Ceph and the Cinder services then use its
+librbd; ``--cluster-release`` picks the Ceph daemons' release alone.
 ``print-settings`` prints the backend and volume manager settings of
 :mod:`cinder_asyncmig.sandbox.settings` for devstack's ``iniset``: the
 backends devstack deploys, not the ones only the sandbox has.
@@ -32,6 +36,7 @@ backends devstack deploys, not the ones only the sandbox has.
 import argparse
 import json
 import logging
+import os
 import shlex
 import sys
 
@@ -41,6 +46,7 @@ from cinder_asyncmig.sandbox import ceph
 from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.sandbox import demo as sandbox_demo
 from cinder_asyncmig.sandbox import process
+from cinder_asyncmig.sandbox import roots
 from cinder_asyncmig.sandbox import settings
 
 
@@ -68,6 +74,9 @@ def _parser():
                          settings.VOLUME_MANAGER)
     up.add_argument('--timeout', type=float, default=cloud.DEFAULT_TIMEOUT,
                     help='seconds each start-up step may take')
+    up.add_argument('--cluster-release', choices=list(roots.RELEASES),
+                    help='Ceph release of the clusters\' daemons (default: '
+                         'the one of the Cinder services)')
 
     env = sub.add_parser('env', help='print the openrc exports')
     env.add_argument('--dir', required=True)
@@ -94,6 +103,11 @@ def _parser():
                       help='size of the migrated volume')
     demo.add_argument('--keep', action='store_true',
                       help='leave the sandbox running afterwards')
+    for command in (up, demo):
+        command.add_argument(
+            '--ceph-release', choices=list(roots.RELEASES),
+            help="run Ceph and the Cinder services of this release's root "
+                 "(default: the host's %s)" % roots.HOST)
 
     show = sub.add_parser(
         'print-settings',
@@ -127,7 +141,8 @@ def _up(args):
     sandbox = cloud.Sandbox.up(
         args.dir, memstore_bytes=int(args.memstore_gib * units.Gi),
         volume_manager=args.volume_manager, timeout=args.timeout,
-        xcluster_memstore_bytes=int(args.xcluster_memstore_gib * units.Gi))
+        xcluster_memstore_bytes=int(args.xcluster_memstore_gib * units.Gi),
+        cluster_release=args.cluster_release)
     for warning in sandbox.warnings:
         sys.stderr.write('WARNING: %s\n' % warning)
     timings = sandbox.state['timings']
@@ -198,6 +213,19 @@ def _print_settings(args):
 
 def main(argv=None):
     args = _parser().parse_args(argv)
+    release = getattr(args, 'ceph_release', None)
+    if release and roots.needs_root(release):
+        if args.dir:
+            # the root sees the directory only if it exists here
+            os.makedirs(args.dir, exist_ok=True)
+        try:
+            return roots.run_module(release, __spec__.name,
+                                    sys.argv[1:] if argv is None else argv,
+                                    binds=[args.dir])
+        except roots.RootError as exc:
+            sys.stderr.write('cinder-asyncmig-sandbox %s: %s\n' % (
+                args.command, exc))
+            return 1
     logging.basicConfig(level=logging.INFO if args.verbose
                         else logging.ERROR,
                         format='%(asctime)s %(name)s: %(message)s')

@@ -22,6 +22,11 @@ cluster down. Several clusters can run at once.
 Clients get a key limited the way a Cinder deployment limits its RBD user:
 ``mon 'profile rbd'`` and ``osd 'profile rbd pool=...'`` for the pools the
 cluster was asked to create.
+
+The daemons run the Ceph release asked for (:mod:`release roots
+<cinder_asyncmig.sandbox.roots>`), by default the one of this process or
+``$ASYNCMIG_CEPH_CLUSTER_RELEASE``: a Reef client can drive a Tentacle
+cluster, as devstack deploys them.
 """
 
 import json
@@ -37,12 +42,15 @@ from oslo_log import log as logging
 from oslo_utils import units
 
 from cinder_asyncmig.sandbox import process
+from cinder_asyncmig.sandbox import roots
 
 LOG = logging.getLogger(__name__)
 
 STATE_FILE = 'cluster.json'
 DEFAULT_MEMSTORE_BYTES = 4 * units.Gi
 DEFAULT_CLIENT = 'cinder'
+# the release of the clusters' daemons when none is asked for
+CLUSTER_RELEASE_ENV = 'ASYNCMIG_CEPH_CLUSTER_RELEASE'
 _CMD_TIMEOUT = 60
 
 _CONF_TEMPLATE = """\
@@ -104,10 +112,16 @@ class CephClusterError(Exception):
     """The throwaway cluster could not be started, used or stopped."""
 
 
-def _run(args, timeout=_CMD_TIMEOUT):
+def default_release():
+    """The release of a new cluster's daemons when none is asked for."""
+    return os.environ.get(CLUSTER_RELEASE_ENV) or roots.current()
+
+
+def _run(args, timeout=_CMD_TIMEOUT, release=None, binds=()):
+    argv, env = roots.command(release or roots.current(), args, binds=binds)
     try:
-        result = subprocess.run(args, capture_output=True, text=True,
-                                timeout=timeout, check=False)
+        result = subprocess.run(argv, capture_output=True, text=True,
+                                timeout=timeout, check=False, env=env)
     except subprocess.TimeoutExpired as exc:
         raise CephClusterError('%s timed out after %ss' % (args[0], timeout)
                                ) from exc
@@ -160,6 +174,11 @@ class CephCluster(process.Recorded):
         return self._state['client']
 
     @property
+    def release(self):
+        """The Ceph release the daemons run."""
+        return self._state.get('release') or roots.HOST
+
+    @property
     def pools(self):
         return list(self._state['pools'])
 
@@ -193,7 +212,8 @@ class CephCluster(process.Recorded):
 
     @classmethod
     def up(cls, directory=None, memstore_bytes=DEFAULT_MEMSTORE_BYTES,
-           pools=(), client=DEFAULT_CLIENT, with_mgr=False, timeout=60):
+           pools=(), client=DEFAULT_CLIENT, with_mgr=False, timeout=60,
+           release=None):
         """Create and start a cluster.
 
         :param directory: where everything lives; must be empty or absent.
@@ -203,8 +223,18 @@ class CephCluster(process.Recorded):
         :param client: name of the limited client key.
         :param with_mgr: also start a ceph-mgr.
         :param timeout: seconds to wait for the OSD to come up.
+        :param release: the Ceph release of the daemons
+                        (:func:`default_release` when None).
         :returns: the running :class:`CephCluster`.
+        :raises CephClusterError: it did not start (nothing is left
+                                  running); or the release's root is
+                                  not built.
         """
+        release = release or default_release()
+        try:
+            roots.command(release, ['true'])
+        except roots.RootError as exc:
+            raise CephClusterError(str(exc)) from exc
         if directory is None:
             directory = tempfile.mkdtemp(prefix='asyncmig-ceph-')
         directory = os.path.abspath(directory)
@@ -217,6 +247,7 @@ class CephCluster(process.Recorded):
                  'mon_port': process.free_ports(1)[0],
                  'memstore_bytes': int(memstore_bytes), 'client': client,
                  'pools': [], 'with_mgr': bool(with_mgr),
+                 'release': roots.release(release).name,
                  'daemons': {}}
         cluster = cls(directory, state)
         started = time.monotonic()
@@ -234,8 +265,9 @@ class CephCluster(process.Recorded):
         except BaseException:
             cluster.down()
             raise
-        LOG.info('Ceph cluster %(fsid)s up in %(dir)s after %(secs).1fs',
-                 {'fsid': cluster.fsid, 'dir': directory,
+        LOG.info('Ceph %(release)s cluster %(fsid)s up in %(dir)s after '
+                 '%(secs).1fs',
+                 {'release': release, 'fsid': cluster.fsid, 'dir': directory,
                   'secs': time.monotonic() - started})
         return cluster
 
@@ -271,13 +303,16 @@ class CephCluster(process.Recorded):
 
     def ceph(self, *args, admin=True, timeout=_CMD_TIMEOUT):
         """Run the ``ceph`` CLI against this cluster and return stdout."""
-        return _run(['ceph', '-c', self.conf_path,
-                     '--id', 'admin' if admin else self.client,
-                     '--connect-timeout', '20'] + list(args),
-                    timeout=timeout)
+        return self._tool(['ceph', '-c', self.conf_path,
+                           '--id', 'admin' if admin else self.client,
+                           '--connect-timeout', '20'] + list(args),
+                          timeout=timeout)
 
     def rbd(self, *args, admin=False, timeout=_CMD_TIMEOUT):
-        """Run the ``rbd`` CLI (as the limited client by default)."""
+        """Run the ``rbd`` CLI (as the limited client by default).
+
+        It is this process's release of ``rbd``, a client of the cluster.
+        """
         return _run(['rbd', '-c', self.conf_path,
                      '--id', 'admin' if admin else self.client] + list(args),
                     timeout=timeout)
@@ -308,6 +343,11 @@ class CephCluster(process.Recorded):
         return [entry['addr'] for entry in entries]
 
     # -- internals -------------------------------------------------------
+
+    def _tool(self, args, timeout=_CMD_TIMEOUT):
+        """Run a Ceph tool of the daemons' release."""
+        return _run(args, timeout=timeout, release=self.release,
+                    binds=[self.directory])
 
     def _save(self):
         path = os.path.join(self.directory, STATE_FILE)
@@ -346,24 +386,28 @@ class CephCluster(process.Recorded):
             args += ['--gen-key', '-n', name]
             for i in range(0, len(caps), 2):
                 args += ['--cap', caps[i], caps[i + 1]]
-            _run(args)
+            self._tool(args)
         os.chmod(keyring, 0o600)
         monmap = os.path.join(self.directory, 'monmap')
-        _run(['monmaptool', '--create', '--fsid', self.fsid,
-              '--addv', 'a', '[v2:127.0.0.1:%d]' % self.mon_port, monmap])
-        _run(['ceph-mon', '-c', self.conf_path, '--mkfs', '-i', 'a',
-              '--monmap', monmap, '--keyring', keyring])
+        self._tool(['monmaptool', '--create', '--fsid', self.fsid,
+                    '--addv', 'a', '[v2:127.0.0.1:%d]' % self.mon_port,
+                    monmap])
+        self._tool(['ceph-mon', '-c', self.conf_path, '--mkfs', '-i', 'a',
+                    '--monmap', monmap, '--keyring', keyring])
 
     def _start_daemon(self, kind, ident):
         # in the foreground (-f) but in a session of its own: its pid is
         # known at once, even when it fails before writing a pid file,
         # and it outlives the process that started it
         log = os.path.join(self.directory, 'log', '%s.%s.out' % (kind, ident))
+        argv, env = roots.command(
+            self.release,
+            ['ceph-%s' % kind, '-f', '-c', self.conf_path, '-i', ident],
+            binds=[self.directory])
         with open(log, 'ab') as out:
             proc = subprocess.Popen(
-                ['ceph-%s' % kind, '-f', '-c', self.conf_path, '-i', ident],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                start_new_session=True, close_fds=True)
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                start_new_session=True, close_fds=True, env=env)
         self._children[proc.pid] = proc
         self._state['daemons']['%s.%s' % (kind, ident)] = proc.pid
         self._save()
@@ -378,8 +422,8 @@ class CephCluster(process.Recorded):
     def _start_osd(self, timeout):
         osd_uuid = str(uuid.uuid4())
         self.ceph('osd', 'create', osd_uuid, '0')
-        _run(['ceph-osd', '-c', self.conf_path, '-i', '0', '--mkfs',
-              '--osd-uuid', osd_uuid])
+        self._tool(['ceph-osd', '-c', self.conf_path, '-i', '0', '--mkfs',
+                    '--osd-uuid', osd_uuid])
         self._start_daemon('osd', '0')
         deadline = time.monotonic() + timeout
         while True:

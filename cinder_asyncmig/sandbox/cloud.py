@@ -59,6 +59,7 @@ from cinder_asyncmig.sandbox import cinderconf
 from cinder_asyncmig.sandbox import mariadb
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sandbox import rabbitmq
+from cinder_asyncmig.sandbox import roots
 from cinder_asyncmig.sandbox import settings
 
 LOG = logging.getLogger(__name__)
@@ -294,7 +295,8 @@ class Sandbox(process.Recorded):
     @classmethod
     def up(cls, directory=None, memstore_bytes=DEFAULT_MEMSTORE_BYTES,
            volume_manager=None, timeout=DEFAULT_TIMEOUT,
-           xcluster_memstore_bytes=DEFAULT_XCLUSTER_MEMSTORE_BYTES):
+           xcluster_memstore_bytes=DEFAULT_XCLUSTER_MEMSTORE_BYTES,
+           cluster_release=None):
         """Create and start a sandbox.
 
         :param directory: where everything lives; must be empty or absent.
@@ -306,6 +308,8 @@ class Sandbox(process.Recorded):
                                or Cinder's stock one (with a warning in
                                the record) when that does not import.
         :param timeout: seconds each start-up step may take.
+        :param cluster_release: the Ceph release of the clusters' daemons
+                                (default: :func:`ceph.default_release`).
         :returns: the running :class:`Sandbox`.
         :raises SandboxError: when something does not start; every process
                               started is stopped, the logs are kept.
@@ -329,7 +333,8 @@ class Sandbox(process.Recorded):
         sandbox = cls(directory, cls._new_state(directory, bin_dir,
                                                 memstore_bytes,
                                                 volume_manager,
-                                                xcluster_memstore_bytes))
+                                                xcluster_memstore_bytes,
+                                                cluster_release))
         sandbox._save()
         started = time.monotonic()
         try:
@@ -349,7 +354,7 @@ class Sandbox(process.Recorded):
 
     @staticmethod
     def _new_state(directory, bin_dir, memstore_bytes, volume_manager,
-                   xcluster_memstore_bytes):
+                   xcluster_memstore_bytes, cluster_release):
         api, db, amqp_port, dist, epmd = process.free_ports(5)
         ceph_dir = os.path.join(directory, 'ceph')
         xcluster_dir = os.path.join(directory, 'xcluster')
@@ -376,6 +381,8 @@ class Sandbox(process.Recorded):
                       'erlang_dist': dist, 'epmd': epmd},
             'memstore_bytes': int(memstore_bytes),
             'xcluster_memstore_bytes': int(xcluster_memstore_bytes),
+            'ceph_release': roots.current(),
+            'cluster_release': cluster_release or ceph.default_release(),
             'passwords': {'database': db_password, 'amqp': amqp_password},
             'deployment': deployment._asdict(),
             'ceph_dir': ceph_dir,
@@ -497,14 +504,15 @@ class Sandbox(process.Recorded):
         ceph.CephCluster.up(self._state['ceph_dir'],
                             memstore_bytes=self._state['memstore_bytes'],
                             pools=_pools_of(settings.CEPH_CLUSTER),
-                            client=CEPH_CLIENT)
+                            client=CEPH_CLIENT,
+                            release=self._state['cluster_release'])
 
     def _start_xcluster(self):
         ceph.CephCluster.up(
             self._state['xcluster_dir'],
             memstore_bytes=self._state['xcluster_memstore_bytes'],
             pools=_pools_of(settings.SECOND_CEPH_CLUSTER),
-            client=CEPH_CLIENT)
+            client=CEPH_CLIENT, release=self._state['cluster_release'])
 
     def _start_database(self, timeout):
         db = self._mariadb()
