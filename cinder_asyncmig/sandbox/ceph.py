@@ -179,6 +179,17 @@ class CephCluster(process.Recorded):
         return self._state.get('release') or roots.HOST
 
     @property
+    def aes_keys(self):
+        """Whether the keys are of the AES type older clients read.
+
+        Ceph 20.2.4 makes AES256K keys and allows nothing else; Reef's
+        clients cannot even parse them. A cluster that newer release runs
+        for older clients (devstack's mix) allows AES too and gives every
+        entity an AES key, as an operator of such a cloud must.
+        """
+        return self._state.get('aes_keys', False)
+
+    @property
     def pools(self):
         return list(self._state['pools'])
 
@@ -248,6 +259,9 @@ class CephCluster(process.Recorded):
                  'memstore_bytes': int(memstore_bytes), 'client': client,
                  'pools': [], 'with_mgr': bool(with_mgr),
                  'release': roots.release(release).name,
+                 'aes_keys': (roots.newer(release, roots.AES_ONLY_CLIENTS) and
+                              not roots.newer(roots.current(),
+                                              roots.AES_ONLY_CLIENTS)),
                  'daemons': {}}
         cluster = cls(directory, state)
         started = time.monotonic()
@@ -384,6 +398,8 @@ class CephCluster(process.Recorded):
                 args.append('--create-keyring')
                 first = False
             args += ['--gen-key', '-n', name]
+            if self.aes_keys:
+                args += ['--key-type', 'aes']
             for i in range(0, len(caps), 2):
                 args += ['--cap', caps[i], caps[i + 1]]
             self._tool(args)
@@ -391,7 +407,8 @@ class CephCluster(process.Recorded):
         monmap = os.path.join(self.directory, 'monmap')
         self._tool(['monmaptool', '--create', '--fsid', self.fsid,
                     '--addv', 'a', '[v2:127.0.0.1:%d]' % self.mon_port,
-                    monmap])
+                    monmap] + (['--auth-allowed-ciphers', 'aes256k,aes']
+                               if self.aes_keys else []))
         self._tool(['ceph-mon', '-c', self.conf_path, '--mkfs', '-i', 'a',
                     '--monmap', monmap, '--keyring', keyring])
 
@@ -407,7 +424,10 @@ class CephCluster(process.Recorded):
         with open(log, 'ab') as out:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                start_new_session=True, close_fds=True, env=env)
+                start_new_session=True, close_fds=True, env=env,
+                # as under systemd: Debian sid's build has a relative
+                # default osd_class_dir, which must resolve from /
+                cwd='/')
         self._children[proc.pid] = proc
         self._state['daemons']['%s.%s' % (kind, ident)] = proc.pid
         self._save()
@@ -447,8 +467,10 @@ class CephCluster(process.Recorded):
         return ['mon', 'profile rbd', 'osd', osd]
 
     def _make_client(self):
+        key_type = ['--key_type', 'aes'] if self.aes_keys else []
         self.ceph('auth', 'get-or-create', 'client.%s' % self.client,
-                  *self._client_caps(), '-o', self.client_keyring())
+                  *self._client_caps(), *key_type, '-o',
+                  self.client_keyring())
         os.chmod(self.client_keyring(), 0o600)
 
     def _update_client_caps(self):

@@ -59,6 +59,9 @@ RELEASES = collections.OrderedDict((r.name, r) for r in (
     Release('tentacle', '20.2', 'sid'),
 ))
 
+# the newest release whose clients read AES cephx keys only (20.2.4 makes
+# AES256K keys)
+AES_ONLY_CLIENTS = 'reef'
 ROOTS_DIR_ENV = 'ASYNCMIG_ROOTS_DIR'
 DEFAULT_ROOTS_DIR = '/var/cache/cinder-asyncmig/roots'
 MIRROR_ENV = 'ASYNCMIG_DEBIAN_MIRROR'
@@ -83,6 +86,9 @@ _PATH = ':'.join((os.path.join(VENV, 'bin'), '/usr/local/sbin',
 _ENTER_SCRIPT = r'''
 set -e
 root=$1; shift
+# a mount point of its own: unshare inside the root (a root entering
+# another) can then make its / private
+mount --bind "$root" "$root"
 mount -t proc proc "$root/proc"
 mount --rbind /dev "$root/dev"
 mount --rbind /sys "$root/sys"
@@ -110,6 +116,12 @@ def release(name):
     except KeyError:
         raise RootError('unknown Ceph release %r; known: %s' % (
             name, ', '.join(RELEASES))) from None
+
+
+def newer(name, other):
+    """Whether release ``name`` is newer than release ``other``."""
+    order = list(RELEASES)
+    return order.index(release(name).name) > order.index(release(other).name)
 
 
 def current():

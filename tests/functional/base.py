@@ -33,6 +33,7 @@ import testtools
 
 from cinder_asyncmig.sandbox import backends
 from cinder_asyncmig.sandbox import ceph
+from cinder_asyncmig.sandbox import roots
 from cinder_asyncmig.volume.drivers import rbd as target_rbd
 
 MEMSTORE_BYTES = int(os.environ.get('ASYNCMIG_TEST_MEMSTORE_GIB',
@@ -58,6 +59,20 @@ def cluster():
                                        memstore_bytes=MEMSTORE_BYTES)
         atexit.register(_cluster.down)
     return _cluster
+
+
+def release_label():
+    """The Ceph release of the tests' clients, for skip reasons.
+
+    E.g. ``reef (librbd 1.18) on a tentacle cluster``.
+    """
+    import rbd
+    label = '%s (librbd %s)' % (roots.current(), '.'.join(
+        str(n) for n in rbd.RBD().version()[:2]))
+    cluster_release = ceph.default_release()
+    if cluster_release != roots.current():
+        label += ' on a %s cluster' % cluster_release
+    return label
 
 
 def image_sha256(ioctx, name, length=None):

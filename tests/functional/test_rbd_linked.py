@@ -336,7 +336,8 @@ class RefusalTest(base.FunctionalTestCase):
         spec = specs.native(self.src_pool, self.volume.name, 'snap',
                             cluster_name='other', client_name='client.x')
         if self.target_driver.engine.features.native_cross_cluster:
-            self.skipTest('this librbd supports cross-cluster import')
+            self.skipTest('cross-cluster import is supported by %s' %
+                          base.release_label())
         exc = self.assertRaises(exception.MigrationFeatureUnsupported,
                                 self.target_driver.engine.prepare_import,
                                 spec, self.dst_ioctx, self.volume.name)
