@@ -58,6 +58,15 @@ class CephFeatures:
         return self.release >= CROSS_CLUSTER_NATIVE_RELEASE
 
     @property
+    def native_missing_source_crashes(self):
+        """Whether a native spec naming a missing image kills the caller.
+
+        Pacific aborts the process in prepare; Reef and Tentacle raise
+        ImageNotFound. The engine checks the source first on every release.
+        """
+        return self.release < 18
+
+    @property
     def nbd_stream(self):
         return self.release >= NBD_STREAM_RELEASE
 

@@ -156,7 +156,9 @@ class Engine(object):
             source_pool_id=raw.get('source_pool_id'),
             source_namespace=raw.get('source_pool_namespace', ''),
             source_image=raw.get('source_image_name'),
-            dest_pool_id=raw.get('dest_pool_id'),
+            # no dest_pool_id: the binding reports the source's pool id
+            # there (16.2.15, 18.2.7 and 20.2.4), and the status is read
+            # from the destination's ioctx anyway
             dest_namespace=raw.get('dest_pool_namespace', ''),
             dest_image=raw.get('dest_image_name'))
 

@@ -59,7 +59,6 @@ class MigrationStatus:
     source_pool_id: Optional[int] = None
     source_namespace: str = ''
     source_image: Optional[str] = None
-    dest_pool_id: Optional[int] = None
     dest_namespace: str = ''
     dest_image: Optional[str] = None
 
