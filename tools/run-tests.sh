@@ -55,6 +55,10 @@ fi
 
 bash tools/install-system-deps.sh
 
+# Two test processes per leg: the e2e tests wait on services most of the
+# time, and each process has its own clusters and sandboxes.
+export ASYNCMIG_TEST_CONCURRENCY=${ASYNCMIG_TEST_CONCURRENCY:-2}
+
 logs=$(mktemp -d "${TMPDIR:-/tmp}/cinder-asyncmig-tests.XXXXXX")
 builder=
 cleanup() {
