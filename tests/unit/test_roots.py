@@ -18,7 +18,9 @@ from unittest import mock
 import fixtures
 import testtools
 
+from cinder_asyncmig.cmd import ceph as ceph_cmd
 from cinder_asyncmig.cmd import roots as roots_cmd
+from cinder_asyncmig.cmd import sandbox as sandbox_cmd
 from cinder_asyncmig.sandbox import roots
 
 
@@ -123,3 +125,18 @@ class RootsTest(testtools.TestCase):
         self.assertIn('the host', lines[0])
         self.assertIn(os.path.join(self.cache, 'reef'), lines[1])
         self.assertIn('not built', lines[2])
+
+    def test_launchers_say_how_to_build_a_missing_root(self):
+        work = self.useFixture(fixtures.TempDir()).path
+        for main, command in ((ceph_cmd.main, 'cinder-asyncmig-ceph up'),
+                              (sandbox_cmd.main,
+                               'cinder-asyncmig-sandbox up')):
+            err = self.useFixture(fixtures.StringStream('stderr'))
+            with mock.patch('sys.stderr', err.stream):
+                self.assertEqual(1, main(['up', '--dir', work,
+                                          '--ceph-release', 'reef']))
+            text = err.getDetails()['stderr'].as_text()
+            self.assertIn(command, text)
+            self.assertIn('cinder-asyncmig-roots build reef', text)
+            # nothing was started or written
+            self.assertEqual([], os.listdir(work))
