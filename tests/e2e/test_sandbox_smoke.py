@@ -127,7 +127,10 @@ class SandboxSmokeTest(testtools.TestCase):
         pid = self.sandbox.service(service).pid
         python = os.path.join(self.sandbox.deployment.bin_dir, 'python')
         result = subprocess.run(
-            ['nsenter', '--target', str(pid), '--mount', '--', python, '-c',
+            # --root: the service's root, which is a release's when it
+            # runs in one (entering a mount namespace resets it otherwise)
+            ['nsenter', '--target', str(pid), '--mount', '--root', '--wd',
+             '--', python, '-c',
              BRICK_READ, json.dumps(info), str(offset), str(length)],
             capture_output=True, text=True, timeout=120, check=False)
         self.assertEqual(0, result.returncode, result.stderr[-2000:])
