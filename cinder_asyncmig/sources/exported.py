@@ -42,7 +42,6 @@ from cinder_asyncmig.sources import exporter
 
 LOG = logging.getLogger(__name__)
 
-EXPORTER = 'exporter'
 # volume metadata key a user or operator sets to cap the source reads of
 # one migration, in bytes per second; the backend's cap still applies
 RATE_KEY = 'async_migration_max_read_bytes_per_sec'

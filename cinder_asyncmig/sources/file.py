@@ -30,7 +30,6 @@ from typing import Optional
 
 from cinder.i18n import _
 
-SHARED_FILE = 'shared-file'
 # what the source volume service adds to its description of a volume
 PATH_KEY = 'volume_path'
 _QCOW_MAGIC = b'QFI\xfb'

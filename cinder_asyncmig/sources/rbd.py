@@ -22,10 +22,6 @@ from typing import Optional
 
 from cinder import utils
 
-LINKED = 'rbd-linked'
-# another cluster, read by librbd itself (Ceph 20.2 and later)
-NATIVE = 'rbd-native'
-
 
 @dataclasses.dataclass(frozen=True)
 class RBDSource:

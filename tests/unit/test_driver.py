@@ -25,6 +25,7 @@ from oslo_config import cfg
 import testtools
 
 from cinder_asyncmig import opts
+from cinder_asyncmig.sources import kinds
 from cinder_asyncmig.volume.drivers import rbd as target_rbd
 
 CONF = cfg.CONF
@@ -106,7 +107,8 @@ class DriverDecisionTest(testtools.TestCase):
             self.driver._stats = {}
             self.driver._update_volume_stats()
         self.assertTrue(self.driver._stats['async_migration_target'])
-        self.assertEqual(['rbd-linked', 'rbd-native', 'shared-file'],
+        self.assertEqual([kinds.RBD_LINKED, kinds.RBD_NATIVE,
+                          kinds.SHARED_FILE],
                          self.driver._stats['async_migration_source_kinds'])
 
     def test_list_opts(self):

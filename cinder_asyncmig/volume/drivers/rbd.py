@@ -43,12 +43,12 @@ from cinder_asyncmig import exception
 from cinder_asyncmig import opts
 from cinder_asyncmig.sources import exported as exported_source
 from cinder_asyncmig.sources import file as file_source
+from cinder_asyncmig.sources import kinds as source_kinds
 from cinder_asyncmig.sources import rbd as rbd_source
 
 LOG = logging.getLogger(__name__)
 
 NOT_MOVED = (False, False, None)
-EXPORTER = exported_source.EXPORTER
 # consecutive engine states one completion may step through before it
 # concludes something outside it keeps changing the migration
 _MAX_COMPLETION_STEPS = 8
@@ -147,18 +147,18 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         shared = file_source.from_host(
             src_host, self.configuration.async_migration_shared_file_backends)
         if rbd_src is None and shared is None and (
-                EXPORTER not in kinds):
+                source_kinds.EXPORTER not in kinds):
             return self._decline(volume, _(
                 'the source backend is neither RBD nor a shared-file '
                 'backend, and the exporter source kind is off here.'))
         with cinder_rbd.RADOSClient(self) as client:
             if rbd_src is not None and (
                     rbd_src.fsid == client.cluster.get_fsid()):
-                if rbd_source.LINKED not in kinds:
+                if source_kinds.RBD_LINKED not in kinds:
                     return self._decline(volume, _(
                         'this backend does not accept %s sources '
                         '(async_migration_source_kinds).') %
-                        rbd_source.LINKED)
+                        source_kinds.RBD_LINKED)
                 return self._take_over_linked(client, volume, rbd_src)
             return self._take_over_import(context, client, volume,
                                           src_host, rbd_src, shared)
@@ -248,7 +248,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                                    name, order=info.order)
         try:
             self.engine.write_record(client.ioctx, name, {
-                'kind': rbd_source.LINKED,
+                'kind': source_kinds.RBD_LINKED,
                 'source': {'pool': source.pool, 'image': source.image},
                 'phase': 'prepared',
                 'prepared_at': timeutils.utcnow().isoformat(),
@@ -277,7 +277,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         """
         kinds = self._source_kinds()
         reasons = []
-        if rbd_src is not None and rbd_source.NATIVE in kinds:
+        if rbd_src is not None and source_kinds.RBD_NATIVE in kinds:
             if self.engine.features.native_cross_cluster:
                 reasons.append(_('native cross-cluster import is not '
                                  'supported by this driver version yet'))
@@ -288,15 +288,15 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                     'cross-cluster import needs 20.2') % {
                     'fsid': rbd_src.fsid,
                     'found': self.engine.features.release})
-        if shared is not None and file_source.SHARED_FILE in kinds:
+        if shared is not None and source_kinds.SHARED_FILE in kinds:
             refusal = file_source.refusal(shared, volume.size * units.Gi)
             if refusal is None:
                 source = {'backend': shared.backend, 'path': shared.path}
                 return self._prepare_import(
-                    client, volume, file_source.SHARED_FILE, source,
+                    client, volume, source_kinds.SHARED_FILE, source,
                     lambda: (specs.raw_file(shared.path), {}))
             reasons.append(refusal)
-        if EXPORTER in kinds:
+        if source_kinds.EXPORTER in kinds:
             return self._take_over_exported(context, client, volume,
                                             src_host)
         reasons.append(_('the exporter source kind is off here'))
@@ -311,8 +311,9 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
             return (specs.raw_http(served[0].url),
                     {'export': served[0].masked_url})
         try:
-            return self._prepare_import(client, volume, EXPORTER,
-                                        {'host': src_host['host']}, serve)
+            return self._prepare_import(
+                client, volume, source_kinds.EXPORTER,
+                {'host': src_host['host']}, serve)
         except Exception:
             with excutils.save_and_reraise_exception():
                 if served:
@@ -436,7 +437,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
     def _source_left(self, client, record):
         """Whether the committed migration's source still exists."""
         source = record.get('source') or {}
-        if record.get('kind') not in (None, rbd_source.LINKED):
+        if record.get('kind') not in (None, source_kinds.RBD_LINKED):
             # librbd never touches an import-only source
             return True
         if not source:
