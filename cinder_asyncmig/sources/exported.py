@@ -80,15 +80,14 @@ def read_rate(volume, backend_cap):
 class ExportedSource(object):
     """The exporter of one migration's source, and its attachment here.
 
-    :param driver: the target driver (its configuration, and Cinder's
-                   connect helper every volume driver has).
+    :param configuration: the target backend's configuration.
     :param volume_id: the migrating volume.
     """
 
-    def __init__(self, driver, volume_id):
-        self.driver = driver
+    def __init__(self, configuration, volume_id):
+        self.configuration = configuration
         self.export_id = volume_id
-        self.state_dir = driver.configuration.async_migration_state_dir
+        self.state_dir = configuration.async_migration_state_dir
         self.record_path = _record_path(self.state_dir, volume_id)
 
     # -- taking over -------------------------------------------------------
@@ -100,7 +99,7 @@ class ExportedSource(object):
         :param src_host: the source backend's description.
         :returns: the running :class:`exporter.Exporter`.
         """
-        cfg = self.driver.configuration
+        cfg = self.configuration
         properties = volume_utils.brick_get_connector_properties(
             cfg.use_multipath_for_image_xfer,
             cfg.enforce_multipath_for_image_xfer)
@@ -143,18 +142,33 @@ class ExportedSource(object):
         conn = record['conn']
         if conn['driver_volume_type'].lower() == 'rbd':
             return self._rbd_lun(conn['data'])
-        attach_info = self.driver._connect_device(conn)
-        path = attach_info['device'].get('path')
+        # the steps of Cinder's VolumeDriver._connect_device
+        connector = self._connector(conn)
+        device = connector.connect_volume(conn['data'])
+        path = device.get('path')
+        reason = None
         if not isinstance(path, str):
-            attach_info['connector'].disconnect_volume(
-                conn['data'], attach_info['device'], force=True)
-            raise exception.MigrationSourceRefused(
-                volume_id=self.export_id,
-                reason=_('os-brick gives no local path for its %s '
-                         'connection') % conn['driver_volume_type'])
-        record['device'] = attach_info['device']
+            reason = _('os-brick gives no local path for its %s '
+                       'connection') % conn['driver_volume_type']
+        elif not connector.check_valid_device(path):
+            reason = _('its %(proto)s device %(path)s cannot be read on '
+                       'this host') % {'proto': conn['driver_volume_type'],
+                                       'path': path}
+        if reason:
+            connector.disconnect_volume(conn['data'], device, force=True)
+            raise exception.MigrationSourceRefused(volume_id=self.export_id,
+                                                   reason=reason)
+        record['device'] = device
         exporter.write_private_json(self.record_path, record)
         return path, None
+
+    def _connector(self, conn):
+        cfg = self.configuration
+        return volume_utils.brick_get_connector(
+            conn['driver_volume_type'],
+            use_multipath=cfg.use_multipath_for_image_xfer,
+            device_scan_attempts=cfg.num_volume_device_scan_tries,
+            conn=conn)
 
     def _rbd_lun(self, data):
         try:
@@ -243,14 +257,8 @@ class ExportedSource(object):
         conn = record['conn']
         if record.get('device'):
             # here first, and it must work: the source is deleted next
-            cfg = self.driver.configuration
-            connector = volume_utils.brick_get_connector(
-                conn['driver_volume_type'],
-                use_multipath=cfg.use_multipath_for_image_xfer,
-                device_scan_attempts=cfg.num_volume_device_scan_tries,
-                conn=conn)
-            connector.disconnect_volume(conn['data'], record['device'],
-                                        force=True)
+            self._connector(conn).disconnect_volume(
+                conn['data'], record['device'], force=True)
             record['device'] = None
             exporter.write_private_json(self.record_path, record)
         # the connection belongs to the source host's export of the volume

@@ -303,7 +303,8 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         return self._decline(volume, '; '.join(reasons) + '.')
 
     def _take_over_exported(self, context, client, volume, src_host):
-        exported = exported_source.ExportedSource(self, volume.id)
+        exported = exported_source.ExportedSource(
+            self.configuration, volume.id)
         served = []
 
         def serve():
@@ -422,7 +423,8 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
     def _finish(self, context, client, volume, callback):
         size = self.engine.inspect(client.ioctx, volume.name).size
         record = self.engine.read_record(client.ioctx, volume.name)
-        exported = exported_source.ExportedSource(self, volume.id)
+        exported = exported_source.ExportedSource(
+            self.configuration, volume.id)
         if exported.recorded():
             # before its host deletes the source: nothing reads it now
             exported.stop(context, volume)
@@ -463,7 +465,8 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
 
     def _ensure_source(self, volume):
         """Serve an exported source again if its exporter is gone."""
-        exported = exported_source.ExportedSource(self, volume.id)
+        exported = exported_source.ExportedSource(
+            self.configuration, volume.id)
         if exported.recorded():
             exported.ensure_served()
 
@@ -531,7 +534,8 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         restarts = 0
         meter = _RateMeter()
         last_done, last_change = -1, time.monotonic()
-        exported = exported_source.ExportedSource(self, volume.id)
+        exported = exported_source.ExportedSource(
+            self.configuration, volume.id)
         if not exported.recorded():
             exported = None
         while True:
@@ -627,7 +631,8 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                 worker.stop()
                 self._release_dead_worker(client, name, record, status_path)
             aborted = self.engine.abort(client.ioctx, name, force=force)
-        exported = exported_source.ExportedSource(self, volume.id)
+        exported = exported_source.ExportedSource(
+            self.configuration, volume.id)
         if exported.recorded():
             exported.stop(context, volume)
         return aborted
