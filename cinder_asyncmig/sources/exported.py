@@ -10,7 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Any source LUN, attached on the target host and served to librbd.
+"""The exporter kind: any LUN, attached on the target host, served to librbd.
 
 The target host gets the source's connection info through the source
 volume service (``initialize_connection`` over Cinder's volume RPC API, as
@@ -37,8 +37,12 @@ from cinder.volume import volume_utils
 from oslo_log import log as logging
 from oslo_utils import excutils
 
+from cinder_asyncmig.engine import specs
 from cinder_asyncmig import exception
+from cinder_asyncmig.sources import base
 from cinder_asyncmig.sources import exporter
+from cinder_asyncmig.sources import kinds
+from cinder_asyncmig.sources import rbd
 
 LOG = logging.getLogger(__name__)
 
@@ -287,6 +291,45 @@ class ExportedSource(object):
         LOG.info('Stopped serving the source of volume %(vol)s and '
                  'detached it from this host and %(host)s.',
                  {'vol': volume.id, 'host': record['src_host']})
+
+
+class ExporterKind(base.ImportKind):
+    """Any source os-brick attaches here, served to librbd over HTTP."""
+
+    name = kinds.EXPORTER
+
+    def _exported(self, volume):
+        return ExportedSource(self.configuration, volume.id)
+
+    def decline_reason(self, offer):
+        source = rbd.from_offer(offer)
+        if source is not None and source.fsid == offer.local_fsid:
+            # an import-only abort loses the writes a linked one gives
+            # back: an image of this cluster is linked or not taken over
+            return _('its RBD source is in this Ceph cluster, which only '
+                     '%s takes over') % kinds.RBD_LINKED
+        return None
+
+    def _identity(self, offer):
+        return {'host': offer.src_host['host']}
+
+    def _open_stream(self, offer):
+        served = self._exported(offer.volume).start(
+            offer.context, offer.volume, offer.src_host)
+        return specs.raw_http(served.url), {'export': served.masked_url}
+
+    def holds_local_state(self, volume):
+        """The attachment record in the state directory.
+
+        See :meth:`ExportedSource.recorded`.
+        """
+        return self._exported(volume).recorded()
+
+    def ensure_served(self, volume):
+        self._exported(volume).ensure_served()
+
+    def stop(self, context, volume):
+        self._exported(volume).stop(context, volume)
 
 
 def _private_opener(path, flags):
