@@ -32,23 +32,27 @@ CONF = cfg.CONF
 FSID = '6a8c3b8e-1111-4c1f-9a39-000000000001'
 
 
-class DriverDecisionTest(testtools.TestCase):
+class DriverTestCase(testtools.TestCase):
+    """A target driver with an option group of its own, and a volume."""
 
     def setUp(self):
-        super(DriverDecisionTest, self).setUp()
+        super(DriverTestCase, self).setUp()
         objects.register_all()
         self.group = 'unit-%s' % uuid.uuid4().hex[:8]
-        config = configuration.Configuration(cinder_driver.volume_opts,
-                                             config_group=self.group)
-        config.append_config_values(cinder_rbd.RBD_OPTS)
-        config.append_config_values(opts.target_opts)
+        self.config = configuration.Configuration(cinder_driver.volume_opts,
+                                                  config_group=self.group)
+        self.config.append_config_values(cinder_rbd.RBD_OPTS)
+        self.config.append_config_values(opts.target_opts)
         self.set('rbd_pool', 'dst')
-        self.driver = target_rbd.AsyncMigrationRBDDriver(
-            configuration=config, host='h@b')
+        self.driver = self.make_driver()
         self.ctxt = context.get_admin_context()
         self.volume = objects.Volume(self.ctxt, id=str(uuid.uuid4()),
                                      _name_id=None, size=1,
                                      volume_type=None)
+
+    def make_driver(self):
+        return target_rbd.AsyncMigrationRBDDriver(configuration=self.config,
+                                                  host='h@b')
 
     def set(self, key, value):
         CONF.set_override(key, value, group=self.group)
@@ -59,6 +63,9 @@ class DriverDecisionTest(testtools.TestCase):
             'storage_protocol': protocol,
             'location_info': 'ceph:/etc/ceph/ceph.conf:%s:cinder:%s' % (
                 fsid, pool)}}
+
+
+class DriverDecisionTest(DriverTestCase):
 
     def test_non_rbd_source_declined(self):
         self.assertEqual((False, False, None),
