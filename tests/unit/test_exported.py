@@ -99,6 +99,7 @@ class _Driver(object):
             async_migration_exporter_max_bytes_per_sec=0,
             async_migration_exporter_max_connections=4,
             async_migration_exporter_timeout=5)
+        self.engine = None
         self.conn = conn
         self.device_path = device_path
         self.device_readable = True
@@ -242,6 +243,25 @@ class ExportedSourceTest(testtools.TestCase):
         source.stop(mock.Mock(), self.volume)
         self.assertFalse(served.running())
         self.assertEqual(['lun'], self.files())
+        self.assertEqual([lun], driver.disconnected)
+        self.assertEqual(['src@nfs#nfs'], driver.detached)
+
+    def test_exporter_kind_serves_and_stops_what_this_host_holds(self):
+        lun, driver, _source, served = self.serve_nfs_volume()
+        kind = exported.ExporterKind(driver)
+        self.assertTrue(kind.holds_local_state(self.volume))
+        os.kill(served.pid, signal.SIGKILL)
+        served._popen.wait()
+        kind.ensure_served(self.volume)
+        again = exporter.Exporter.adopt(self.state_dir, self.volume.id)
+        self.assertTrue(again.running())
+        self.assertEqual(served.url, again.url)
+        kind.stop(mock.Mock(), self.volume)
+        self.assertFalse(again.running())
+        self.assertFalse(kind.holds_local_state(self.volume))
+        self.assertEqual(['lun'], self.files())
+        # stopping again finds nothing to do
+        kind.stop(mock.Mock(), self.volume)
         self.assertEqual([lun], driver.disconnected)
         self.assertEqual(['src@nfs#nfs'], driver.detached)
 
