@@ -58,6 +58,14 @@ class DriverTestCase(testtools.TestCase):
         CONF.set_override(key, value, group=self.group)
         self.addCleanup(CONF.clear_override, key, group=self.group)
 
+    def fake_cluster(self):
+        """The target's cluster, as far as its fsid goes."""
+        self.useFixture(fixtures.MockPatch(
+            'cinder.volume.drivers.rbd.RADOSClient',
+            return_value=mock.MagicMock(**{
+                '__enter__.return_value.cluster.get_fsid.return_value':
+                    FSID})))
+
     def _host(self, pool='src', protocol='ceph', fsid=FSID):
         return {'host': 'h@src#src', 'capabilities': {
             'storage_protocol': protocol,
@@ -94,11 +102,7 @@ class DriverDecisionTest(DriverTestCase):
                              self.ctxt, self.volume, self._host()))
 
     def test_same_pool_is_a_host_update(self):
-        self.useFixture(fixtures.MockPatch(
-            'cinder.volume.drivers.rbd.RADOSClient',
-            return_value=mock.MagicMock(**{
-                '__enter__.return_value.cluster.get_fsid.return_value':
-                    FSID})))
+        self.fake_cluster()
         self.assertEqual((True, False, None),
                          self.driver.migrate_volume_target(
                              self.ctxt, self.volume,

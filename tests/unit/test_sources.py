@@ -100,11 +100,7 @@ class DriverChoiceTest(test_driver.DriverTestCase):
 
     def setUp(self):
         super(DriverChoiceTest, self).setUp()
-        self.useFixture(fixtures.MockPatch(
-            'cinder.volume.drivers.rbd.RADOSClient',
-            return_value=mock.MagicMock(**{
-                '__enter__.return_value.cluster.get_fsid.return_value':
-                    test_driver.FSID})))
+        self.fake_cluster()
         self.log = self.useFixture(fixtures.FakeLogger(level=logging.INFO))
         self.state_dir = self.useFixture(fixtures.TempDir()).path
         self.set('async_migration_state_dir', self.state_dir)
