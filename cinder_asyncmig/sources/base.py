@@ -130,6 +130,9 @@ class SourceKind(object, metaclass=abc.ABCMeta):
     def ensure_served(self, volume):
         """Serve the source again if what served it here is gone.
 
+        Called for the kinds holding state here: when the volume service
+        starts, before every completion and when a copy fails.
+
         :param volume: the volume being migrated here.
         """
 
@@ -137,7 +140,8 @@ class SourceKind(object, metaclass=abc.ABCMeta):
         """Stop serving the source and release what holds it here.
 
         Called after the commit, before the source's backend removes the
-        source, and after an abort. Safe to call again.
+        source; after an abort; and when a take-over fails once the source
+        was made readable. Safe to call again.
 
         :param volume: the volume (on either host).
         """
