@@ -22,36 +22,40 @@ from oslo_config import types
 
 from cinder.volume import configuration
 
-SOURCE_KINDS = ('rbd-linked', 'rbd-native', 'shared-file', 'exporter')
+from cinder_asyncmig.sources import kinds
 
 target_opts = [
     cfg.ListOpt('async_migration_source_kinds',
-                item_type=types.String(choices=SOURCE_KINDS),
+                item_type=types.String(choices=kinds.ALL),
                 # the exporter listens on the network: opt-in
-                default=[k for k in SOURCE_KINDS if k != 'exporter'],
+                default=[k for k in kinds.ALL if k != kinds.EXPORTER],
                 help='Kinds of source volume this backend takes over as a '
                      'remote parent when it is the target of a migration; '
                      'the best kind a source allows is used. '
-                     '"rbd-linked": an RBD volume in the same Ceph '
+                     '"%(linked)s": an RBD volume in the same Ceph '
                      'cluster, taken over with a linked librbd live '
-                     'migration. "rbd-native": an RBD volume in another '
+                     'migration. "%(native)s": an RBD volume in another '
                      'Ceph cluster read by librbd itself (needs Ceph 20.2 '
-                     'or later on every client; detected). "shared-file": '
+                     'or later on every client; detected). "%(file)s": '
                      'a volume that is a file at the same path on every '
                      'host (see async_migration_shared_file_backends), '
-                     'read as a raw file stream. "exporter": any volume '
+                     'read as a raw file stream. "%(exported)s": any volume '
                      'os-brick can attach on this host, served read-only '
                      'over HTTP to librbd as a raw stream. An empty list '
                      'turns asynchronous migration to this backend off, '
-                     'and Cinder falls back to its generic migration.'),
+                     'and Cinder falls back to its generic migration.' % {
+                         'linked': kinds.RBD_LINKED,
+                         'native': kinds.RBD_NATIVE,
+                         'file': kinds.SHARED_FILE,
+                         'exported': kinds.EXPORTER}),
     cfg.ListOpt('async_migration_shared_file_backends',
                 default=[],
                 help='volume_backend_name of the file-based backends '
                      '(for example Cinder\'s NFS driver) whose volume '
                      'files are at the same path on this host and on every '
                      'hypervisor that attaches this backend\'s volumes. '
-                     'Their volumes are taken over as "shared-file" '
-                     'sources, read by librbd directly from the file.'),
+                     'Their volumes are taken over as "%s" sources, read '
+                     'by librbd directly from the file.' % kinds.SHARED_FILE),
     cfg.StrOpt('async_migration_state_dir',
                default='$state_path/asyncmig',
                help='Directory where background copy workers write their '

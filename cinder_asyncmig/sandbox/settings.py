@@ -26,6 +26,8 @@ target to take over: :data:`XCLUSTER` on a second Ceph cluster and
 
 import collections
 
+from cinder_asyncmig.sources import kinds
+
 STOCK_VOLUME_MANAGER = 'cinder.volume.manager.VolumeManager'
 VOLUME_MANAGER = 'cinder_asyncmig.volume.manager.AsyncMigrationVolumeManager'
 
@@ -55,7 +57,7 @@ SOURCE = Backend(name='rbd-src', role='source', pool='volumes-src',
 TARGET = Backend(name='rbd-async', role='target', pool='volumes-async',
                  driver=TARGET_DRIVER,
                  options=(('async_migration_source_kinds',
-                           'rbd-linked,rbd-native,shared-file,exporter'),))
+                           ','.join(kinds.ALL)),))
 #: Cinder's RBD driver on another Ceph cluster: a source the target can
 #: only read through that cluster's client configuration.
 XCLUSTER = Backend(name='rbd-xcluster', role='xcluster',

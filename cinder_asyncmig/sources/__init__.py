@@ -12,7 +12,9 @@
 
 """How a source volume becomes a remote parent of the destination.
 
-Each kind of source describes itself from what the source side knows (its
-backend's capabilities and the volume) and says whether this target can
-take it over.
+Each kind of source is a module implementing :class:`base.SourceKind
+<cinder_asyncmig.sources.base.SourceKind>`: it describes the source from
+what the source side tells (its backend's capabilities and the volume),
+says whether this target can take it over, and takes it over.
+:mod:`~cinder_asyncmig.sources.registry` asks the kinds best first.
 """

@@ -10,7 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Any source LUN, attached on the target host and served to librbd.
+"""The exporter kind: any LUN, attached on the target host, served to librbd.
 
 The target host gets the source's connection info through the source
 volume service (``initialize_connection`` over Cinder's volume RPC API, as
@@ -37,12 +37,15 @@ from cinder.volume import volume_utils
 from oslo_log import log as logging
 from oslo_utils import excutils
 
+from cinder_asyncmig.engine import specs
 from cinder_asyncmig import exception
+from cinder_asyncmig.sources import base
 from cinder_asyncmig.sources import exporter
+from cinder_asyncmig.sources import kinds
+from cinder_asyncmig.sources import rbd
 
 LOG = logging.getLogger(__name__)
 
-EXPORTER = 'exporter'
 # volume metadata key a user or operator sets to cap the source reads of
 # one migration, in bytes per second; the backend's cap still applies
 RATE_KEY = 'async_migration_max_read_bytes_per_sec'
@@ -81,15 +84,14 @@ def read_rate(volume, backend_cap):
 class ExportedSource(object):
     """The exporter of one migration's source, and its attachment here.
 
-    :param driver: the target driver (its configuration, and Cinder's
-                   connect helper every volume driver has).
+    :param configuration: the target backend's configuration.
     :param volume_id: the migrating volume.
     """
 
-    def __init__(self, driver, volume_id):
-        self.driver = driver
+    def __init__(self, configuration, volume_id):
+        self.configuration = configuration
         self.export_id = volume_id
-        self.state_dir = driver.configuration.async_migration_state_dir
+        self.state_dir = configuration.async_migration_state_dir
         self.record_path = _record_path(self.state_dir, volume_id)
 
     # -- taking over -------------------------------------------------------
@@ -101,7 +103,7 @@ class ExportedSource(object):
         :param src_host: the source backend's description.
         :returns: the running :class:`exporter.Exporter`.
         """
-        cfg = self.driver.configuration
+        cfg = self.configuration
         properties = volume_utils.brick_get_connector_properties(
             cfg.use_multipath_for_image_xfer,
             cfg.enforce_multipath_for_image_xfer)
@@ -144,18 +146,33 @@ class ExportedSource(object):
         conn = record['conn']
         if conn['driver_volume_type'].lower() == 'rbd':
             return self._rbd_lun(conn['data'])
-        attach_info = self.driver._connect_device(conn)
-        path = attach_info['device'].get('path')
+        # the steps of Cinder's VolumeDriver._connect_device
+        connector = self._connector(conn)
+        device = connector.connect_volume(conn['data'])
+        path = device.get('path')
+        reason = None
         if not isinstance(path, str):
-            attach_info['connector'].disconnect_volume(
-                conn['data'], attach_info['device'], force=True)
-            raise exception.MigrationSourceRefused(
-                volume_id=self.export_id,
-                reason=_('os-brick gives no local path for its %s '
-                         'connection') % conn['driver_volume_type'])
-        record['device'] = attach_info['device']
+            reason = _('os-brick gives no local path for its %s '
+                       'connection') % conn['driver_volume_type']
+        elif not connector.check_valid_device(path):
+            reason = _('its %(proto)s device %(path)s cannot be read on '
+                       'this host') % {'proto': conn['driver_volume_type'],
+                                       'path': path}
+        if reason:
+            connector.disconnect_volume(conn['data'], device, force=True)
+            raise exception.MigrationSourceRefused(volume_id=self.export_id,
+                                                   reason=reason)
+        record['device'] = device
         exporter.write_private_json(self.record_path, record)
         return path, None
+
+    def _connector(self, conn):
+        cfg = self.configuration
+        return volume_utils.brick_get_connector(
+            conn['driver_volume_type'],
+            use_multipath=cfg.use_multipath_for_image_xfer,
+            device_scan_attempts=cfg.num_volume_device_scan_tries,
+            conn=conn)
 
     def _rbd_lun(self, data):
         try:
@@ -244,14 +261,8 @@ class ExportedSource(object):
         conn = record['conn']
         if record.get('device'):
             # here first, and it must work: the source is deleted next
-            cfg = self.driver.configuration
-            connector = volume_utils.brick_get_connector(
-                conn['driver_volume_type'],
-                use_multipath=cfg.use_multipath_for_image_xfer,
-                device_scan_attempts=cfg.num_volume_device_scan_tries,
-                conn=conn)
-            connector.disconnect_volume(conn['data'], record['device'],
-                                        force=True)
+            self._connector(conn).disconnect_volume(
+                conn['data'], record['device'], force=True)
             record['device'] = None
             exporter.write_private_json(self.record_path, record)
         # the connection belongs to the source host's export of the volume
@@ -280,6 +291,45 @@ class ExportedSource(object):
         LOG.info('Stopped serving the source of volume %(vol)s and '
                  'detached it from this host and %(host)s.',
                  {'vol': volume.id, 'host': record['src_host']})
+
+
+class ExporterKind(base.ImportKind):
+    """Any source os-brick attaches here, served to librbd over HTTP."""
+
+    name = kinds.EXPORTER
+
+    def _exported(self, volume):
+        return ExportedSource(self.configuration, volume.id)
+
+    def decline_reason(self, offer):
+        source = rbd.from_offer(offer)
+        if source is not None and source.fsid == offer.local_fsid:
+            # an import-only abort loses the writes a linked one gives
+            # back: an image of this cluster is linked or not taken over
+            return _('its RBD source is in this Ceph cluster, which only '
+                     '%s takes over') % kinds.RBD_LINKED
+        return None
+
+    def _identity(self, offer):
+        return {'host': offer.src_host['host']}
+
+    def _open_stream(self, offer):
+        served = self._exported(offer.volume).start(
+            offer.context, offer.volume, offer.src_host)
+        return specs.raw_http(served.url), {'export': served.masked_url}
+
+    def holds_local_state(self, volume):
+        """The attachment record in the state directory.
+
+        See :meth:`ExportedSource.recorded`.
+        """
+        return self._exported(volume).recorded()
+
+    def ensure_served(self, volume):
+        self._exported(volume).ensure_served()
+
+    def stop(self, context, volume):
+        self._exported(volume).stop(context, volume)
 
 
 def _private_opener(path, flags):

@@ -10,7 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""A source volume that is a file at the same path on every host.
+"""The shared-file kind: a volume file at the same path on every host.
 
 Cinder's NFS driver (and the other RemoteFS drivers) keep each volume in a
 file under a share mounted at the same place on every host. When the
@@ -29,8 +29,12 @@ import stat
 from typing import Optional
 
 from cinder.i18n import _
+from oslo_utils import units
 
-SHARED_FILE = 'shared-file'
+from cinder_asyncmig.engine import specs
+from cinder_asyncmig.sources import base
+from cinder_asyncmig.sources import kinds
+
 # what the source volume service adds to its description of a volume
 PATH_KEY = 'volume_path'
 _QCOW_MAGIC = b'QFI\xfb'
@@ -86,3 +90,28 @@ def refusal(source, size):
         if f.read(len(_QCOW_MAGIC)) == _QCOW_MAGIC:
             return _('its file %s is a qcow2 image, not raw') % source.path
     return None
+
+
+class SharedFileKind(base.ImportKind):
+    """A volume file of a backend declared shared, read as a raw file."""
+
+    name = kinds.SHARED_FILE
+
+    def _source(self, offer):
+        return from_host(
+            offer.src_host,
+            self.configuration.async_migration_shared_file_backends)
+
+    def decline_reason(self, offer):
+        source = self._source(offer)
+        if source is None:
+            return _('the source backend is not a file backend listed in '
+                     'async_migration_shared_file_backends')
+        return refusal(source, offer.volume.size * units.Gi)
+
+    def _identity(self, offer):
+        source = self._source(offer)
+        return {'backend': source.backend, 'path': source.path}
+
+    def _open_stream(self, offer):
+        return specs.raw_file(self._source(offer).path), {}

@@ -14,17 +14,16 @@
 
 Cinder's RBD driver reports ``location_info`` as
 ``cluster_name:ceph_conf:fsid:user:pool``; the same string is what its own
-``migrate_volume`` compares.
+``migrate_volume`` compares. The RBD kinds (:mod:`linked
+<cinder_asyncmig.sources.linked>` and :mod:`native
+<cinder_asyncmig.sources.native>`) take such a source over.
 """
 
 import dataclasses
 from typing import Optional
 
+from cinder.i18n import _
 from cinder import utils
-
-LINKED = 'rbd-linked'
-# another cluster, read by librbd itself (Ceph 20.2 and later)
-NATIVE = 'rbd-native'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,3 +63,29 @@ def from_host(volume, src_host) -> Optional[RBDSource]:
         return None
     return RBDSource(cluster_name=cluster_name, ceph_conf=conf, fsid=fsid,
                      user=user, pool=pool, image=volume.name)
+
+
+def from_offer(offer) -> Optional[RBDSource]:
+    """Describe the offered source if its backend is RBD.
+
+    :param offer: a :class:`~cinder_asyncmig.sources.base.Offer`.
+    """
+    return from_host(offer.volume, offer.src_host)
+
+
+def cluster_reason(source, offer, same_cluster):
+    """Why an RBD kind declines the source for its cluster, or None.
+
+    :param source: the source described by :func:`from_offer`.
+    :param offer: the :class:`~cinder_asyncmig.sources.base.Offer`.
+    :param same_cluster: whether the kind takes sources in the target's
+                         own cluster (True) or in another one (False).
+    """
+    if source is None:
+        return _('the source backend reports no RBD location')
+    if (source.fsid == offer.local_fsid) == same_cluster:
+        return None
+    if same_cluster:
+        return _('its RBD source is in another Ceph cluster (fsid '
+                 '%s)') % source.fsid
+    return _('its RBD source is in this Ceph cluster')

@@ -39,6 +39,7 @@ from testtools import content
 from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sandbox import settings as manager_settings
+from cinder_asyncmig.sources import kinds
 from cinder_asyncmig.volume import constants
 from tests.functional import base as ceph_base
 
@@ -241,8 +242,8 @@ class AsyncMigrationTest(testtools.TestCase):
                          seen['states'][-2:])
         self.assertNotEqual([], seen['progress'])
         self.assertRegex(seen['progress'][-1],
-                         r'^\d+\.\d% \(\d+ of 1024 MiB, \d+ MiB/s\) from '
-                         r'rbd-linked source$')
+                         r'^\d+\.\d%% \(\d+ of 1024 MiB, \d+ MiB/s\) from '
+                         r'%s source$' % re.escape(kinds.RBD_LINKED))
         self.assertEqual('available', seen['volume']['status'])
         self.addDetail('seconds to migrating_attachable',
                        content.text_content('%.3f' % took))

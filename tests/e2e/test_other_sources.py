@@ -46,6 +46,7 @@ from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sandbox import settings
 from cinder_asyncmig.sources import exported
 from cinder_asyncmig.sources import exporter
+from cinder_asyncmig.sources import kinds
 from cinder_asyncmig.volume import constants
 from tests.e2e import test_async_migration as base_e2e
 from tests.functional import base as ceph_base
@@ -215,7 +216,7 @@ class OtherSourcesTest(testtools.TestCase):
                              r'taken over' % (volume_id, kind))
         self.assertEqual(model.sha256(), self.dst_sha256(volume_id))
         # the source is removed through its own volume service
-        if kind == 'shared-file':
+        if kind == kinds.SHARED_FILE:
             self.assertFalse(os.path.exists(self.file_path(volume_id)))
         else:
             self.assertNotIn('volume-%s' % volume_id,
@@ -230,7 +231,7 @@ class OtherSourcesTest(testtools.TestCase):
         self.assertEqual(model.sha256(), self.dst_sha256(volume_id))
         self.hypervisor_write(model, volume_id)
         seen = self.follow(volume_id)
-        self.assert_migrated(volume_id, model, seen, 'shared-file')
+        self.assert_migrated(volume_id, model, seen, kinds.SHARED_FILE)
         self.assert_nothing_left(volume_id)
 
     def test_file_source_target_killed_mid_copy(self):
@@ -241,7 +242,7 @@ class OtherSourcesTest(testtools.TestCase):
         target.kill()
         target.start()
         self.assert_migrated(volume_id, model, self.follow(volume_id),
-                             'shared-file')
+                             kinds.SHARED_FILE)
 
     # -- exporter (RBD in another cluster) -----------------------------------
 
@@ -280,7 +281,7 @@ class OtherSourcesTest(testtools.TestCase):
 
         self.hypervisor_write(model, volume_id)
         seen = self.follow(volume_id)
-        self.assert_migrated(volume_id, model, seen, 'exporter')
+        self.assert_migrated(volume_id, model, seen, kinds.EXPORTER)
         self.assert_nothing_left(volume_id, port)
         # the token is nowhere a user or an operator reads
         volume = self.volume(volume_id)
@@ -305,7 +306,7 @@ class OtherSourcesTest(testtools.TestCase):
         served = self.exporter_handle(volume_id)
         os.kill(served.pid, signal.SIGKILL)
         seen = self.follow(volume_id)
-        self.assert_migrated(volume_id, model, seen, 'exporter')
+        self.assert_migrated(volume_id, model, seen, kinds.EXPORTER)
         self.assert_nothing_left(volume_id, served.port)
 
     def test_target_killed_mid_copy_serves_the_source_again(self):
@@ -322,7 +323,7 @@ class OtherSourcesTest(testtools.TestCase):
         self.assertEqual(url, self.exporter_handle(volume_id).url)
         self.hypervisor_write(model, volume_id)
         self.assert_migrated(volume_id, model, self.follow(volume_id),
-                             'exporter')
+                             kinds.EXPORTER)
 
     def test_failed_take_over_leaves_nothing(self):
         # every port of the exporter's range is taken: it cannot start
@@ -401,7 +402,7 @@ class OtherSourcesTest(testtools.TestCase):
         self.assertEqual(model.sha256(), self.dst_sha256(volume_id))
         self.hypervisor_write(model, volume_id)
         seen = self.follow(volume_id)
-        self.assert_migrated(volume_id, model, seen, 'exporter')
+        self.assert_migrated(volume_id, model, seen, kinds.EXPORTER)
         self.assert_nothing_left(volume_id)
 
     def _target_config(self):

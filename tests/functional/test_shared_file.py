@@ -26,6 +26,7 @@ import rbd
 from cinder_asyncmig.engine import state
 from cinder_asyncmig import exception
 from cinder_asyncmig.sandbox import backends
+from cinder_asyncmig.sources import kinds
 from cinder_asyncmig.volume.drivers import rbd as target_rbd
 from tests.functional import base
 
@@ -99,7 +100,7 @@ class SharedFileTest(base.FunctionalTestCase):
                          base.image_sha256(self.dst_ioctx, volume.name))
         record = self.target_driver.engine.read_record(self.dst_ioctx,
                                                        volume.name)
-        self.assertEqual('shared-file', record['kind'])
+        self.assertEqual(kinds.SHARED_FILE, record['kind'])
         self.assertEqual(path, record['source']['path'])
 
         # a duplicate request changes nothing

@@ -25,39 +25,55 @@ from oslo_config import cfg
 import testtools
 
 from cinder_asyncmig import opts
+from cinder_asyncmig.sources import kinds
 from cinder_asyncmig.volume.drivers import rbd as target_rbd
 
 CONF = cfg.CONF
 FSID = '6a8c3b8e-1111-4c1f-9a39-000000000001'
 
 
-class DriverDecisionTest(testtools.TestCase):
+class DriverTestCase(testtools.TestCase):
+    """A target driver with an option group of its own, and a volume."""
 
     def setUp(self):
-        super(DriverDecisionTest, self).setUp()
+        super(DriverTestCase, self).setUp()
         objects.register_all()
         self.group = 'unit-%s' % uuid.uuid4().hex[:8]
-        config = configuration.Configuration(cinder_driver.volume_opts,
-                                             config_group=self.group)
-        config.append_config_values(cinder_rbd.RBD_OPTS)
-        config.append_config_values(opts.target_opts)
+        self.config = configuration.Configuration(cinder_driver.volume_opts,
+                                                  config_group=self.group)
+        self.config.append_config_values(cinder_rbd.RBD_OPTS)
+        self.config.append_config_values(opts.target_opts)
         self.set('rbd_pool', 'dst')
-        self.driver = target_rbd.AsyncMigrationRBDDriver(
-            configuration=config, host='h@b')
+        self.driver = self.make_driver()
         self.ctxt = context.get_admin_context()
         self.volume = objects.Volume(self.ctxt, id=str(uuid.uuid4()),
                                      _name_id=None, size=1,
                                      volume_type=None)
 
+    def make_driver(self):
+        return target_rbd.AsyncMigrationRBDDriver(configuration=self.config,
+                                                  host='h@b')
+
     def set(self, key, value):
         CONF.set_override(key, value, group=self.group)
         self.addCleanup(CONF.clear_override, key, group=self.group)
+
+    def fake_cluster(self):
+        """The target's cluster, as far as its fsid goes."""
+        self.useFixture(fixtures.MockPatch(
+            'cinder.volume.drivers.rbd.RADOSClient',
+            return_value=mock.MagicMock(**{
+                '__enter__.return_value.cluster.get_fsid.return_value':
+                    FSID})))
 
     def _host(self, pool='src', protocol='ceph', fsid=FSID):
         return {'host': 'h@src#src', 'capabilities': {
             'storage_protocol': protocol,
             'location_info': 'ceph:/etc/ceph/ceph.conf:%s:cinder:%s' % (
                 fsid, pool)}}
+
+
+class DriverDecisionTest(DriverTestCase):
 
     def test_non_rbd_source_declined(self):
         self.assertEqual((False, False, None),
@@ -86,11 +102,7 @@ class DriverDecisionTest(testtools.TestCase):
                              self.ctxt, self.volume, self._host()))
 
     def test_same_pool_is_a_host_update(self):
-        self.useFixture(fixtures.MockPatch(
-            'cinder.volume.drivers.rbd.RADOSClient',
-            return_value=mock.MagicMock(**{
-                '__enter__.return_value.cluster.get_fsid.return_value':
-                    FSID})))
+        self.fake_cluster()
         self.assertEqual((True, False, None),
                          self.driver.migrate_volume_target(
                              self.ctxt, self.volume,
@@ -106,7 +118,8 @@ class DriverDecisionTest(testtools.TestCase):
             self.driver._stats = {}
             self.driver._update_volume_stats()
         self.assertTrue(self.driver._stats['async_migration_target'])
-        self.assertEqual(['rbd-linked', 'rbd-native', 'shared-file'],
+        self.assertEqual([kinds.RBD_LINKED, kinds.RBD_NATIVE,
+                          kinds.SHARED_FILE],
                          self.driver._stats['async_migration_source_kinds'])
 
     def test_list_opts(self):

@@ -65,16 +65,23 @@ class _SourceHost(object):
 
 
 class _Connector(object):
+    """os-brick's connector of the source's protocol."""
 
     def __init__(self, driver):
         self.driver = driver
+
+    def connect_volume(self, data):
+        return {'path': self.driver.device_path}
+
+    def check_valid_device(self, path, run_as_root=True):
+        return self.driver.device_readable
 
     def disconnect_volume(self, data, device, force=False):
         self.driver.disconnected.append(device['path'])
 
 
 class _Driver(object):
-    """The target driver as ExportedSource sees it; records detaches."""
+    """The target host as ExportedSource sees it; records detaches."""
 
     def __init__(self, state_dir, conn, device_path=None):
         # a block of its own: test workers run side by side
@@ -92,14 +99,12 @@ class _Driver(object):
             async_migration_exporter_max_bytes_per_sec=0,
             async_migration_exporter_max_connections=4,
             async_migration_exporter_timeout=5)
+        self.engine = None
         self.conn = conn
         self.device_path = device_path
+        self.device_readable = True
         self.detached = []
         self.disconnected = []
-
-    def _connect_device(self, conn):
-        return {'device': {'path': self.device_path},
-                'connector': _Connector(self)}
 
 
 class ReadRateTest(testtools.TestCase):
@@ -149,7 +154,8 @@ class ExportedSourceTest(testtools.TestCase):
                          {'driver_volume_type': 'nfs', 'data': {}},
                          device_path=lun)
         self.host_of(driver)
-        source = exported.ExportedSource(driver, self.volume.id)
+        source = exported.ExportedSource(driver.configuration,
+                                         self.volume.id)
         served = source.start(mock.Mock(), self.volume,
                               {'host': 'src@nfs#nfs'})
         self.addCleanup(exporter.Exporter.forget, self.state_dir,
@@ -162,7 +168,8 @@ class ExportedSourceTest(testtools.TestCase):
                 'name': 'xpool/volume-1', 'cluster_name': 'xcluster',
                 'auth_username': 'cinder', 'hosts': ['127.0.0.1'],
                 'ports': ['6790']}})
-        source = exported.ExportedSource(driver, self.volume.id)
+        source = exported.ExportedSource(driver.configuration,
+                                         self.volume.id)
         conf, rbd = source._rbd_lun(driver.conn['data'])
         self.assertEqual({'pool': 'xpool', 'image': 'volume-1',
                           'user': 'cinder', 'cluster': 'xcluster'}, rbd)
@@ -176,7 +183,8 @@ class ExportedSourceTest(testtools.TestCase):
     def test_key_in_connection_info_goes_to_a_private_file(self):
         key = '[client.cinder]\n\tkey = AQBsecretsecretsecret==\n'
         driver = _Driver(self.state_dir, None)
-        source = exported.ExportedSource(driver, self.volume.id)
+        source = exported.ExportedSource(driver.configuration,
+                                         self.volume.id)
         conf, _rbd = source._rbd_lun({
             'name': 'p/i', 'auth_username': 'cinder', 'hosts': ['h'],
             'ports': ['1'], 'keyring': key})
@@ -187,8 +195,8 @@ class ExportedSourceTest(testtools.TestCase):
         self.assertEqual(0o600, stat.S_IMODE(os.stat(keyring).st_mode))
 
     def test_incomplete_rbd_info_refused(self):
-        source = exported.ExportedSource(_Driver(self.state_dir, None),
-                                         self.volume.id)
+        source = exported.ExportedSource(
+            _Driver(self.state_dir, None).configuration, self.volume.id)
         self.assertRaises(exception.MigrationSourceRefused,
                           source._rbd_lun, {'name': 'no-slash'})
 
@@ -198,12 +206,29 @@ class ExportedSourceTest(testtools.TestCase):
                          {'driver_volume_type': 'fake', 'data': {}},
                          device_path=object())
         self.host_of(driver)
-        source = exported.ExportedSource(driver, self.volume.id)
+        source = exported.ExportedSource(driver.configuration,
+                                         self.volume.id)
         self.assertRaises(exception.MigrationSourceRefused, source.start,
                           mock.Mock(), self.volume,
                           {'host': 'src@nfs#nfs'})
         self.assertEqual([driver.device_path], driver.disconnected)
         self.assertEqual(['src@nfs#nfs'], driver.detached)
+        self.assertEqual([], self.files())
+
+    def test_unreadable_device_detached_everywhere(self):
+        driver = _Driver(self.state_dir,
+                         {'driver_volume_type': 'iscsi', 'data': {}},
+                         device_path='/dev/sdz')
+        driver.device_readable = False
+        self.host_of(driver)
+        source = exported.ExportedSource(driver.configuration,
+                                         self.volume.id)
+        exc = self.assertRaises(exception.MigrationSourceRefused,
+                                source.start, mock.Mock(), self.volume,
+                                {'host': 'src@iscsi#iscsi'})
+        self.assertIn('/dev/sdz cannot be read', str(exc))
+        self.assertEqual(['/dev/sdz'], driver.disconnected)
+        self.assertEqual(['src@iscsi#iscsi'], driver.detached)
         self.assertEqual([], self.files())
 
     def test_served_then_stopped_without_leftovers(self):
@@ -221,6 +246,25 @@ class ExportedSourceTest(testtools.TestCase):
         self.assertEqual([lun], driver.disconnected)
         self.assertEqual(['src@nfs#nfs'], driver.detached)
 
+    def test_exporter_kind_serves_and_stops_what_this_host_holds(self):
+        lun, driver, _source, served = self.serve_nfs_volume()
+        kind = exported.ExporterKind(driver)
+        self.assertTrue(kind.holds_local_state(self.volume))
+        os.kill(served.pid, signal.SIGKILL)
+        served._popen.wait()
+        kind.ensure_served(self.volume)
+        again = exporter.Exporter.adopt(self.state_dir, self.volume.id)
+        self.assertTrue(again.running())
+        self.assertEqual(served.url, again.url)
+        kind.stop(mock.Mock(), self.volume)
+        self.assertFalse(again.running())
+        self.assertFalse(kind.holds_local_state(self.volume))
+        self.assertEqual(['lun'], self.files())
+        # stopping again finds nothing to do
+        kind.stop(mock.Mock(), self.volume)
+        self.assertEqual([lun], driver.disconnected)
+        self.assertEqual(['src@nfs#nfs'], driver.detached)
+
     def test_source_host_down_does_not_hold_the_stop_up(self):
         lun, driver, source, served = self.serve_nfs_volume()
         self.host_of(driver, reachable=False)
@@ -231,6 +275,6 @@ class ExportedSourceTest(testtools.TestCase):
         self.assertEqual(['lun'], self.files())
 
     def test_nothing_recorded_cannot_be_served_again(self):
-        source = exported.ExportedSource(_Driver(self.state_dir, None),
-                                         self.volume.id)
+        source = exported.ExportedSource(
+            _Driver(self.state_dir, None).configuration, self.volume.id)
         self.assertRaises(exception.MigrationLost, source.ensure_served)

@@ -21,6 +21,7 @@ import oslo_messaging as messaging
 import testtools
 
 from cinder_asyncmig import exception
+from cinder_asyncmig.sources import kinds
 from cinder_asyncmig.volume import constants
 from cinder_asyncmig.volume import manager
 from cinder_asyncmig.volume import rpcapi
@@ -82,9 +83,10 @@ class ProgressRecorderTest(testtools.TestCase):
                     'rate_bytes_per_sec': 180 * 2 ** 20}
         self.assertEqual('42.0% (430 of 1024 MiB, 180 MiB/s)',
                          manager._ProgressRecorder.render(progress))
-        progress['kind'] = 'exporter'
-        self.assertEqual('42.0% (430 of 1024 MiB, 180 MiB/s) from exporter '
-                         'source', manager._ProgressRecorder.render(progress))
+        progress['kind'] = kinds.EXPORTER
+        self.assertEqual('42.0%% (430 of 1024 MiB, 180 MiB/s) from %s '
+                         'source' % kinds.EXPORTER,
+                         manager._ProgressRecorder.render(progress))
 
     def test_throttled_but_final_phases_always_written(self):
         db = mock.Mock()

@@ -25,12 +25,12 @@ from os_brick.remotefs import remotefs as brick_remotefs
 import testtools
 
 from cinder_asyncmig.cmd import sandbox as sandbox_cmd
-from cinder_asyncmig import opts
 from cinder_asyncmig.sandbox import cinderconf
 from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.sandbox import mariadb
 from cinder_asyncmig.sandbox import rabbitmq
 from cinder_asyncmig.sandbox import settings
+from cinder_asyncmig.sources import kinds as source_kinds
 
 _PASTE = """\
 [composite:osapi_volume]
@@ -90,7 +90,7 @@ class SettingsTest(testtools.TestCase):
         self.assertEqual('uuid-1', values['rbd_secret_uuid'])
         self.assertEqual('/var/lib/cinder/asyncmig',
                          values['async_migration_state_dir'])
-        self.assertEqual('rbd-linked,rbd-native,shared-file,exporter',
+        self.assertEqual(','.join(source_kinds.ALL),
                          values['async_migration_source_kinds'])
         # no peers, nothing shared: devstack's output
         self.assertNotIn('async_migration_shared_file_backends', values)
@@ -99,7 +99,7 @@ class SettingsTest(testtools.TestCase):
     def test_source_kinds_are_the_drivers(self):
         values = dict(settings.TARGET.options)
         kinds = values['async_migration_source_kinds'].split(',')
-        self.assertEqual(set(opts.SOURCE_KINDS), set(kinds))
+        self.assertEqual(set(source_kinds.ALL), set(kinds))
 
     def test_target_names_the_file_backends_among_its_peers(self):
         values = {k: v for _s, k, v in settings.backend_options(

@@ -31,24 +31,20 @@ import time
 from cinder.i18n import _
 from cinder.volume.drivers import rbd as cinder_rbd
 from oslo_log import log as logging
-from oslo_utils import excutils
 from oslo_utils import timeutils
-from oslo_utils import units
 
 from cinder_asyncmig.engine import migration
-from cinder_asyncmig.engine import specs
 from cinder_asyncmig.engine import state
 from cinder_asyncmig.engine import worker as copy_worker
 from cinder_asyncmig import exception
 from cinder_asyncmig import opts
-from cinder_asyncmig.sources import exported as exported_source
-from cinder_asyncmig.sources import file as file_source
-from cinder_asyncmig.sources import rbd as rbd_source
+from cinder_asyncmig.sources import base as source_base
+from cinder_asyncmig.sources import kinds as source_kinds
+from cinder_asyncmig.sources import registry
 
 LOG = logging.getLogger(__name__)
 
 NOT_MOVED = (False, False, None)
-EXPORTER = exported_source.EXPORTER
 # consecutive engine states one completion may step through before it
 # concludes something outside it keeps changing the migration
 _MAX_COMPLETION_STEPS = 8
@@ -91,6 +87,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         self.configuration.append_config_values(opts.target_opts)
         self.configuration.append_config_values(opts.exporter_opts)
         self.engine = migration.Engine(self.rbd)
+        self._kinds = registry.load(self)
 
     # -- setup and stats -------------------------------------------------
 
@@ -118,11 +115,13 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         """Take the volume over from its source as a remote parent.
 
         Called on the target backend while the volume still belongs to
-        its source host. Sources this target cannot handle are declined
-        (not moved, reason logged) so that Cinder falls back to its
-        generic migration; sources it can handle but must refuse (missing,
-        open by a client, already migrating) raise a clear error and leave
-        the source as it was.
+        its source host. The source kinds are asked best first
+        (:mod:`cinder_asyncmig.sources.registry`); the first one enabled
+        here that can take the source takes it over. Sources no kind can
+        take are declined (not moved, every kind's reason logged) so that
+        Cinder falls back to its generic migration; sources a kind can
+        take but must refuse (missing, open by a client, already
+        migrating) raise a clear error and leave the source as it was.
 
         :param context: the request context.
         :param volume: the volume object, still on its source host.
@@ -142,26 +141,17 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         reason = self._decline_reason(volume)
         if reason:
             return self._decline(volume, reason)
-        kinds = self._source_kinds()
-        rbd_src = rbd_source.from_host(volume, src_host)
-        shared = file_source.from_host(
-            src_host, self.configuration.async_migration_shared_file_backends)
-        if rbd_src is None and shared is None and (
-                EXPORTER not in kinds):
-            return self._decline(volume, _(
-                'the source backend is neither RBD nor a shared-file '
-                'backend, and the exporter source kind is off here.'))
-        with cinder_rbd.RADOSClient(self) as client:
-            if rbd_src is not None and (
-                    rbd_src.fsid == client.cluster.get_fsid()):
-                if rbd_source.LINKED not in kinds:
-                    return self._decline(volume, _(
-                        'this backend does not accept %s sources '
-                        '(async_migration_source_kinds).') %
-                        rbd_source.LINKED)
-                return self._take_over_linked(client, volume, rbd_src)
-            return self._take_over_import(context, client, volume,
-                                          src_host, rbd_src, shared)
+        with source_base.Offer(context, volume, src_host, self) as offer:
+            kind, reasons = registry.choose(self._kinds,
+                                            self._source_kinds(), offer)
+            if kind is None:
+                return self._decline(volume, '; '.join(reasons) + '.')
+            if reasons:
+                LOG.info('Taking volume %(vol)s over with source kind '
+                         '%(kind)s; the better kinds cannot: %(reasons)s.',
+                         {'vol': volume.id, 'kind': kind.name,
+                          'reasons': '; '.join(reasons)}, resource=volume)
+            return kind.prepare(offer)
 
     def _decline(self, volume, reason):
         LOG.info('Not taking over volume %(vol)s asynchronously: '
@@ -180,184 +170,39 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                      'taken over asynchronously.')
         return None
 
-    def _take_over_linked(self, client, volume, source):
-        if source.pool == self.configuration.rbd_pool:
-            LOG.info('Volume %s is already in this pool; only its host '
-                     'changes.', volume.id, resource=volume)
-            return True, False, None
-        try:
-            src_ioctx = client.cluster.open_ioctx(source.pool)
-        except self.rados.ObjectNotFound:
-            raise exception.MigrationSourceRefused(
-                volume_id=volume.id,
-                reason=_('its pool %s does not exist in this '
-                         'cluster') % source.pool)
-        try:
-            return self._prepare_linked(client, src_ioctx, volume, source)
-        finally:
-            src_ioctx.close()
+    # -- the kind of a migration's source ------------------------------------
 
-    def _already_taken_over(self, client, volume, same):
-        """Whether this take-over was prepared already (a repeated call).
+    def _kind_of(self, name, record):
+        """The source kind the migration's record names.
 
-        :param same: ``same(status, record)`` tells whether the migration
-                     found here is the one asked for.
-        :returns: False when no image of that name exists here.
-        :raises MigrationConflict: another image holds the name.
+        A record without a kind (not written yet, or cleared after the
+        commit) is taken as linked, whose steps then find nothing to do.
+
+        :raises MigrationLost: the record names a kind unknown here.
         """
-        status = self.engine.status(client.ioctx, volume.name)
-        if status is None:
-            return False
-        if status.state is not state.MigrationState.NONE and same(
-                status, self.engine.read_record(client.ioctx, volume.name)):
-            LOG.info('Volume %s is already being taken over here; nothing '
-                     'to prepare.', volume.id, resource=volume)
-            return True
-        raise exception.MigrationConflict(
-            image=volume.name,
-            reason=_('an image of that name already exists in the '
-                     'destination pool %s') % self.configuration.rbd_pool)
+        wanted = record.get('kind') or source_kinds.RBD_LINKED
+        for kind in self._kinds:
+            if kind.name == wanted:
+                return kind
+        raise exception.MigrationLost(
+            image=name,
+            reason=_('its record names the source kind %s, unknown to '
+                     'this driver version') % wanted)
 
-    def _prepare_linked(self, client, src_ioctx, volume, source):
-        name = volume.name
-        if self._already_taken_over(
-                client, volume, lambda status, _record: (
-                    status.source_image == source.image and
-                    not status.import_only)):
-            return True, True, {}
+    def _holding(self, volume):
+        """The kinds that keep state of the volume's source on this host.
 
-        info = self.engine.inspect(src_ioctx, source.image)
-        if info is None:
-            raise exception.MigrationSourceNotFound(image=source.display,
-                                                    volume_id=volume.id)
-        if info.migrating:
-            raise exception.MigrationConflict(
-                image=source.display,
-                reason=_('the source image is already part of a '
-                         'migration'))
-        if info.watchers:
-            raise exception.MigrationSourceRefused(
-                volume_id=volume.id,
-                reason=_('its image %(img)s is open by %(n)d client(s); '
-                         'detach the volume (or stop whatever maps it) '
-                         'and retry') % {'img': source.display,
-                                         'n': len(info.watchers)})
-
-        started = time.monotonic()
-        self.engine.prepare_linked(src_ioctx, source.image, client.ioctx,
-                                   name, order=info.order)
-        try:
-            self.engine.write_record(client.ioctx, name, {
-                'kind': rbd_source.LINKED,
-                'source': {'pool': source.pool, 'image': source.image},
-                'phase': 'prepared',
-                'prepared_at': timeutils.utcnow().isoformat(),
-                'progress': state.Progress(0, info.size).as_dict()})
-        except Exception:
-            with excutils.save_and_reraise_exception():
-                # nobody has seen the destination yet: a linked abort
-                # puts the source back exactly as it was
-                self.engine.abort(client.ioctx, name, exposed=False)
-        LOG.info('Volume %(vol)s (%(size)d bytes) taken over from '
-                 '%(src)s in %(ms).1f ms; it is usable on this backend '
-                 'while its data is copied.',
-                 {'vol': volume.id, 'size': info.size, 'src': source.display,
-                  'ms': (time.monotonic() - started) * 1000},
-                 resource=volume)
-        return True, True, {}
-
-    # -- import-only sources -------------------------------------------------
-
-    def _take_over_import(self, context, client, volume, src_host, rbd_src,
-                          shared):
-        """Take over a source librbd reads through a stream.
-
-        The kinds are tried best first; each that cannot serve this source
-        says why in the log.
+        Known while librbd cannot open the destination, whose source may
+        not be served yet.
         """
-        kinds = self._source_kinds()
-        reasons = []
-        if rbd_src is not None and rbd_source.NATIVE in kinds:
-            if self.engine.features.native_cross_cluster:
-                reasons.append(_('native cross-cluster import is not '
-                                 'supported by this driver version yet'))
-            else:
-                reasons.append(_(
-                    'its RBD source is in another Ceph cluster (fsid '
-                    '%(fsid)s) and librbd here is Ceph %(found)s; native '
-                    'cross-cluster import needs 20.2') % {
-                    'fsid': rbd_src.fsid,
-                    'found': self.engine.features.release})
-        if shared is not None and file_source.SHARED_FILE in kinds:
-            refusal = file_source.refusal(shared, volume.size * units.Gi)
-            if refusal is None:
-                source = {'backend': shared.backend, 'path': shared.path}
-                return self._prepare_import(
-                    client, volume, file_source.SHARED_FILE, source,
-                    lambda: (specs.raw_file(shared.path), {}))
-            reasons.append(refusal)
-        if EXPORTER in kinds:
-            return self._take_over_exported(context, client, volume,
-                                            src_host)
-        reasons.append(_('the exporter source kind is off here'))
-        return self._decline(volume, '; '.join(reasons) + '.')
+        return [kind for kind in self._kinds
+                if kind.holds_local_state(volume)]
 
-    def _take_over_exported(self, context, client, volume, src_host):
-        exported = exported_source.ExportedSource(self, volume.id)
-        served = []
-
-        def serve():
-            served.append(exported.start(context, volume, src_host))
-            return (specs.raw_http(served[0].url),
-                    {'export': served[0].masked_url})
-        try:
-            return self._prepare_import(client, volume, EXPORTER,
-                                        {'host': src_host['host']}, serve)
-        except Exception:
-            with excutils.save_and_reraise_exception():
-                if served:
-                    exported.stop(context, volume)
-
-    def _prepare_import(self, client, volume, kind, source, make_spec):
-        """Create the destination reading through to a stream.
-
-        :param source: what identifies the source in the migration record
-                       (a repeated request for it is accepted); nothing
-                       secret.
-        :param make_spec: returns the librbd source spec and more of the
-                          record's source description; called only when
-                          a new migration is prepared.
-        """
-        name = volume.name
-
-        def same(status, record):
-            known = record.get('source') or {}
-            return (status.import_only and record.get('kind') == kind and
-                    all(known.get(k) == v for k, v in source.items()))
-        if self._already_taken_over(client, volume, same):
-            return True, True, {}
-        started = time.monotonic()
-        spec, described = make_spec()
-        self.engine.prepare_import(spec, client.ioctx, name)
-        try:
-            size = self.engine.inspect(client.ioctx, name).size
-            self.engine.write_record(client.ioctx, name, {
-                'kind': kind, 'source': dict(source, **described),
-                'phase': 'prepared',
-                'prepared_at': timeutils.utcnow().isoformat(),
-                'progress': state.Progress(0, size).as_dict()})
-        except Exception:
-            with excutils.save_and_reraise_exception():
-                # nobody has seen the destination yet: nothing to lose
-                self.engine.abort(client.ioctx, name, force=True,
-                                  exposed=False)
-        LOG.info('Volume %(vol)s (%(size)d bytes, %(kind)s source) taken '
-                 'over in %(ms).1f ms; it is usable on this '
-                 'backend while its data is copied.',
-                 {'vol': volume.id, 'size': size, 'kind': kind,
-                  'ms': (time.monotonic() - started) * 1000},
-                 resource=volume)
-        return True, True, {}
+    def _stop_source(self, context, volume, kind):
+        """Stop the recorded kind, and any kind still holding state here."""
+        for holding in [kind] + [k for k in self._holding(volume)
+                                 if k is not kind]:
+            holding.stop(context, volume)
 
     # -- blueprint: complete_migration_target -------------------------------
 
@@ -421,34 +266,16 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
     def _finish(self, context, client, volume, callback):
         size = self.engine.inspect(client.ioctx, volume.name).size
         record = self.engine.read_record(client.ioctx, volume.name)
-        exported = exported_source.ExportedSource(self, volume.id)
-        if exported.recorded():
-            # before its host deletes the source: nothing reads it now
-            exported.stop(context, volume)
+        kind = self._kind_of(volume.name, record)
+        # before its host deletes the source: nothing reads it now
+        self._stop_source(context, volume, kind)
         final = dict(state.Progress(size, size).as_dict(), phase='success',
                      kind=record.get('kind'),
-                     source_left=self._source_left(client, record))
+                     source_left=kind.source_left(client, record))
         self.engine.clear_record(client.ioctx, volume.name)
         if callback:
             callback(final)
         return final
-
-    def _source_left(self, client, record):
-        """Whether the committed migration's source still exists."""
-        source = record.get('source') or {}
-        if record.get('kind') not in (None, rbd_source.LINKED):
-            # librbd never touches an import-only source
-            return True
-        if not source:
-            return None
-        try:
-            src_ioctx = client.cluster.open_ioctx(source['pool'])
-        except self.rados.ObjectNotFound:
-            return False
-        try:
-            return self.engine.inspect(src_ioctx, source['image']) is not None
-        finally:
-            src_ioctx.close()
 
     def _record(self, client, name, callback=None, **changes):
         record = self.engine.read_record(client.ioctx, name)
@@ -461,10 +288,9 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         return record
 
     def _ensure_source(self, volume):
-        """Serve an exported source again if its exporter is gone."""
-        exported = exported_source.ExportedSource(self, volume.id)
-        if exported.recorded():
-            exported.ensure_served()
+        """Serve the source again if what served it here is gone."""
+        for kind in self._holding(volume):
+            kind.ensure_served(volume)
 
     def ensure_migration_source(self, context, volume):
         """Make the source of a migration here readable again.
@@ -530,18 +356,17 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         restarts = 0
         meter = _RateMeter()
         last_done, last_change = -1, time.monotonic()
-        exported = exported_source.ExportedSource(self, volume.id)
-        if not exported.recorded():
-            exported = None
+        holding = self._holding(volume)
         while True:
             report = worker.read()
             phase = report.get('phase')
             dead = phase not in (copy_worker.DONE, copy_worker.FAILED) and (
                 not worker.running())
-            if exported is not None and (dead or phase == copy_worker.FAILED):
+            if holding and (dead or phase == copy_worker.FAILED):
                 # librbd's execute fails (ECONNREFUSED) when the exporter
                 # dies under it; serve the source again, then re-run it
-                exported.ensure_served()
+                for kind in holding:
+                    kind.ensure_served(volume)
                 dead = True
             if dead:
                 # before anything else touches the image: a dead worker
@@ -621,14 +446,13 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                 # refuses, before anything is stopped
                 return self.engine.abort(client.ioctx, name)
             record = self.engine.read_record(client.ioctx, name)
+            kind = self._kind_of(name, record)
             worker = copy_worker.ExecuteWorker.adopt(status_path, name)
             if worker is not None:
                 worker.stop()
                 self._release_dead_worker(client, name, record, status_path)
             aborted = self.engine.abort(client.ioctx, name, force=force)
-        exported = exported_source.ExportedSource(self, volume.id)
-        if exported.recorded():
-            exported.stop(context, volume)
+        self._stop_source(context, volume, kind)
         return aborted
 
     def delete_volume(self, volume):
