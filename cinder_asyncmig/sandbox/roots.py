@@ -213,13 +213,9 @@ def run(name, argv, binds=(), cwd=None, check=True, **kwargs):
     :returns: the :class:`subprocess.CompletedProcess`.
     """
     args, env = command(name, argv, binds=binds, cwd=cwd)
-    if env is not None and kwargs.get('env'):
-        env.update({k: v for k, v in kwargs.pop('env').items()
-                    if k not in ('PATH', 'PYTHONPATH')})
-    elif env is None:
-        env = kwargs.pop('env', None)
-    kwargs.pop('env', None)
-    return subprocess.run(args, env=env, check=check, **kwargs)
+    # in a root, the command changes directory itself
+    return subprocess.run(args, env=env, check=check,
+                          cwd=cwd if env is None else None, **kwargs)
 
 
 def run_module(name, module, args, binds=()):
