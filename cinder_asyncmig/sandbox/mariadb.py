@@ -55,6 +55,12 @@ class MariaDB(object):
         return os.path.join(self.directory, 'data')
 
     @property
+    def tmpdir(self):
+        # its own: a starting server removes the "#sql*" files it finds in
+        # its tmpdir, those of another server's bootstrap included
+        return os.path.join(self.directory, 'tmp')
+
+    @property
     def socket(self):
         return os.path.join(self.directory, 'mariadb.sock')
 
@@ -77,6 +83,7 @@ class MariaDB(object):
     def _argv(self):
         return [MARIADBD, '--no-defaults', '--datadir=%s' % self.datadir,
                 '--socket=%s' % self.socket, '--port=%d' % self.port,
+                '--tmpdir=%s' % self.tmpdir,
                 '--bind-address=127.0.0.1', '--skip-name-resolve',
                 '--pid-file=%s' % os.path.join(self.directory,
                                                'mariadb.pid'),
@@ -90,9 +97,11 @@ class MariaDB(object):
     def install(self):
         """Create the system tables in an empty data directory."""
         os.makedirs(self.datadir, exist_ok=True)
+        os.makedirs(self.tmpdir, exist_ok=True)
         _run([INSTALL_DB, '--no-defaults', '--datadir=%s' % self.datadir,
               '--auth-root-authentication-method=normal', '--skip-test-db',
-              '--skip-name-resolve'] + self._user_args())
+              '--skip-name-resolve', '--tmpdir=%s' % self.tmpdir] +
+             self._user_args())
 
     def start(self, timeout=60):
         """Start the server and wait until its socket answers."""
