@@ -148,9 +148,14 @@ def is_built(name):
     """Whether the root of ``name`` is built and up to date."""
     try:
         with open(os.path.join(root_path(name), MARKER.lstrip('/'))) as f:
-            return json.load(f).get('recipe') == _recipe(name)
+            recipe = json.load(f).get('recipe')
     except (OSError, ValueError):
         return False
+    if current() != HOST:
+        # the host compared the recipe before entering this root, where
+        # only the package is bound, not bindep.txt and the requirements
+        return bool(recipe)
+    return recipe == _recipe(name)
 
 
 def needs_root(name):
@@ -188,14 +193,22 @@ def command(name, argv, binds=(), cwd=None):
             continue
         seen.add(path)
         mounts.append((path, path))
+    inner = list(argv)
+    if cwd:
+        inner = ['/bin/sh', '-c', 'cd "$0" && exec "$@"', cwd] + inner
+    return _enter(root, mounts, inner), root_env()
+
+
+def _enter(root, mounts, argv):
+    """The command line running ``argv`` in ``root`` with ``mounts``.
+
+    :param mounts: ``(directory, mount point in the root)`` pairs.
+    """
     args = ['unshare', '--mount', '--propagation', 'private', '--',
             '/bin/sh', '-c', _ENTER_SCRIPT, 'cinder-asyncmig-root', root]
     for src, dst in mounts:
         args += [src, dst]
-    inner = list(argv)
-    if cwd:
-        inner = ['/bin/sh', '-c', 'cd "$0" && exec "$@"', cwd] + inner
-    return args + ['--'] + inner, root_env()
+    return args + ['--'] + list(argv)
 
 
 def root_env(base=None):
@@ -278,13 +291,10 @@ def _locked(name):
 
 
 def _in_new_root(root, argv, binds=(), log=None):
-    args = ['unshare', '--mount', '--propagation', 'private', '--',
-            '/bin/sh', '-c', _ENTER_SCRIPT, 'cinder-asyncmig-root', root]
-    for path in binds:
-        args += [path, path]
     env = dict(root_env(), DEBIAN_FRONTEND='noninteractive', PYTHONPATH='')
-    result = subprocess.run(args + ['--'] + list(argv), env=env, stdout=log,
-                            stderr=subprocess.STDOUT, check=False)
+    result = subprocess.run(_enter(root, [(p, p) for p in binds], argv),
+                            env=env, stdout=log, stderr=subprocess.STDOUT,
+                            check=False)
     if result.returncode != 0:
         raise RootError('%s failed in %s (exit %d); see %s' % (
             ' '.join(argv[:3]), root, result.returncode,

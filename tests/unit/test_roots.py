@@ -63,6 +63,14 @@ class RootsTest(testtools.TestCase):
         self.assertFalse(roots.is_built('reef'))
         self.assertRaises(roots.RootError, roots.command, 'reef', ['true'])
 
+    def test_inside_a_root_another_root_counts_as_built(self):
+        # nested: the recipe's files are not in the root, only the marker
+        self._fake_built('tentacle', recipe='0' * 16)
+        self.assertFalse(roots.is_built('tentacle'))
+        with mock.patch.object(roots, 'current', return_value='reef'):
+            self.assertTrue(roots.is_built('tentacle'))
+            self.assertFalse(roots.is_built('pacific'))
+
     def test_command_enters_the_root_with_binds_at_their_own_paths(self):
         self._fake_built('tentacle')
         work = self.useFixture(fixtures.TempDir()).path
