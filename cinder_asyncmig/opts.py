@@ -36,7 +36,11 @@ target_opts = [
                      'cluster, taken over with a linked librbd live '
                      'migration. "%(native)s": an RBD volume in another '
                      'Ceph cluster read by librbd itself (needs Ceph 20.2 '
-                     'or later on every client; detected). "%(file)s": '
+                     'or later on every client, detected, and the other '
+                     'cluster\'s /etc/ceph/<rbd_cluster_name>.conf and '
+                     'keyring of the source backend\'s rbd_user on every '
+                     'host that opens the volume during the copy). '
+                     '"%(file)s": '
                      'a volume that is a file at the same path on every '
                      'host (see async_migration_shared_file_backends), '
                      'read as a raw file stream. "%(exported)s": any volume '
@@ -130,6 +134,32 @@ exporter_opts = [
                help='Seconds an HTTP exporter waits for a request head, '
                     'keeps an idle connection open and waits for one '
                     'write to a client, before it closes the connection.'),
+    cfg.StrOpt('async_migration_exporter_transport',
+               default='auto', choices=('auto', 'http', 'nbd'),
+               help='How the exporter serves a source LUN. "nbd": '
+                    'qemu-nbd with TLS and x509 client certificates, read '
+                    'by librbd\'s nbd stream (librbd 20.2 or later here and '
+                    'on every hypervisor; needs '
+                    'async_migration_exporter_nbd_tls_dir). "http": the '
+                    'built-in HTTP exporter, secured by an unguessable URL '
+                    '(and HTTPS with a certificate). "auto": nbd where '
+                    'librbd has the nbd stream and the TLS directory is '
+                    'set, http otherwise. An RBD image of another cluster '
+                    'is always served over http.'),
+    cfg.StrOpt('async_migration_exporter_nbd_tls_dir',
+               help='Directory with the x509 files qemu-nbd serves with: '
+                    'ca-cert.pem (the CA of the client certificates), '
+                    'server-cert.pem (valid for '
+                    'async_migration_exporter_bind_address) and '
+                    'server-key.pem. Every librbd client of the destination '
+                    'must hold a certificate of that CA in '
+                    '/etc/pki/libnbd (ca-cert.pem, client-cert.pem, '
+                    'client-key.pem), libnbd\'s default for root.'),
+    cfg.ListOpt('async_migration_exporter_nbd_client_identities',
+                default=[],
+                help='Distinguished names of the client certificates '
+                     'allowed to read an NBD export, e.g. CN=compute-1. '
+                     'Empty: any certificate of the CA.'),
 ]
 
 manager_opts = [

@@ -252,6 +252,38 @@ class Engine(object):
             self._api().migration_abort(ioctx, name)
         return True
 
+    # -- the snapshot a native import reads --------------------------------
+
+    def freeze(self, ioctx, name, snapshot):
+        """Create and protect ``snapshot`` of ``name``; kept if it exists.
+
+        Protection keeps the image from being removed while a native
+        import reads it.
+        """
+        with self.translate_errors('snapshot', name):
+            with self.image(ioctx, name) as img:
+                if snapshot not in [s['name'] for s in img.list_snaps()]:
+                    img.create_snap(snapshot)
+                if not img.is_protected_snap(snapshot):
+                    img.protect_snap(snapshot)
+
+    def thaw(self, ioctx, name, snapshot):
+        """Unprotect and remove ``snapshot`` of ``name``, if both exist.
+
+        :returns: True if a snapshot was removed.
+        """
+        with self.translate_errors('snapshot removal', name):
+            try:
+                with self.image(ioctx, name) as img:
+                    if snapshot not in [s['name'] for s in img.list_snaps()]:
+                        return False
+                    if img.is_protected_snap(snapshot):
+                        img.unprotect_snap(snapshot)
+                    img.remove_snap(snapshot)
+                    return True
+            except self.rbd.ImageNotFound:
+                return False
+
     # -- the plugin's record in the image header --------------------------
 
     def read_record(self, ioctx, name):

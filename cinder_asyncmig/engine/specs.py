@@ -50,6 +50,11 @@ def raw_http(url):
     return {'type': 'raw', 'stream': {'type': 'http', 'url': url}}
 
 
+def raw_nbd(uri):
+    """A raw image served over NBD (librbd 20.2 and later)."""
+    return {'type': 'raw', 'stream': {'type': 'nbd', 'uri': uri}}
+
+
 def is_cross_cluster(spec):
     return spec.get('type') == 'native' and bool(
         spec.get('cluster_name') or spec.get('client_name'))

@@ -24,6 +24,7 @@ import io
 import os
 import shlex
 
+from cinder_asyncmig.sandbox import pki
 from cinder_asyncmig.sandbox import settings
 
 #: Names of the sandbox's Cinder services, for ``Sandbox.service(name)``.
@@ -95,7 +96,9 @@ Deployment = collections.namedtuple('Deployment', [
     'xcluster_secret_uuid',
     # the target's exporter ports, [first, last]; None in older records
     'exporter_ports',
-], defaults=(None, None, None, None))
+    # the exporter serves over NBD with TLS (librbd 20.2 and privileged)
+    'nbd_tls',
+], defaults=(None, None, None, None, None))
 
 
 def service_spec(name):
@@ -206,6 +209,16 @@ def host_ceph_files(deployment):
     return files
 
 
+def nbd_server_dir(deployment):
+    """qemu-nbd's x509 directory on the target host."""
+    return path(deployment, 'etc', 'nbd-server')
+
+
+def libnbd_dir(deployment):
+    """The sandbox's /etc/pki/libnbd: every host's NBD client certificate."""
+    return path(deployment, 'etc', 'pki-libnbd')
+
+
 def file_share_dir(deployment):
     """The directory the file backend's share is, outside any namespace."""
     return path(deployment, 'nfs', 'share')
@@ -243,6 +256,37 @@ def sees_file_share(backend):
             or backend.driver == settings.TARGET_DRIVER)
 
 
+def host_mounts(deployment):
+    """What every host of the sandbox's cloud has mounted.
+
+    /etc/ceph, and with the NBD transport, /etc/pki/libnbd.
+
+    :returns: a list of ``(directory, mount point)``.
+    """
+    mounts = [(host_ceph_dir(deployment), '/etc/ceph')]
+    if deployment.nbd_tls:
+        mounts.append((libnbd_dir(deployment), '/etc/pki/libnbd'))
+    return mounts
+
+
+def on_a_host(deployment, argv):
+    """A command line running ``argv`` as on a host of the sandbox's cloud.
+
+    A hypervisor, for instance: librbd finds the second cluster and the
+    NBD client certificate where a real host keeps them.
+    """
+    return _in_mounts(host_mounts(deployment), argv)
+
+
+def _in_mounts(mounts, argv):
+    binds = []
+    for directory, mount_point in mounts:
+        binds += [directory, mount_point]
+    return (['unshare', '--mount', '--propagation', 'private', '--',
+             '/bin/sh', '-c', MOUNT_SCRIPT, 'sandbox-mounts'] + binds +
+            ['--'] + list(argv))
+
+
 def bind_mounts(deployment, spec):
     """The bind mounts of a volume service's mount namespace.
 
@@ -254,7 +298,7 @@ def bind_mounts(deployment, spec):
 
     :returns: a list of ``(directory, mount point)``.
     """
-    mounts = [(host_ceph_dir(deployment), '/etc/ceph')]
+    mounts = host_mounts(deployment)
     if sees_file_share(spec.backend):
         mounts.append((file_share_dir(deployment),
                        nfs_mount_point(deployment)))
@@ -339,6 +383,13 @@ def volume_settings(deployment, backend):
              str(deployment.exporter_ports[0])),
             (backend.name, 'async_migration_exporter_port_max',
              str(deployment.exporter_ports[1]))]
+        if deployment.nbd_tls:
+            exporter += [
+                (backend.name, 'async_migration_exporter_nbd_tls_dir',
+                 nbd_server_dir(deployment)),
+                (backend.name,
+                 'async_migration_exporter_nbd_client_identities',
+                 pki.CLIENT_IDENTITY)]
     return ([('DEFAULT', 'enabled_backends', backend.name)] + privsep +
             settings.manager_options(deployment.volume_manager) +
             backend_settings(deployment, backend) + exporter +
@@ -412,12 +463,7 @@ def service_argv(deployment, spec):
             '--config-file', config_path(deployment, spec)]
     if spec.backend is None or not deployment.privileged:
         return argv
-    mounts = []
-    for directory, mount_point in bind_mounts(deployment, spec):
-        mounts += [directory, mount_point]
-    return (['unshare', '--mount', '--propagation', 'private', '--',
-             '/bin/sh', '-c', MOUNT_SCRIPT, 'sandbox-mounts'] + mounts +
-            ['--'] + argv)
+    return _in_mounts(bind_mounts(deployment, spec), argv)
 
 
 def api_paste(installed_text, admin_users=(ADMIN_USER,)):

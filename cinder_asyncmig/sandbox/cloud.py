@@ -54,9 +54,11 @@ from oslo_log import log as logging
 from oslo_utils import excutils
 from oslo_utils import units
 
+from cinder_asyncmig.engine import features
 from cinder_asyncmig.sandbox import ceph
 from cinder_asyncmig.sandbox import cinderconf
 from cinder_asyncmig.sandbox import mariadb
+from cinder_asyncmig.sandbox import pki
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sandbox import rabbitmq
 from cinder_asyncmig.sandbox import roots
@@ -158,6 +160,12 @@ def _can_fake_etc_ceph():
     """Whether volume services can get a /etc/ceph of the sandbox."""
     return (os.geteuid() == 0 and os.path.isdir('/etc/ceph') and
             shutil.which('unshare') is not None)
+
+
+def _has_nbd_stream():
+    """Whether librbd here reads NBD streams (the exporter's NBD transport)."""
+    import rbd
+    return features.CephFeatures.detect(rbd).nbd_stream
 
 
 def _utc_epoch(timestamp):
@@ -374,7 +382,8 @@ class Sandbox(process.Recorded):
             xcluster_keyring=os.path.join(
                 xcluster_dir, 'ceph.client.%s.keyring' % CEPH_CLIENT),
             xcluster_secret_uuid=str(uuid.uuid4()),
-            exporter_ports=list(process.free_port_range(EXPORTER_PORTS)))
+            exporter_ports=list(process.free_port_range(EXPORTER_PORTS)),
+            nbd_tls=_can_fake_etc_ceph() and _has_nbd_stream())
         return {
             'directory': directory,
             'ports': {'api': api, 'mariadb': db, 'amqp': amqp_port,
@@ -467,6 +476,10 @@ class Sandbox(process.Recorded):
             os.makedirs(host_ceph, exist_ok=True)
             for name, real in cinderconf.host_ceph_files(deployment):
                 os.symlink(real, os.path.join(host_ceph, name))
+        if deployment.nbd_tls:
+            pki.write_nbd_files(cinderconf.nbd_server_dir(deployment),
+                                cinderconf.libnbd_dir(deployment),
+                                '127.0.0.1')
         else:
             self._state['warnings'].append(
                 'not root (or no /etc/ceph, or no unshare): generic '

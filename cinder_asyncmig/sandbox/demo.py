@@ -82,22 +82,50 @@ class Demo(object):
     def run(self):
         import rbd
 
+        from cinder_asyncmig.engine import features
+
         env = self.sandbox.env()
-        src_pool = env['ASYNCMIG_SOURCE_POOL']
         client = self.sandbox.ceph.connect()
         try:
-            src = client.open_ioctx(src_pool)
+            src = client.open_ioctx(env['ASYNCMIG_SOURCE_POOL'])
             dst = client.open_ioctx(env['ASYNCMIG_TARGET_POOL'])
-            return self._run(rbd, env, src, dst)
+            failed = self._run(rbd, src, dst, None, hypervisor=True)
+            if not features.CephFeatures.detect(rbd).native_cross_cluster:
+                return failed
+            # a volume of the second cluster, imported by librbd itself
+            xclient = self.sandbox.xcluster.connect()
+            try:
+                xsrc = xclient.open_ioctx(env['ASYNCMIG_XCLUSTER_POOL'])
+                self.say()
+                self.say('Another Ceph cluster (rbd-native): the target\'s '
+                         'librbd reads it through /etc/ceph/xcluster.conf')
+                return failed | self._run(rbd, xsrc, dst,
+                                          env['ASYNCMIG_XCLUSTER_TYPE'],
+                                          hypervisor=False)
+            finally:
+                xclient.shutdown()
         finally:
             client.shutdown()
 
-    def _run(self, rbd, env, src, dst):
+    def _run(self, rbd, src, dst, volume_type, hypervisor):
+        """Migrate one volume of ``src``'s pool to the target.
+
+        :param volume_type: the volume type of the source backend, None
+                            for the default one.
+        :param hypervisor: whether to attach and write during the copy; a
+                           hypervisor of a cross-cluster import needs the
+                           other cluster in its /etc/ceph, this process
+                           has not.
+        :returns: 0 when every check holds, else 1.
+        """
         sandbox = self.sandbox
-        self.say('$ cinder create --name demo %d' % self.size_gib)
-        volume_id = _field(sandbox.cinder('create', '--name', 'demo',
-                                          self.size_gib), 'id')
-        self.wait(volume_id, lambda v: v['status'] == 'available')
+        create = ['create', '--name', 'demo', self.size_gib]
+        if volume_type:
+            create[1:1] = ['--volume-type', volume_type]
+        self.say('$ cinder %s' % ' '.join(str(a) for a in create))
+        volume_id = _field(sandbox.cinder(*create), 'id')
+        volume = self.wait(volume_id, lambda v: v['status'] == 'available')
+        source_host = volume['os-vol-host-attr:host']
         name = 'volume-%s' % volume_id
         expected = bytearray(self.size)
         with rbd.Image(src, name) as image:
@@ -106,7 +134,7 @@ class Demo(object):
                 image.write(data, offset)
                 expected[offset:offset + CHUNK] = data
         self.say('Volume %s: %d GiB of random data on %s' % (
-            volume_id, self.size_gib, sandbox.source_host))
+            volume_id, self.size_gib, source_host))
 
         self.say('$ cinder migrate %s %s' % (volume_id, sandbox.target_host))
         started = time.monotonic()
@@ -121,7 +149,9 @@ class Demo(object):
             volume['migration_status'], volume['os-vol-host-attr:host'],
             attachable))
 
-        writes = self._use_while_copying(rbd, volume_id, expected)
+        writes = 0
+        if hypervisor:
+            writes = self._use_while_copying(rbd, volume_id, expected)
         volume = self._show_progress(volume_id)
         copy_done = time.monotonic() - started
 
@@ -130,17 +160,21 @@ class Demo(object):
             for offset in range(0, self.size, 4 * CHUNK):
                 got.update(image.read(offset, min(4 * CHUNK,
                                                   self.size - offset)))
+            snapshots = list(image.list_snaps())
         want = hashlib.sha256(expected).hexdigest()
         source_left = name in rbd.RBD().list(src)
         ok = (volume['migration_status'] == 'success' and not source_left
-              and got.hexdigest() == want)
+              and not snapshots and got.hexdigest() == want)
         self.say()
         self.say('Summary')
         self.say('  volume                     %s, %d GiB' % (volume_id,
                                                               self.size_gib))
+        self.say('  source kind                %s' % (
+            _kind_in_log(sandbox, volume_id) or 'unknown'))
         self.say('  migrating_attachable after %.2f s' % attachable)
         self.say('  success after              %.1f s' % copy_done)
-        self.say('  hypervisor writes          %d, during the copy' % writes)
+        self.say('  hypervisor writes          %s' % (
+            '%d, during the copy' % writes if hypervisor else 'none'))
         self.say('  final state                status=%s migration_status=%s'
                  % (volume['status'], volume['migration_status']))
         self.say('  host                       %s' %
@@ -217,6 +251,15 @@ class Demo(object):
                 self.say('migration_status=%s' % state)
                 return volume
             time.sleep(0.5)
+
+
+def _kind_in_log(sandbox, volume_id):
+    """The source kind the target's log says took the volume over."""
+    with open(sandbox.service(cloud.VOLUME_TARGET).log,
+              errors='replace') as f:
+        match = re.search(r'Volume %s \(\d+ bytes, (\S+) source\) taken over'
+                          % re.escape(volume_id), f.read())
+    return match.group(1) if match else None
 
 
 def run(directory=None, size_gib=2, keep=False, memstore_bytes=None):

@@ -136,7 +136,7 @@ class SourceKind(object, metaclass=abc.ABCMeta):
         :param volume: the volume being migrated here.
         """
 
-    def stop(self, context, volume):
+    def stop(self, context, volume, record=None):
         """Stop serving the source and release what holds it here.
 
         Called after the commit, before the source's backend removes the
@@ -144,6 +144,8 @@ class SourceKind(object, metaclass=abc.ABCMeta):
         was made readable. Safe to call again.
 
         :param volume: the volume (on either host).
+        :param record: the migration's record, read before the step that
+                       called; None when it is not known.
         """
 
     def source_left(self, client, record):
@@ -229,12 +231,13 @@ class ImportKind(SourceKind):
             return True, True, {}
         started = time.monotonic()
         spec, described = self._open_stream(offer)
+        source = dict(source, **described)
         try:
-            size = self._prepare_import(client, volume, spec,
-                                        dict(source, **described))
+            size = self._prepare_import(client, volume, spec, source)
         except Exception:
             with excutils.save_and_reraise_exception():
-                self.stop(offer.context, volume)
+                self.stop(offer.context, volume,
+                          {'kind': self.name, 'source': source})
         LOG.info('Volume %(vol)s (%(size)d bytes, %(kind)s source) taken '
                  'over in %(ms).1f ms; it is usable on this '
                  'backend while its data is copied.',

@@ -86,10 +86,12 @@ class ExportedSource(object):
 
     :param configuration: the target backend's configuration.
     :param volume_id: the migrating volume.
+    :param nbd_stream: whether librbd here reads NBD streams.
     """
 
-    def __init__(self, configuration, volume_id):
+    def __init__(self, configuration, volume_id, nbd_stream=False):
         self.configuration = configuration
+        self.nbd_stream = nbd_stream
         self.export_id = volume_id
         self.state_dir = configuration.async_migration_state_dir
         self.record_path = _record_path(self.state_dir, volume_id)
@@ -127,6 +129,7 @@ class ExportedSource(object):
             options = exporter.start_options(cfg)
             options['max_bytes_per_sec'] = read_rate(
                 volume, options['max_bytes_per_sec'])
+            options['transport'] = self._transport(rbd)
             served = exporter.Exporter.start(
                 self.state_dir, self.export_id, path,
                 exporter.generate_token(), rbd=rbd, **options)
@@ -140,6 +143,28 @@ class ExportedSource(object):
                   'cap': options['max_bytes_per_sec'] or 'none'},
                  resource=volume)
         return served
+
+    def _transport(self, rbd_lun):
+        """The exporter's transport for this source (see the option).
+
+        :raises MigrationSourceRefused: nbd is asked for and cannot be.
+        """
+        wanted = self.configuration.async_migration_exporter_transport
+        tls_dir = self.configuration.async_migration_exporter_nbd_tls_dir
+        if wanted == exporter.HTTP or rbd_lun is not None:
+            return exporter.HTTP
+        reason = None
+        if not self.nbd_stream:
+            reason = _('librbd here has no NBD stream (Ceph 20.2 or later)')
+        elif not tls_dir:
+            reason = _('async_migration_exporter_nbd_tls_dir is not set')
+        if reason is None:
+            return exporter.NBD
+        if wanted == exporter.NBD:
+            raise exception.MigrationSourceRefused(
+                volume_id=self.export_id,
+                reason=_('the exporter transport is nbd, but %s') % reason)
+        return exporter.HTTP
 
     def _connect(self, record):
         """Attach the source here; return the exporter's path and rbd."""
@@ -299,7 +324,8 @@ class ExporterKind(base.ImportKind):
     name = kinds.EXPORTER
 
     def _exported(self, volume):
-        return ExportedSource(self.configuration, volume.id)
+        return ExportedSource(self.configuration, volume.id,
+                              nbd_stream=self.engine.features.nbd_stream)
 
     def decline_reason(self, offer):
         source = rbd.from_offer(offer)
@@ -316,7 +342,11 @@ class ExporterKind(base.ImportKind):
     def _open_stream(self, offer):
         served = self._exported(offer.volume).start(
             offer.context, offer.volume, offer.src_host)
-        return specs.raw_http(served.url), {'export': served.masked_url}
+        if served.transport == exporter.NBD:
+            spec = specs.raw_nbd(served.url)
+        else:
+            spec = specs.raw_http(served.url)
+        return spec, {'export': served.masked_url}
 
     def holds_local_state(self, volume):
         """The attachment record in the state directory.
@@ -328,7 +358,8 @@ class ExporterKind(base.ImportKind):
     def ensure_served(self, volume):
         self._exported(volume).ensure_served()
 
-    def stop(self, context, volume):
+    def stop(self, context, volume, record=None):
+        # the exporter keeps its own record in the state directory
         self._exported(volume).stop(context, volume)
 
 

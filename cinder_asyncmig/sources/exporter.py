@@ -61,6 +61,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import socketserver
 import ssl
 import stat
@@ -79,6 +80,7 @@ from oslo_utils import units
 
 from cinder_asyncmig.engine import worker
 from cinder_asyncmig import exception
+from cinder_asyncmig.sources import nbd
 
 LOG = logging.getLogger(__name__)
 
@@ -134,6 +136,10 @@ def export_url(scheme, address, port, token):
     return '%s://%s:%d%s/%s' % (scheme, address, port, PATH_PREFIX, token)
 
 
+HTTP = 'http'
+NBD = 'nbd'
+
+
 def start_options(configuration):
     """Return :meth:`Exporter.start` keyword arguments from a backend.
 
@@ -152,6 +158,9 @@ def start_options(configuration):
         'max_connections':
             configuration.async_migration_exporter_max_connections,
         'timeout': configuration.async_migration_exporter_timeout,
+        'nbd_tls_dir': configuration.async_migration_exporter_nbd_tls_dir,
+        'nbd_identities':
+            configuration.async_migration_exporter_nbd_client_identities,
     }
 
 
@@ -209,7 +218,8 @@ def make_config(export_id, path, token, bind_address=DEFAULT_BIND_ADDRESS,
                 max_bytes_per_sec=0,
                 max_connections=DEFAULT_MAX_CONNECTIONS,
                 timeout=DEFAULT_TIMEOUT, port=None, reserved_ports=(),
-                rbd=None):
+                rbd=None, transport=HTTP, nbd_tls_dir=None,
+                nbd_identities=()):
     """Return a checked exporter configuration (a dict, token included).
 
     :param path: the LUN, or the ceph.conf of an RBD LUN.
@@ -218,6 +228,11 @@ def make_config(export_id, path, token, bind_address=DEFAULT_BIND_ADDRESS,
                 configuration file of its cluster.
     :param port: the port to use; only this one is tried when given.
     :param reserved_ports: ports of the range a new export must not take.
+    :param transport: ``http``, or ``nbd`` for qemu-nbd (see
+                      :mod:`~cinder_asyncmig.sources.nbd`), which needs
+                      ``nbd_tls_dir`` and serves no RBD LUN.
+    :param nbd_identities: client certificate names qemu-nbd lets in;
+                           empty for any certificate of the CA.
     :raises ExporterInvalid: when a setting cannot work.
     """
     _check_export_id(export_id)
@@ -236,8 +251,18 @@ def make_config(export_id, path, token, bind_address=DEFAULT_BIND_ADDRESS,
               'max_connections': int(max_connections),
               'timeout': float(timeout),
               'reserved_ports': sorted(int(p) for p in reserved_ports),
-              'rbd': _check_rbd(rbd)}
+              'rbd': _check_rbd(rbd), 'transport': transport,
+              'nbd_tls_dir': nbd_tls_dir,
+              'nbd_identities': [str(i) for i in nbd_identities or ()]}
     _check_limits(config)
+    if transport not in (HTTP, NBD):
+        raise _invalid(_('the transport must be %(http)s or %(nbd)s') % {
+            'http': HTTP, 'nbd': NBD})
+    if transport == NBD:
+        problem = nbd.tls_dir_problem(nbd_tls_dir)
+        if problem or config['rbd']:
+            raise _invalid(problem or _('an RBD LUN is served over http '
+                                        'only'))
     return config
 
 
@@ -980,17 +1005,22 @@ def _report(server, config, status_path, started_at, stopping):
                                 _serving_status(server, config, started_at))
 
 
+def _ports_to_try(config):
+    """The recorded port, or the range less the other exports' ports."""
+    if config['port']:
+        return [config['port']]
+    ports = [p for p in range(config['port_min'], config['port_max'] + 1)
+             if p not in config['reserved_ports']]
+    if not ports:
+        raise BindError(errno.EADDRINUSE, 'every port of %d-%d is '
+                        'recorded for another export' %
+                        (config['port_min'], config['port_max']))
+    return ports
+
+
 def _serve(config, status_path):
     started_at = time.time()
-    if config['port']:
-        ports = [config['port']]
-    else:
-        ports = [p for p in range(config['port_min'], config['port_max'] + 1)
-                 if p not in config['reserved_ports']]
-        if not ports:
-            raise BindError(errno.EADDRINUSE, 'every port of %d-%d is '
-                            'recorded for another export' %
-                            (config['port_min'], config['port_max']))
+    ports = _ports_to_try(config)
     server = make_server(config['path'], config['token'],
                          config['bind_address'], ports,
                          config['cert_file'], config['key_file'],
@@ -1028,6 +1058,60 @@ def _serve(config, status_path):
         server.server_close()
 
 
+def _listening_socket(address):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(address)
+        sock.listen(_LISTEN_BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _serve_nbd(config, status_path, config_path):
+    """Serve with qemu-nbd on a port chosen as for HTTP, until a signal."""
+    started_at = time.time()
+    sock = _bind_first_free(_listening_socket, config['bind_address'],
+                            _ports_to_try(config))
+    port = sock.getsockname()[1]
+    log_path = os.path.splitext(config_path)[0] + '.log'
+    with sock, open(log_path, 'ab') as log:
+        server = nbd.start(config, sock, log)
+    try:
+        # qemu-nbd exits at once on unusable TLS files or a bad LUN
+        server.wait(timeout=1)
+        raise OSError(errno.EIO, 'qemu-nbd exited with code %d; see %s' %
+                      (server.returncode, log_path))
+    except subprocess.TimeoutExpired:
+        pass
+    stopping = threading.Event()
+
+    def stop(signum, frame):
+        LOG.info('Signal %(sig)d: stopping.', {'sig': signum})
+        stopping.set()
+        server.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    status = {'pid': os.getpid(), 'export_id': config['export_id'],
+              'phase': SERVING, 'path': config['path'],
+              'address': config['bind_address'], 'port': port,
+              'scheme': nbd.SCHEME, 'server_pid': server.pid,
+              'started_at': started_at, 'updated_at': time.time()}
+    worker.write_status(status_path, status)
+    LOG.info('Exporting %(path)s at %(url)s with qemu-nbd %(pid)d.',
+             {'path': config['path'], 'pid': server.pid,
+              'url': nbd.uri(config['bind_address'], port,
+                             config['export_id'])})
+    code = server.wait()
+    status.update(updated_at=time.time(),
+                  phase=STOPPED if stopping.is_set() else FAILED)
+    if not stopping.is_set():
+        status['error'] = 'qemu-nbd exited with code %d' % code
+    worker.write_status(status_path, status)
+
+
 def _fail(status_path, config, kind, error):
     LOG.error('Cannot export: %(error)s', {'error': error})
     worker.write_status(status_path, {
@@ -1055,7 +1139,10 @@ def main(argv=None):
     except (OSError, ValueError, exception.ExporterInvalid) as exc:
         return _fail(status_path, config, BAD_CONFIG, exc)
     try:
-        _serve(config, status_path)
+        if config['transport'] == NBD:
+            _serve_nbd(config, status_path, args.config)
+        else:
+            _serve(config, status_path)
     except BindError as exc:
         # a recorded port is part of the URL librbd keeps: no other will do
         kind = PORT_TAKEN if config['port'] else NO_FREE_PORT
@@ -1100,7 +1187,7 @@ class Exporter(object):
               port_range=DEFAULT_PORT_RANGE, cert_file=None, key_file=None,
               max_bytes_per_sec=0, max_connections=DEFAULT_MAX_CONNECTIONS,
               timeout=DEFAULT_TIMEOUT, start_timeout=DEFAULT_START_TIMEOUT,
-              rbd=None):
+              rbd=None, transport=HTTP, nbd_tls_dir=None, nbd_identities=()):
         """Start a new export of ``path``; return once it listens.
 
         :param state_dir: local directory for the export's files.
@@ -1114,6 +1201,7 @@ class Exporter(object):
             skipping the ports recorded for the other exports of
             ``state_dir`` (their exporters must find them free on restart).
         :param start_timeout: seconds to wait for the child to listen.
+        :param transport: ``http`` or ``nbd``; see :func:`make_config`.
         :returns: the running :class:`Exporter`.
         :raises ExporterInvalid: for a setting that cannot work.
         :raises ExporterConflict: when the export is already recorded.
@@ -1124,7 +1212,9 @@ class Exporter(object):
                              port_range, cert_file, key_file,
                              max_bytes_per_sec, max_connections, timeout,
                              reserved_ports=_recorded_ports(state_dir),
-                             rbd=rbd)
+                             rbd=rbd, transport=transport,
+                             nbd_tls_dir=nbd_tls_dir,
+                             nbd_identities=nbd_identities)
         config_path = _paths(state_dir, export_id)[0]
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         try:
@@ -1314,18 +1404,30 @@ class Exporter(object):
         return self._config['bind_address']
 
     @property
+    def transport(self):
+        """``http`` or ``nbd``."""
+        return self._config['transport']
+
+    @property
     def scheme(self):
+        if self.transport == NBD:
+            return nbd.SCHEME
         return 'https' if self._config['cert_file'] else 'http'
 
     @property
     def url(self):
         """The URL with its token: for the librbd source spec only."""
+        if self.transport == NBD:
+            return nbd.uri(self.address, self.port, self.export_id)
         return export_url(self.scheme, self.address, self.port,
                           self._config['token'])
 
     @property
     def masked_url(self):
         """The URL with its token masked: for logs and messages."""
+        if self.transport == NBD:
+            # no secret in it: a client certificate is what lets one in
+            return self.url
         return export_url(self.scheme, self.address, self.port, MASK)
 
     def status(self):

@@ -101,10 +101,11 @@ class LinkedKind(base.SourceKind):
                 # nobody has seen the destination yet: a linked abort
                 # puts the source back exactly as it was
                 self.engine.abort(client.ioctx, name, exposed=False)
-        LOG.info('Volume %(vol)s (%(size)d bytes) taken over from '
-                 '%(src)s in %(ms).1f ms; it is usable on this backend '
-                 'while its data is copied.',
-                 {'vol': volume.id, 'size': info.size, 'src': source.display,
+        LOG.info('Volume %(vol)s (%(size)d bytes, %(kind)s source) taken '
+                 'over from %(src)s in %(ms).1f ms; it is usable on this '
+                 'backend while its data is copied.',
+                 {'vol': volume.id, 'size': info.size, 'kind': self.name,
+                  'src': source.display,
                   'ms': (time.monotonic() - started) * 1000},
                  resource=volume)
         return True, True, {}

@@ -21,6 +21,7 @@ import fixtures
 from oslo_utils import units
 import testtools
 
+from cinder_asyncmig.engine import features
 from cinder_asyncmig import exception
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sources import exported
@@ -98,8 +99,11 @@ class _Driver(object):
             async_migration_exporter_key_file=None,
             async_migration_exporter_max_bytes_per_sec=0,
             async_migration_exporter_max_connections=4,
-            async_migration_exporter_timeout=5)
-        self.engine = None
+            async_migration_exporter_timeout=5,
+            async_migration_exporter_transport='auto',
+            async_migration_exporter_nbd_tls_dir=None,
+            async_migration_exporter_nbd_client_identities=[])
+        self.engine = mock.Mock(features=features.CephFeatures(release=16))
         self.conn = conn
         self.device_path = device_path
         self.device_readable = True
@@ -278,3 +282,32 @@ class ExportedSourceTest(testtools.TestCase):
         source = exported.ExportedSource(
             _Driver(self.state_dir, None).configuration, self.volume.id)
         self.assertRaises(exception.MigrationLost, source.ensure_served)
+
+
+class TransportTest(testtools.TestCase):
+    """Which transport the exporter of a source gets."""
+
+    def transport(self, wanted, tls_dir, nbd_stream, rbd_lun=None):
+        configuration = mock.Mock(
+            async_migration_state_dir='/nonexistent',
+            async_migration_exporter_transport=wanted,
+            async_migration_exporter_nbd_tls_dir=tls_dir)
+        source = exported.ExportedSource(configuration, 'vol-1',
+                                         nbd_stream=nbd_stream)
+        return source._transport(rbd_lun)
+
+    def test_auto_takes_nbd_where_it_can(self):
+        self.assertEqual(exporter.NBD, self.transport('auto', '/tls', True))
+        self.assertEqual(exporter.HTTP, self.transport('auto', None, True))
+        self.assertEqual(exporter.HTTP, self.transport('auto', '/tls', False))
+        self.assertEqual(exporter.HTTP, self.transport(
+            'auto', '/tls', True, rbd_lun={'pool': 'p'}))
+        self.assertEqual(exporter.HTTP, self.transport('http', '/tls', True))
+
+    def test_nbd_asked_for_where_it_cannot_be_refused(self):
+        self.assertRaisesRegex(exception.MigrationSourceRefused,
+                               'no NBD stream', self.transport, 'nbd',
+                               '/tls', False)
+        self.assertRaisesRegex(exception.MigrationSourceRefused,
+                               'nbd_tls_dir is not set', self.transport,
+                               'nbd', None, True)

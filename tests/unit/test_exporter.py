@@ -17,6 +17,7 @@ import hashlib
 from http import client as http_client
 import io
 import ipaddress
+import json
 import logging
 import os
 import random
@@ -37,6 +38,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings
 from hypothesis import strategies as st
 from oslo_config import cfg
+from oslo_utils import units
 import testtools
 
 from cinder_asyncmig.engine import worker
@@ -44,6 +46,7 @@ from cinder_asyncmig import exception
 from cinder_asyncmig import opts
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sources import exporter
+from cinder_asyncmig.sources import nbd
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -938,7 +941,9 @@ class OptionsTest(testtools.TestCase):
                           'max_bytes_per_sec': 0,
                           'max_connections':
                               exporter.DEFAULT_MAX_CONNECTIONS,
-                          'timeout': exporter.DEFAULT_TIMEOUT}, options)
+                          'timeout': exporter.DEFAULT_TIMEOUT,
+                          'nbd_tls_dir': None, 'nbd_identities': []},
+                         options)
         config = exporter.make_config('v', '/dev/null',
                                       exporter.generate_token(), **options)
         self.assertEqual(exporter.DEFAULT_PORT_RANGE,
@@ -949,3 +954,61 @@ class OptionsTest(testtools.TestCase):
         self.assertEqual(100, len(tokens))
         for token in tokens:
             self.assertRegex(token, r'^[A-Za-z0-9_-]{43}$')
+
+
+class NbdTransportTest(testtools.TestCase):
+    """qemu-nbd's command line and the choice of the transport."""
+
+    def setUp(self):
+        super(NbdTransportTest, self).setUp()
+        self.tls = self.useFixture(fixtures.TempDir()).path
+        for name in nbd.TLS_FILES:
+            open(os.path.join(self.tls, name), 'w').close()
+        self.lun = os.path.join(self.tls, 'lun,1.img')
+        open(self.lun, 'wb').close()
+
+    def config(self, **kwargs):
+        return exporter.make_config(
+            'vol-1', self.lun, exporter.generate_token(),
+            transport=exporter.NBD, nbd_tls_dir=self.tls, **kwargs)
+
+    def test_read_only_tls_with_peer_check_one_named_export(self):
+        argv = nbd.qemu_nbd_argv(self.config())
+        self.assertIn('tls-creds-x509,id=tls0,endpoint=server,'
+                      'verify-peer=on,dir=%s' % self.tls, argv)
+        for flag in ('--read-only', '--persistent', '--shared=16',
+                     '--export-name=vol-1'):
+            self.assertIn(flag, argv)
+        # commas of a path are doubled in qemu's option syntax
+        self.assertIn('driver=raw,file.driver=file,file.filename=%s' %
+                      self.lun.replace(',', ',,'), argv)
+        self.assertNotIn('--tls-authz', argv)
+        # nothing secret on a command line anyone on the host reads
+        self.assertNotIn(self.config()['token'], ' '.join(argv))
+
+    def test_identities_and_read_cap(self):
+        argv = nbd.qemu_nbd_argv(self.config(
+            nbd_identities=['CN=hv-1', 'CN=hv-2'],
+            max_bytes_per_sec=5 * units.Mi))
+        authz = json.loads(argv[argv.index('--tls-authz') - 1])
+        self.assertEqual(['CN=hv-1', 'CN=hv-2'],
+                         [r['match'] for r in authz['rules']])
+        self.assertEqual('deny', authz['policy'])
+        self.assertIn('throttle-group,id=cap0,x-bps-read=%d' % (5 * units.Mi),
+                      argv)
+        self.assertIn('driver=throttle,throttle-group=cap0,file.driver=raw,'
+                      'file.file.driver=file,file.file.filename=%s' %
+                      self.lun.replace(',', ',,'), argv)
+
+    def test_missing_tls_file_or_rbd_lun_refused(self):
+        os.unlink(os.path.join(self.tls, 'server-key.pem'))
+        self.assertRaisesRegex(exception.ExporterInvalid,
+                               'lacks server-key.pem', self.config)
+        open(os.path.join(self.tls, 'server-key.pem'), 'w').close()
+        self.assertRaisesRegex(
+            exception.ExporterInvalid, 'over http only', self.config,
+            rbd={'pool': 'p', 'image': 'i', 'user': 'u'})
+
+    def test_url_names_the_export_and_requires_tls(self):
+        self.assertEqual('nbds://192.0.2.1:10800/vol-1',
+                         nbd.uri('192.0.2.1', 10800, 'vol-1'))

@@ -12,6 +12,7 @@
 
 """Source kinds: their order, and which one takes a source over."""
 
+import json
 import logging
 import os
 from unittest import mock
@@ -24,8 +25,10 @@ from cinder_asyncmig.engine import features
 from cinder_asyncmig.engine import migration
 from cinder_asyncmig.engine import specs
 from cinder_asyncmig.engine import state
+from cinder_asyncmig import exception
 from cinder_asyncmig.sources import base
 from cinder_asyncmig.sources import kinds
+from cinder_asyncmig.sources import native
 from cinder_asyncmig.sources import registry
 from tests.unit import test_driver
 
@@ -45,6 +48,38 @@ class _Kind(base.SourceKind):
 
     def prepare(self, offer):
         return True, True, {}
+
+
+class _FakeRados(object):
+    """librados as the native kind uses it: clusters known by name."""
+
+    Error = type('Error', (Exception,), {})
+    ObjectNotFound = type('ObjectNotFound', (Error,), {})
+
+    def __init__(self, known, rados_id=None, clustername=None,
+                 conffile=None):
+        self.fsid = known.get(clustername)
+
+    @classmethod
+    def module(cls, known):
+        return mock.Mock(Error=cls.Error, ObjectNotFound=cls.ObjectNotFound,
+                         Rados=lambda **kw: cls(known, **kw))
+
+    def conf_set(self, key, value):
+        pass
+
+    def connect(self):
+        if self.fsid is None:
+            raise self.ObjectNotFound('no conf')
+
+    def get_fsid(self):
+        return self.fsid
+
+    def open_ioctx(self, pool):
+        return mock.Mock()
+
+    def shutdown(self):
+        pass
 
 
 class ChooseTest(testtools.TestCase):
@@ -75,6 +110,9 @@ class _Engine(object):
         self.features = features.CephFeatures(release=release)
         self.specs = {}
         self.records = {}
+        # the source images of another cluster: name -> watchers
+        self.images = {}
+        self.snapshots = set()
 
     def status(self, ioctx, name):
         if name not in self.specs:
@@ -86,7 +124,18 @@ class _Engine(object):
         self.specs[name] = spec
 
     def inspect(self, ioctx, name):
-        return mock.Mock(size=units.Gi)
+        if name in self.specs:
+            return mock.Mock(size=units.Gi)
+        if name not in self.images:
+            return None
+        return mock.Mock(size=units.Gi, watchers=self.images[name],
+                         migrating=False)
+
+    def freeze(self, ioctx, name, snapshot):
+        self.snapshots.add((name, snapshot))
+
+    def thaw(self, ioctx, name, snapshot):
+        self.snapshots.discard((name, snapshot))
 
     def read_record(self, ioctx, name):
         return dict(self.records.get(name, {}))
@@ -195,14 +244,92 @@ class DriverChoiceTest(test_driver.DriverTestCase):
                       'import needs 20.2' % (kinds.RBD_NATIVE, OTHER_FSID),
                       self.log.output)
 
-    def test_other_cluster_not_taken_by_this_version(self):
+    def native(self, known_clusters):
+        """Tentacle's librbd here; this host knows ``known_clusters``."""
         self.engine.features = features.CephFeatures(release=20)
+        kind = [k for k in self.driver._kinds
+                if k.name == kinds.RBD_NATIVE][0]
+        kind.rados = _FakeRados.module(known_clusters)
+        return kind
+
+    def xcluster_host(self):
+        host = self._host(fsid=OTHER_FSID)
+        host['capabilities']['location_info'] = (
+            'xcluster:/etc/ceph/xcluster.conf:%s:cinder:src' % OTHER_FSID)
+        return host
+
+    def test_other_cluster_this_host_cannot_reach_is_exported(self):
+        self.native({})
+        self.set('async_migration_source_kinds',
+                 [kinds.RBD_NATIVE, kinds.EXPORTER])
+        with mock.patch('cinder_asyncmig.sources.exported.ExportedSource'
+                        '.start', side_effect=ValueError('exporter')):
+            self.assertRaises(ValueError, self.migrate, self.xcluster_host())
+        self.assertIn('%s: this host cannot connect to the Ceph cluster '
+                      'xcluster as client.cinder the way librbd would '
+                      '(/etc/ceph/xcluster.conf and the client\'s keyring): '
+                      'ObjectNotFound' % kinds.RBD_NATIVE, self.log.output)
+
+    def test_other_cluster_known_here_under_another_fsid(self):
+        self.native({'xcluster': test_driver.FSID})
         self.set('async_migration_source_kinds', [kinds.RBD_NATIVE])
         self.assertEqual((False, False, None),
-                         self.migrate(self._host(fsid=OTHER_FSID)))
-        self.assertIn('%s: native cross-cluster import is not supported by '
-                      'this driver version yet' % kinds.RBD_NATIVE,
-                      self.log.output)
+                         self.migrate(self.xcluster_host()))
+        self.assertIn("the Ceph cluster this host knows as xcluster has the "
+                      "fsid %s, not the source's %s" % (
+                          test_driver.FSID, OTHER_FSID), self.log.output)
+        self.assertEqual(set(), self.engine.snapshots)
+
+    def test_other_cluster_imported_from_a_protected_snapshot(self):
+        kind = self.native({'xcluster': OTHER_FSID})
+        self.engine.images[self.volume.name] = ()
+        self.assertEqual((True, True, {}), self.migrate(self.xcluster_host()))
+        self.assertEqual(
+            specs.native('src', self.volume.name, native.SNAPSHOT,
+                         cluster_name='xcluster', client_name='client.cinder'),
+            self.engine.specs[self.volume.name])
+        record = self.engine.records[self.volume.name]
+        self.assertEqual(kinds.RBD_NATIVE, record['kind'])
+        self.assertEqual({'fsid': OTHER_FSID, 'pool': 'src',
+                          'image': self.volume.name,
+                          'cluster_name': 'xcluster', 'user': 'cinder',
+                          'snapshot': native.SNAPSHOT}, record['source'])
+        self.assertEqual({(self.volume.name, native.SNAPSHOT)},
+                         self.engine.snapshots)
+        # no key anywhere in what librbd or the record keep
+        self.assertNotIn('key', json.dumps([record, self.engine.specs]))
+        # once the migration is over, the snapshot goes
+        self.engine.specs.clear()
+        kind.stop(self.ctxt, self.volume, record)
+        self.assertEqual(set(), self.engine.snapshots)
+
+    def test_missing_source_refused_before_librbd_sees_it(self):
+        self.native({'xcluster': OTHER_FSID})
+        self.assertRaises(exception.MigrationSourceNotFound, self.migrate,
+                          self.xcluster_host())
+        self.assertEqual(({}, {}, set()), (self.engine.specs,
+                                           self.engine.records,
+                                           self.engine.snapshots))
+
+    def test_source_open_by_a_client_refused(self):
+        self.native({'xcluster': OTHER_FSID})
+        self.engine.images[self.volume.name] = ('10.0.0.9:0/1',)
+        self.assertRaisesRegex(exception.MigrationSourceRefused,
+                               'open by 1 client', self.migrate,
+                               self.xcluster_host())
+        self.assertEqual(({}, set()), (self.engine.specs,
+                                       self.engine.snapshots))
+
+    def test_failed_prepare_removes_the_snapshot(self):
+        self.native({'xcluster': OTHER_FSID})
+        self.engine.images[self.volume.name] = ()
+        with mock.patch.object(self.engine, 'prepare_import',
+                               side_effect=exception.MigrationNoSpace(
+                                   image=self.volume.name, step='prepare')):
+            self.assertRaises(exception.MigrationNoSpace, self.migrate,
+                              self.xcluster_host())
+        self.assertEqual(({}, set()), (self.engine.records,
+                                       self.engine.snapshots))
 
     def test_image_of_this_cluster_is_never_exported(self):
         # an import-only abort would lose what a linked one gives back

@@ -198,11 +198,15 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         return [kind for kind in self._kinds
                 if kind.holds_local_state(volume)]
 
-    def _stop_source(self, context, volume, kind):
-        """Stop the recorded kind, and any kind still holding state here."""
+    def _stop_source(self, context, volume, kind, record):
+        """Stop the recorded kind, and any kind still holding state here.
+
+        :param record: the migration's record, read before the step that
+                       ends the migration (an abort removes it).
+        """
         for holding in [kind] + [k for k in self._holding(volume)
                                  if k is not kind]:
-            holding.stop(context, volume)
+            holding.stop(context, volume, record)
 
     # -- blueprint: complete_migration_target -------------------------------
 
@@ -268,7 +272,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         record = self.engine.read_record(client.ioctx, volume.name)
         kind = self._kind_of(volume.name, record)
         # before its host deletes the source: nothing reads it now
-        self._stop_source(context, volume, kind)
+        self._stop_source(context, volume, kind, record)
         final = dict(state.Progress(size, size).as_dict(), phase='success',
                      kind=record.get('kind'),
                      source_left=kind.source_left(client, record))
@@ -452,7 +456,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                 worker.stop()
                 self._release_dead_worker(client, name, record, status_path)
             aborted = self.engine.abort(client.ioctx, name, force=force)
-        self._stop_source(context, volume, kind)
+        self._stop_source(context, volume, kind, record)
         return aborted
 
     def delete_volume(self, volume):
