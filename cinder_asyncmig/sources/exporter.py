@@ -10,7 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""A read-only HTTP exporter of one LUN, for librbd's http stream.
+"""A read-only exporter of one LUN, for librbd's http (or nbd) stream.
 
 An import-only live migration with the source spec
 ``{"type": "raw", "stream": {"type": "http", "url": URL}}`` reads every
@@ -43,6 +43,11 @@ configuration (token included) to a 0600 file in its state directory; the
 child answers with a status file that never holds the token. librbd
 stores the URL in the destination image's migration header, so a restart
 reuses the recorded token and port.
+
+With ``transport`` ``nbd`` the child serves through qemu-nbd instead, on
+the port it binds (see :mod:`~cinder_asyncmig.sources.nbd`); everything
+around it (configuration, status, adoption, restart with the same port)
+is the same.
 
 To measure the accuracy of the bandwidth cap, run an exporter with
 ``max_bytes_per_sec`` set and call :func:`measure_read_rate` on its URL for
@@ -1061,6 +1066,8 @@ def _serve(config, status_path):
 def _listening_socket(address):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
+        # rebind at once after a restart, as LunServer does
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
         sock.listen(_LISTEN_BACKLOG)
     except BaseException:
@@ -1080,11 +1087,12 @@ def _serve_nbd(config, status_path, config_path):
         server = nbd.start(config, sock, log)
     try:
         # qemu-nbd exits at once on unusable TLS files or a bad LUN
-        server.wait(timeout=1)
-        raise OSError(errno.EIO, 'qemu-nbd exited with code %d; see %s' %
-                      (server.returncode, log_path))
-    except subprocess.TimeoutExpired:
-        pass
+        nbd.wait_serving(config['bind_address'], port, server,
+                         config['timeout'])
+    except OSError as exc:
+        server.kill()
+        server.wait()
+        raise OSError(errno.EIO, '%s; see %s' % (exc, log_path))
     stopping = threading.Event()
 
     def stop(signum, frame):

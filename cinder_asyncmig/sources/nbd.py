@@ -39,10 +39,13 @@ port itself, as for HTTP, and hands the listening socket to qemu-nbd
 """
 
 import ctypes
+import errno
 import os
 import signal
+import socket
 import stat
 import subprocess
+import time
 
 from cinder.i18n import _
 from oslo_serialization import jsonutils
@@ -51,6 +54,7 @@ from oslo_serialization import jsonutils
 TLS_FILES = ('ca-cert.pem', 'server-cert.pem', 'server-key.pem')
 SCHEME = 'nbds'
 _PR_SET_PDEATHSIG = 1
+_GREETING = b'NBDMAGIC'
 
 # fd 3 is the listening socket; LISTEN_PID must be qemu-nbd's own pid,
 # which exec keeps
@@ -108,6 +112,33 @@ def qemu_nbd_argv(config, qemu_nbd='qemu-nbd'):
     return argv + ['--image-opts', image, '--read-only',
                    '--shared=%d' % config['max_connections'], '--persistent',
                    '--export-name=%s' % config['export_id']]
+
+
+def wait_serving(address, port, server, timeout):
+    """Wait until qemu-nbd greets clients on its socket.
+
+    The socket listens before qemu-nbd runs; its greeting (the
+    ``NBDMAGIC`` the protocol opens with) shows that it serves.
+
+    :param server: qemu-nbd's Popen.
+    :raises OSError: qemu-nbd exited or did not greet in ``timeout`` s.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.poll() is not None:
+            raise OSError(errno.EIO, 'qemu-nbd exited with code %d' %
+                          server.returncode)
+        try:
+            with socket.create_connection((address, port),
+                                          timeout=1) as probe:
+                if probe.recv(len(_GREETING)) == _GREETING:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise OSError(errno.ETIMEDOUT, 'qemu-nbd did not serve within '
+                          '%d s' % timeout)
+        time.sleep(0.05)
 
 
 def _die_with_parent():
