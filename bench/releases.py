@@ -190,7 +190,7 @@ def _one(args):
                'results': results}, sys.stdout)
 
 
-def _host_files(base):
+def _host_files(base, release):
     """/etc/ceph and /etc/pki/libnbd of the bench's host, prepared."""
     etc_ceph = os.path.join(base, 'etc-ceph')
     os.makedirs(etc_ceph)
@@ -202,8 +202,13 @@ def _host_files(base):
                os.path.join(etc_ceph, REMOTE + keyring[len('ceph'):]))
     pki.write_nbd_files(os.path.join(base, 'tls', 'server'),
                         os.path.join(base, 'tls', 'client'), '127.0.0.1')
-    return [(etc_ceph, '/etc/ceph'),
-            (os.path.join(base, 'tls', 'client'), '/etc/pki/libnbd')]
+    mounts = [(etc_ceph, '/etc/ceph')]
+    if os.path.isdir(os.path.join(roots.root_path(release), 'etc', 'pki',
+                                  'libnbd')):
+        # libnbd is there: librbd reads NBD streams
+        mounts.append((os.path.join(base, 'tls', 'client'),
+                       '/etc/pki/libnbd'))
+    return mounts
 
 
 def _run_release(release, args, directory):
@@ -212,7 +217,7 @@ def _run_release(release, args, directory):
             '--size-mib', str(args.size_mib), '--repeat', str(args.repeat)]
     mounts = []
     if release != 'pacific':
-        mounts = _host_files(base)
+        mounts = _host_files(base, release)
     binds = []
     for source, mount_point in mounts:
         binds += [source, mount_point]

@@ -142,3 +142,60 @@ class LibrbdReleaseTest(base.FunctionalTestCase):
         else:
             self.assertEqual(3, result.returncode, result.stderr[-2000:])
         self.assertEqual([], rbd.RBD().list(self.dst_ioctx))
+
+    def test_error_types_of_the_steps(self):
+        # the engine maps librbd's errors by type only: the types it gets
+        # for each refusal, the same on 16.2.15, 18.2.7 and 20.2.4
+        api = rbd.RBD()
+        io = self.src_ioctx
+        rbd.RBD().create(io, self.name + '-taken', SIZE)
+        self.addCleanup(api.remove, io, self.name + '-taken')
+        found = {}
+
+        def probe(label, step, *args):
+            try:
+                step(*args)
+                found[label] = None
+            except rbd.Error as exc:
+                found[label] = (type(exc), exc.errno)
+        probe('execute, not migrating', api.migration_execute, io, self.name)
+        probe('commit, not migrating', api.migration_commit, io, self.name)
+        probe('abort, not migrating', api.migration_abort, io, self.name)
+        probe('status, not migrating', api.migration_status, io, self.name)
+        probe('status, no image', api.migration_status, io, 'no-' + self.name)
+        probe('prepare onto an image', api.migration_prepare, io, self.name,
+              io, self.name + '-taken')
+        with rbd.Image(io, self.name):
+            probe('prepare, source open', api.migration_prepare, io,
+                  self.name, self.dst_ioctx, self.name)
+        probe('import, bad JSON', api.migration_prepare_import, '{',
+              self.dst_ioctx, self.name)
+        probe('import, unknown format', api.migration_prepare_import,
+              json.dumps({'type': 'nope'}), self.dst_ioctx, self.name)
+        probe('import, no such file', api.migration_prepare_import,
+              specs.encode(specs.raw_file('/nonexistent/' + self.name)),
+              self.dst_ioctx, self.name)
+        probe('import, nothing listening', api.migration_prepare_import,
+              specs.encode(specs.raw_http('http://127.0.0.1:9/x')),
+              self.dst_ioctx, self.name)
+        api.migration_prepare(io, self.name, self.dst_ioctx, self.name)
+        probe('commit before execute', api.migration_commit, self.dst_ioctx,
+              self.name)
+        probe('remove a destination', api.remove, self.dst_ioctx, self.name)
+        einval = (rbd.InvalidArgument, errno.EINVAL)
+        self.assertEqual({
+            'execute, not migrating': einval,
+            'commit, not migrating': einval,
+            'abort, not migrating': einval,
+            'status, not migrating': einval,
+            'status, no image': (rbd.ImageNotFound, errno.ENOENT),
+            'prepare onto an image': (rbd.ImageExists, errno.EEXIST),
+            'prepare, source open': (rbd.ImageBusy, errno.EBUSY),
+            'import, bad JSON': (rbd.OSError, errno.EBADMSG),
+            'import, unknown format': (rbd.FunctionNotSupported,
+                                       errno.ENOSYS),
+            'import, no such file': (rbd.ImageNotFound, errno.ENOENT),
+            'import, nothing listening': (rbd.OSError, errno.ECONNREFUSED),
+            'commit before execute': einval,
+            'remove a destination': (rbd.ImageBusy, errno.EBUSY),
+        }, found, base.release_label())
