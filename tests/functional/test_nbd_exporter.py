@@ -32,6 +32,7 @@ import psutil
 import rbd
 
 from cinder_asyncmig.engine import features
+from cinder_asyncmig import exception
 from cinder_asyncmig.sandbox import pki
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sources import exporter
@@ -172,7 +173,7 @@ class NbdExporterTest(base.FunctionalTestCase):
     def test_unusable_tls_directory_refused_before_start(self):
         os.unlink(os.path.join(self.tls, 'server', 'server-key.pem'))
         self.assertRaisesRegex(
-            exporter.exception.ExporterInvalid, 'lacks server-key.pem',
+            exception.ExporterInvalid, 'lacks server-key.pem',
             self._export)
         self.assertFalse(os.path.exists(self.exports) and [
             n for n in os.listdir(self.exports) if self.name in n])

@@ -46,7 +46,7 @@ from cinder_asyncmig import exception
 from cinder_asyncmig import opts
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sources import exporter
-from cinder_asyncmig.sources import nbd
+from cinder_asyncmig.sources.exporter import nbd
 
 KIB = 1024
 MIB = 1024 * KIB
