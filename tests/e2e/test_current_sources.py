@@ -81,14 +81,14 @@ class CurrentSourcesTest(testtools.TestCase):
     def setUpClass(cls):
         super(CurrentSourcesTest, cls).setUpClass()
         if not features.CephFeatures.detect(rbd).native_cross_cluster:
-            raise testtools.testcase.TestSkipped(
+            raise cls.skipException(
                 'librbd of %s has no native cross-cluster import' %
                 ceph_base.release_label())
         cls.sandbox = cloud.Sandbox.up(
             tempfile.mkdtemp(prefix='sandbox-', dir=base_e2e._test_dir()))
         if not cls.sandbox.deployment.privileged:
             cls.sandbox.down()
-            raise testtools.testcase.TestSkipped(
+            raise cls.skipException(
                 'the hosts\' /etc/ceph needs root (mount namespaces)')
         cls.env = cls.sandbox.env()
         cls.dst_pool = cls.env['ASYNCMIG_TARGET_POOL']

@@ -95,7 +95,7 @@ class OtherSourcesTest(testtools.TestCase):
             tempfile.mkdtemp(prefix='sandbox-', dir=base_e2e._test_dir()))
         if not cls.sandbox.deployment.privileged:
             cls.sandbox.down()
-            raise testtools.testcase.TestSkipped(
+            raise cls.skipException(
                 'the NFS backend needs root (mounts in place)')
         cls.env = cls.sandbox.env()
         cls.dst_pool = cls.env['ASYNCMIG_TARGET_POOL']
