@@ -125,15 +125,17 @@ exporter_opts = [
                     'connections. 0 means no cap.'),
     cfg.IntOpt('async_migration_exporter_max_connections',
                default=16, min=1, max=1024,
-               help='Connections one HTTP exporter serves at once. While '
-                    'they are all busy, further connections wait until '
-                    'one closes. Every librbd client of the destination '
-                    'image holds one connection.'),
+               help='Requests one HTTP exporter answers at once (its '
+                    'worker threads), and idle keep-alive connections it '
+                    'keeps open. While every worker is busy, further '
+                    'requests wait. With the nbd transport: clients '
+                    'qemu-nbd serves at once.'),
     cfg.IntOpt('async_migration_exporter_timeout',
                default=30, min=1, max=3600,
-               help='Seconds an HTTP exporter waits for a request head, '
-                    'keeps an idle connection open and waits for one '
-                    'write to a client, before it closes the connection.'),
+               help='Seconds an HTTP exporter waits for a whole request '
+                    'head, keeps an idle connection open and waits for '
+                    'one read or write of a client, before it closes the '
+                    'connection.'),
     cfg.StrOpt('async_migration_exporter_transport',
                default='auto', choices=('auto', 'http', 'nbd'),
                help='How the exporter serves a source LUN. "nbd": '

@@ -249,14 +249,12 @@ class ServerFixture(fixtures.Fixture):
         self.token = exporter.generate_token()
         self.server = exporter.make_server(self.path, self.token,
                                            **self.kwargs)
-        self.thread = threading.Thread(target=self.server.serve_forever,
-                                       kwargs={'poll_interval': 0.1})
+        self.thread = threading.Thread(target=self.server.serve)
         self.thread.start()
         self.addCleanup(self._stop)
 
     def _stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
         self.thread.join()
 
     @property
@@ -271,9 +269,14 @@ class ServerFixture(fixtures.Fixture):
         return http_client.HTTPConnection('127.0.0.1', self.port,
                                           timeout=timeout)
 
-    def raw(self, timeout=10):
-        return socket.create_connection(('127.0.0.1', self.port),
-                                        timeout=timeout)
+    def raw(self, timeout=10, receive_buffer=None):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF,
+                            receive_buffer)
+        sock.settimeout(timeout)
+        sock.connect(('127.0.0.1', self.port))
+        return sock
 
 
 class ServerTest(testtools.TestCase):
@@ -394,14 +397,20 @@ class ServerTest(testtools.TestCase):
         conn = self.lun.connect()
         self.addCleanup(conn.close)
         for path in ('/', '/x', '/LUN/' + self.lun.token,
-                     '/lunx/' + self.lun.token, '/' + self.lun.token,
-                     '*'):
+                     '/lunx/' + self.lun.token, '/' + self.lun.token):
             response, _body = self._request(conn, 'GET', path)
             self.assertEqual(404, response.status, path)
+        for path in ('*', 'lun/' + self.lun.token,
+                     'http://h/lun/' + self.lun.token):
+            conn = self.lun.connect()
+            self.addCleanup(conn.close)
+            response, _body = self._request(conn, 'GET', path)
+            self.assertEqual(400, response.status, path)
+        self.assertEqual(0, self.lun.server.bytes_served)
 
     def test_only_get_and_head_are_allowed(self):
         for method in ('POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS',
-                       'TRACE', 'CONNECT', 'PROPFIND', 'get'):
+                       'TRACE', 'PROPFIND'):
             conn = self.lun.connect()
             self.addCleanup(conn.close)
             conn.request(method, self.lun.lun_path, body=b'payload')
@@ -409,9 +418,18 @@ class ServerTest(testtools.TestCase):
             response.read()
             self.assertEqual(405, response.status, method)
             self.assertEqual('GET, HEAD', response.getheader('Allow'))
-            self.assertEqual('close', response.getheader('Connection'))
+            # the body was read: the connection serves the next request
+            response, body = self._request(conn, 'HEAD')
+            self.assertEqual(200, response.status, method)
+        # cheroot refuses these before the application sees them
+        for method, code in (('CONNECT', 405), ('get', 400)):
+            conn = self.lun.connect()
+            self.addCleanup(conn.close)
+            conn.request(method, self.lun.lun_path)
+            self.assertEqual(code, conn.getresponse().status, method)
         with open(self.lun.path, 'rb') as f:
             self.assertEqual(self.lun.data, f.read())
+        self.assertEqual(0, self.lun.server.bytes_served)
 
     def test_unsatisfiable_ranges(self):
         conn = self.lun.connect()
@@ -441,7 +459,7 @@ class ServerTest(testtools.TestCase):
         sock.sendall(b'GET %s HTTP/1.1\r\n' % self.lun.lun_path.encode() +
                      b'X-Pad: ' + b'a' * exporter.MAX_HEAD_BYTES + b'\r\n\r\n')
         answer = _recv_all(sock)
-        self.assertTrue(answer.startswith(b'HTTP/1.1 431 '), answer[:40])
+        self.assertTrue(answer.startswith(b'HTTP/1.1 413 '), answer[:40])
         self.assertIn(b'Connection: close', answer)
 
     def test_request_line_without_version_is_refused(self):
@@ -508,17 +526,21 @@ class TimeoutTest(testtools.TestCase):
             time.sleep(0.4)
         self.assertEqual(b'', _recv_all(sock, timeout=30))
 
-    def test_idle_connection_gives_its_slot_back(self):
-        first = self.lun.connect(timeout=30)
+    def test_idle_connection_holds_no_worker_and_closes(self):
+        first = self.lun.raw(timeout=30)
         self.addCleanup(first.close)
-        first.request('HEAD', self.lun.lun_path)
-        first.getresponse().read()
-        # the only slot is held by an idle keep-alive connection: the next
-        # client waits until the server closes it
+        head = b'HEAD %s HTTP/1.1\r\nHost: x\r\n\r\n' % (
+            self.lun.lun_path.encode())
+        first.sendall(head)
+        self.assertTrue(first.recv(4096).startswith(b'HTTP/1.1 200 '))
+        # the only worker is free while the first connection idles
         second = self.lun.connect(timeout=30)
         self.addCleanup(second.close)
         second.request('HEAD', self.lun.lun_path)
         self.assertEqual(200, second.getresponse().status)
+        # and the server closes the idle connection after its timeout
+        self.assertEqual(b'', _recv_all(first, timeout=30))
+        self.assertEqual(2, self.lun.server.connections)
 
 
 class ConcurrencyTest(testtools.TestCase):
@@ -527,34 +549,35 @@ class ConcurrencyTest(testtools.TestCase):
 
     def setUp(self):
         super(ConcurrencyTest, self).setUp()
-        self.lun = self.useFixture(ServerFixture(64 * KIB,
+        self.lun = self.useFixture(ServerFixture(32 * MIB,
                                                  max_connections=self.MAX))
 
-    def _head(self, sock):
-        sock.sendall(b'HEAD %s HTTP/1.1\r\nHost: x\r\n\r\n' %
-                     self.lun.lun_path.encode())
+    def _send(self, sock, method):
+        sock.sendall(b'%s %s HTTP/1.1\r\nHost: x\r\n\r\n' % (
+            method, self.lun.lun_path.encode()))
 
-    def test_extra_connections_wait_for_a_free_slot(self):
+    def test_extra_requests_wait_for_a_free_worker(self):
         held = []
         for _ in range(self.MAX):
-            sock = self.lun.raw()
+            # a reader that stops reading keeps its worker writing
+            sock = self.lun.raw(receive_buffer=64 * KIB)
             self.addCleanup(sock.close)
-            self._head(sock)
+            self._send(sock, b'GET')
             self.assertTrue(sock.recv(4096).startswith(b'HTTP/1.1 200 '))
             held.append(sock)
         waiting = self.lun.raw()
         self.addCleanup(waiting.close)
-        self._head(waiting)
+        self._send(waiting, b'HEAD')
         waiting.settimeout(1)
-        # connected by the kernel, but not served while every slot is busy
+        # connected by the kernel, but not answered while every worker is
+        # busy
         self.assertRaises(socket.timeout, waiting.recv, 4096)
-        self.assertEqual(self.MAX, self.lun.server.connections)
 
         held.pop().close()
 
         waiting.settimeout(30)
         self.assertTrue(waiting.recv(4096).startswith(b'HTTP/1.1 200 '))
-        self.assertEqual(self.MAX + 1, self.lun.server.connections)
+        self.assertLess(self.lun.server.bytes_served, self.MAX * 32 * MIB)
 
 
 class TLSTest(testtools.TestCase):
@@ -586,6 +609,18 @@ class TLSTest(testtools.TestCase):
         self.assertEqual(self.lun.data, conn.getresponse().read())
         self.assertEqual('https', self.lun.server.scheme)
         self.assertEqual(1, self.lun.server.connections)
+
+    def test_a_silent_client_does_not_stall_the_others(self):
+        silent = self.lun.raw(timeout=60)
+        self.addCleanup(silent.close)
+        # accepted first; its handshake waits in a worker of its own
+        conn = http_client.HTTPSConnection(
+            '127.0.0.1', self.lun.port, timeout=10,
+            context=self._client_context())
+        self.addCleanup(conn.close)
+        conn.request('HEAD', self.lun.lun_path)
+        self.assertEqual(200, conn.getresponse().status)
+        self.assertEqual(2, self.lun.server.connections)
 
     def test_old_tls_and_plain_http_are_refused(self):
         old = self._client_context(
@@ -746,7 +781,7 @@ class ExporterProcessTest(testtools.TestCase):
         self.assertEqual((206, self.data[-9:]),
                          self._get(handle.url, {'Range': 'bytes=-9'}))
         self.assertEqual(403, self._get(handle.url[:-1])[0])
-        # a malformed request line is logged, with the token masked
+        # a malformed request is logged, without its token
         with socket.create_connection(('127.0.0.1', handle.port), 10) as s:
             s.sendall(b'GET /lun/%s junk HTTP/1.1\r\n\r\n' %
                       self.token.encode())
@@ -776,7 +811,8 @@ class ExporterProcessTest(testtools.TestCase):
         with open(handle.log_path) as f:
             log = f.read()
         self.assertIn('Exporting', log)
-        self.assertIn('/lun/*** junk', log)
+        self.assertIn('with 400 Bad Request', log)
+        self.assertNotIn(self.token, log)
         self.assertNotIn(self.token, self.log.output)
 
         adopted.stop()

@@ -26,7 +26,8 @@ librbd keeps the URL in the destination's migration header.
 - :mod:`.ranges` and :mod:`.ratelimit`: byte ranges and the read cap of
   the HTTP transport;
 - :mod:`.luns`: what is read (a device or file, or an RBD image);
-- :mod:`.httpserver`: the HTTP transport; :mod:`.nbd`: qemu-nbd with TLS;
+- :mod:`.httpserver`: the HTTP transport (a WSGI application on cheroot);
+  :mod:`.nbd`: qemu-nbd with TLS;
 - :mod:`.child`: the child process (``python -m`` this package);
 - :mod:`.handle`: :class:`Exporter`, the parent's handle on a child.
 

@@ -88,18 +88,18 @@ def _remove(*paths):
 def _serving_status(server, config, started_at):
     return {'pid': os.getpid(), 'export_id': config['export_id'],
             'phase': SERVING, 'path': config['path'],
-            'address': server.server_address[0], 'port': server.port,
+            'address': server.address, 'port': server.port,
             'scheme': server.scheme, 'size': server.lun.size(),
             'started_at': started_at, 'updated_at': time.time(),
             'bytes_served': server.bytes_served,
-            'requests': server.requests}
+            'requests': server.requests_served}
 
 
 def _report(server, config, status_path, started_at, stopping):
     last = None
     while not stopping.wait(_REPORT_INTERVAL):
-        if (server.bytes_served, server.requests) != last:
-            last = (server.bytes_served, server.requests)
+        if (server.bytes_served, server.requests_served) != last:
+            last = (server.bytes_served, server.requests_served)
             worker.write_status(status_path,
                                 _serving_status(server, config, started_at))
 
@@ -130,8 +130,8 @@ def _serve(config, status_path):
         def stop(signum, frame):
             LOG.info('Signal %(sig)d: stopping.', {'sig': signum})
             stopping.set()
-            # shutdown() waits for serve_forever: not from its own thread
-            threading.Thread(target=server.shutdown, daemon=True).start()
+            # stop() waits for serve(): not from its own thread
+            threading.Thread(target=server.stop, daemon=True).start()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
@@ -146,20 +146,20 @@ def _serve(config, status_path):
             target=_report, daemon=True,
             args=(server, config, status_path, started_at, stopping))
         reporter.start()
-        server.serve_forever(poll_interval=httpserver._SLOT_WAIT)
+        server.serve()
         stopping.set()
         reporter.join()
         status = _serving_status(server, config, started_at)
         status['phase'] = STOPPED
         worker.write_status(status_path, status)
     finally:
-        server.server_close()
+        server.close()
 
 
 def _listening_socket(address):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        # rebind at once after a restart, as LunServer does
+        # rebind at once after a restart, as the HTTP server does
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
         sock.listen(httpserver._LISTEN_BACKLOG)
@@ -234,6 +234,10 @@ def main(argv=None):
         level=std_logging.INFO, stream=sys.stderr,
         format='%(asctime)s %(process)d %(levelname)s %(name)s %(message)s')
     status_path = os.path.splitext(args.config)[0] + '.json'
+    # cheroot serves fd 3 whenever LISTEN_PID is set: socket activation
+    # variables inherited from a service manager are cinder-volume's
+    for name in ('LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES'):
+        os.environ.pop(name, None)
     config = {}
     try:
         config = configuration.check_config(

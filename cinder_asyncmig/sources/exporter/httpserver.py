@@ -12,28 +12,41 @@
 
 """The exporter's HTTP server: one LUN, read-only, range requests.
 
-GET and HEAD of ``/lun/<token>`` only; pipelined keep-alive requests;
-single byte ranges; at most ``max_connections`` served at once (the
-others wait in the listen queue); limits on the request head's size and
-on every wait; optional TLS; reads paced by a shared
-:class:`~cinder_asyncmig.sources.exporter.ratelimit.TokenBucket`.
+A WSGI application (:class:`LunApp`) on cheroot's HTTP server: GET and
+HEAD of ``/lun/<token>`` only, single byte ranges, keep-alive and
+pipelined requests (librbd pipelines its range requests on one
+connection). cheroot parses the requests, bounds the head's size, answers
+malformed ones and parks idle keep-alive connections outside its workers.
+On top of it:
+
+- at most ``max_connections`` requests are answered at once (cheroot's
+  worker threads); the others wait in its queue;
+- a request head must arrive whole within ``timeout`` (cheroot only
+  bounds each read, so a head sent a byte at a time would hold a worker);
+- the TLS handshake runs in the worker, not in cheroot's accept loop, so
+  a silent client cannot stall the others;
+- reads are paced by a shared
+  :class:`~cinder_asyncmig.sources.exporter.ratelimit.TokenBucket`, and
+  the token is masked in everything logged.
+
 :func:`measure_read_rate` measures what a reader gets.
 """
 
 import errno
 import hmac
 from http import client as http_client
-from http import server as http_server
-import io
-import socketserver
+import logging as std_logging
+import socket
 import ssl
 import threading
 import time
 import traceback
 from urllib import parse as urlparse
 
+from cheroot import server as cheroot_server
+from cheroot.ssl import builtin as cheroot_ssl
+from cheroot import wsgi
 from oslo_log import log as logging
-from oslo_utils import excutils
 from oslo_utils import units
 
 from cinder_asyncmig.sources.exporter import configuration
@@ -42,265 +55,239 @@ from cinder_asyncmig.sources.exporter import ranges
 from cinder_asyncmig.sources.exporter import ratelimit
 
 LOG = logging.getLogger(__name__)
-_SLOT_WAIT = 0.5
 _LISTEN_BACKLOG = 64
+_NO_BODY = (b'',)
+_format_exc = traceback.format_exc
 
 
-class HeadTooLarge(Exception):
-    """A request head went over :data:`MAX_HEAD_BYTES`."""
+class LunApp(object):
+    """The WSGI application: GET and HEAD on ``/lun/<token>``."""
 
+    def __init__(self, server):
+        self.server = server
 
-class HeadReader(object):
-    """Reads request heads off a connection, bounded in size and time.
+    def __call__(self, environ, start_response):
+        server = self.server
+        server.count_request()
+        method = environ['REQUEST_METHOD']
+        status, headers, body = self._answer(environ, method)
+        LOG.debug('%(client)s "%(method)s %(path)s" %(status)s',
+                  {'client': environ.get('REMOTE_ADDR'), 'method': method,
+                   'path': server.mask(environ.get('PATH_INFO', '')),
+                   'status': status})
+        start_response(status, headers)
+        return body
 
-    Bytes after a head stay buffered for the next request: librbd
-    pipelines its requests on one connection.
-    """
+    def _answer(self, environ, method):
+        if method not in ('GET', 'HEAD'):
+            return ('405 Method Not Allowed',
+                    [('Allow', 'GET, HEAD'), ('Content-Length', '0')],
+                    _NO_BODY)
+        refusal = self._route(environ)
+        if refusal:
+            return refusal, [('Content-Length', '0')], _NO_BODY
+        size = self.server.lun.size()
+        span = self._span(environ, size)
+        if span == ():
+            return ('416 Range Not Satisfiable',
+                    [('Content-Range', 'bytes */%d' % size),
+                     ('Content-Length', '0')], _NO_BODY)
+        first, last = span or (0, size - 1)
+        length = last - first + 1
+        headers = [('Content-Type', 'application/octet-stream'),
+                   ('Accept-Ranges', 'bytes'),
+                   ('Content-Length', str(length))]
+        if span:
+            headers.append(('Content-Range',
+                            'bytes %d-%d/%d' % (first, last, size)))
+        body = (self._read(first, length, environ.get('REMOTE_ADDR'))
+                if method == 'GET' else _NO_BODY)
+        return '206 Partial Content' if span else '200 OK', headers, body
 
-    def __init__(self, sock, limit=configuration.MAX_HEAD_BYTES,
-                 clock=time.monotonic):
-        self._sock = sock
-        self._limit = limit
-        self._clock = clock
-        self._buffer = b''
-
-    def _head_end(self):
-        # a robust server ignores empty lines before a request line
-        self._buffer = self._buffer.lstrip(b'\r\n')
-        ends = [i for i in (self._buffer.find(b'\n\r\n'),
-                            self._buffer.find(b'\n\n')) if i >= 0]
-        if not ends:
-            return None
-        end = min(ends)
-        return end + (3 if self._buffer[end + 1:end + 2] == b'\r' else 2)
-
-    def read_head(self, timeout):
-        """Return the next request head, or None when the peer closed.
-
-        :param timeout: seconds for the whole head to arrive, idle time
-                        before its first byte included.
-        :raises HeadTooLarge: when the head exceeds the limit.
-        :raises TimeoutError: when it does not arrive in time.
-        """
-        deadline = self._clock() + timeout
-        while True:
-            end = self._head_end()
-            if end is not None and end <= self._limit:
-                head, self._buffer = self._buffer[:end], self._buffer[end:]
-                return head
-            if len(self._buffer) > self._limit or end is not None:
-                raise HeadTooLarge()
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                raise TimeoutError('request head timed out')
-            self._sock.settimeout(remaining)
-            data = self._sock.recv(self._limit + 4)
-            if not data:
-                return None
-            self._buffer += data
-
-
-class LunRequestHandler(http_server.BaseHTTPRequestHandler):
-    """Answers GET and HEAD on ``/lun/<token>``; nothing else."""
-
-    protocol_version = 'HTTP/1.1'
-    # errors found before the version is parsed still get a status line
-    default_request_version = 'HTTP/1.0'
-    server_version = 'cinder-asyncmig-exporter'
-    error_message_format = '%(code)d %(message)s\n'
-    error_content_type = 'text/plain; charset=utf-8'
-    disable_nagle_algorithm = True
-
-    def version_string(self):
-        return self.server_version
-
-    def send_response_only(self, code, message=None):
-        # http.server leaves out the status line and headers of an answer
-        # to HTTP/0.9; this server answers HTTP/1.x to everything
-        if self.request_version == 'HTTP/0.9':
-            self.request_version = self.default_request_version
-        super(LunRequestHandler, self).send_response_only(code, message)
-
-    def setup(self):
-        super(LunRequestHandler, self).setup()
-        # heads are read off the socket itself; an open makefile() reader
-        # would keep the connection open after close()
-        self.rfile.close()
-        self.rfile = io.BytesIO()
-        self._reader = HeadReader(self.connection)
-
-    def handle_one_request(self):
-        self.close_connection = True
-        try:
-            head = self._reader.read_head(self.server.client_timeout)
-        except HeadTooLarge:
-            self.requestline = ''
-            self.command = None
-            self.request_version = self.default_request_version
-            self.send_error(431, 'Request head too large')
-            return
-        except OSError as exc:  # a timeout, a reset: drop the connection
-            LOG.debug('Closing connection from %(client)s: %(error)s',
-                      {'client': self.address_string(),
-                       'error': type(exc).__name__})
-            return
-        if head is None:
-            return
-        self.connection.settimeout(self.server.client_timeout)
-        self.rfile = io.BytesIO(head)
-        self.raw_requestline = self.rfile.readline()
-        try:
-            if self.parse_request():
-                self._answer()
-            self.wfile.flush()
-        except OSError as exc:
-            self.close_connection = True
-            LOG.debug('Connection from %(client)s failed: %(error)s',
-                      {'client': self.address_string(),
-                       'error': type(exc).__name__})
-
-    def _answer(self):
-        if len(self.requestline.split()) != 3:
-            self.send_error(400, 'Request line without an HTTP version')
-        elif not self.request_version.startswith('HTTP/1.'):
-            self.send_error(505, 'Only HTTP/1.x is served')
-        elif self.command not in ('GET', 'HEAD'):
-            self._send_empty(405, {'Allow': 'GET, HEAD'}, close=True)
-        else:
-            status = self._route()
-            if status:
-                self._send_empty(status)
-            else:
-                self._send_lun()
-
-    def _route(self):
-        path = self.path.split('?', 1)[0]
+    def _route(self, environ):
+        path = environ.get('PATH_INFO', '')
+        client = environ.get('REMOTE_ADDR')
         if path != configuration.PATH_PREFIX and not path.startswith(
                 configuration.PATH_PREFIX + '/'):
             LOG.info('No export at the path %(client)s asked for.',
-                     {'client': self.address_string()})
-            return 404
+                     {'client': client})
+            return '404 Not Found'
         given = path[len(configuration.PATH_PREFIX) + 1:].encode('latin-1')
         if not hmac.compare_digest(given, self.server.token_bytes):
             LOG.warning('Refused a request from %(client)s: missing or '
-                        'wrong token.', {'client': self.address_string()})
-            return 403
+                        'wrong token.', {'client': client})
+            return '403 Forbidden'
         return None
 
-    def _has_body(self):
-        length = self.headers.get('Content-Length', '0').strip()
-        return (length != '0' or
-                self.headers.get('Transfer-Encoding') is not None)
+    @staticmethod
+    def _span(environ, size):
+        try:
+            return ranges.parse_range(environ.get('HTTP_RANGE'), size)
+        except ranges.RangeNotSatisfiable:
+            return ()
 
-    def _send_empty(self, code, headers=None, close=False):
-        self.send_response(code)
-        for name, value in sorted((headers or {}).items()):
-            self.send_header(name, value)
-        self.send_header('Content-Length', '0')
-        self._end_headers(close)
-
-    def _end_headers(self, close):
-        # an unread request body would be taken for the next request
-        if close or self._has_body():
-            self.send_header('Connection', 'close')
-        elif (self.request_version == 'HTTP/1.0' and
-                not self.close_connection):
-            self.send_header('Connection', 'keep-alive')
-        self.end_headers()
-
-    def _send_lun(self):
-        lun = self.server.lun
-        size = lun.size()
-        if len(self.headers.get_all('Range') or ()) > 1:
-            span = ()
-        else:
-            try:
-                span = ranges.parse_range(self.headers.get('Range'), size)
-            except ranges.RangeNotSatisfiable:
-                span = ()
-        if span == ():
-            self._send_empty(416, {'Content-Range': 'bytes */%d' % size})
-            return
-        first, last = span or (0, size - 1)
-        length = last - first + 1
-        self.send_response(206 if span else 200)
-        self.send_header('Content-Type', 'application/octet-stream')
-        self.send_header('Accept-Ranges', 'bytes')
-        self.send_header('Content-Length', str(length))
-        if span:
-            self.send_header('Content-Range',
-                             'bytes %d-%d/%d' % (first, last, size))
-        self._end_headers(close=False)
-        if self.command == 'GET':
-            self._send_bytes(first, length)
-
-    def _send_bytes(self, offset, length):
+    def _read(self, offset, length, client):
         server = self.server
         end = offset + length
         while offset < end:
             want = min(server.chunk_bytes, end - offset)
             if server.bucket is not None:
                 server.bucket.consume(want)
-            data = server.lun.read(offset, want)
+            try:
+                data = server.lun.read(offset, want)
+            except OSError as exc:
+                data = b''
+                LOG.error('Reading the exported LUN at %(offset)d failed: '
+                          '%(error)s', {'offset': offset, 'error': exc})
             if not data:
-                # the LUN shrank: the promised length cannot be kept
+                # the promised length cannot be kept: cheroot closes the
+                # connection on this error, and the client retries
                 LOG.warning('The exported LUN ended at %(offset)d while '
                             'serving %(client)s; closing the connection.',
-                            {'offset': offset,
-                             'client': self.address_string()})
-                self.close_connection = True
-                return
-            self.wfile.write(data)
+                            {'offset': offset, 'client': client})
+                raise ConnectionAbortedError(errno.ECONNABORTED,
+                                             'the LUN ended early')
+            yield data
             offset += len(data)
             server.count_bytes(len(data))
 
-    def log_request(self, code='-', size='-'):
-        self.server.count_request()
-        LOG.debug('%(client)s "%(request)s" %(code)s',
-                  {'client': self.address_string(),
-                   'request': self.server.mask(self.requestline),
-                   'code': code})
 
-    def log_message(self, format, *args):
-        LOG.info('Request from %(client)s: %(message)s',
-                 {'client': self.address_string(),
-                  'message': self.server.mask(format % args)})
+def _drop(sock):
+    # the base class's shutdown: an SSLSocket's own would also drop its
+    # TLS state under the worker that is reading
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
-class LunServer(socketserver.ThreadingTCPServer):
-    """Serves one LUN at ``/lun/<token>``, one thread per connection."""
+class _Headers(dict):
+    """Request headers that keep every Range (cheroot keeps the last).
 
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True  # rebind at once after a restart
-    request_queue_size = _LISTEN_BACKLOG
+    Two Range headers then read as a multi-range request: refused.
+    """
 
-    def __init__(self, address, lun, token, max_connections, timeout,
-                 tls_context=None, bucket=None,
+    def __setitem__(self, name, value):
+        if name == b'Range' and name in self:
+            value = self[name] + b', ' + value
+        super(_Headers, self).__setitem__(name, value)
+
+
+class _LunRequest(cheroot_server.HTTPRequest):
+    """A request whose head must arrive whole within the timeout."""
+
+    def __init__(self, server, conn, **kwargs):
+        super(_LunRequest, self).__init__(server, conn, **kwargs)
+        self.inheaders = _Headers()
+
+    def simple_response(self, status, msg=''):
+        # cheroot's own answers: malformed or oversized requests, timeouts
+        LOG.info('Answered %(client)s with %(status)s (%(reason)s).',
+                 {'client': self.conn.remote_addr, 'status': status,
+                  'reason': self.server.mask(str(msg)) or '-'})
+        super(_LunRequest, self).simple_response(status, msg)
+
+    def parse_request(self):
+        timer = threading.Timer(self.server.timeout, _drop,
+                                args=(self.conn.socket,))
+        timer.daemon = True
+        timer.start()
+        try:
+            super(_LunRequest, self).parse_request()
+        finally:
+            timer.cancel()
+
+
+class _LunConnection(cheroot_server.HTTPConnection):
+    """A counted connection; with TLS, handshakes in its worker."""
+
+    RequestHandlerClass = _LunRequest
+
+    def __init__(self, server, sock, makefile=cheroot_server.MakeFile):
+        super(_LunConnection, self).__init__(server, sock, makefile)
+        self._handshake_done = not isinstance(sock, ssl.SSLSocket)
+        server.count_connection()
+
+    def communicate(self):
+        if not self._handshake_done:
+            try:
+                self.socket.do_handshake()
+            except OSError as exc:  # ssl.SSLError is one
+                LOG.info('TLS handshake with %(client)s failed: %(error)s',
+                         {'client': self.remote_addr,
+                          'error': type(exc).__name__})
+                return False
+            self._handshake_done = True
+        return super(_LunConnection, self).communicate()
+
+
+class _TLSAdapter(cheroot_ssl.BuiltinSSLAdapter):
+    """TLS 1.2 or newer; the handshake is left to the connection's worker.
+
+    cheroot's own adapter handshakes in the accept loop, where one client
+    that connects and stays silent stalls every other for the timeout.
+    """
+
+    def __init__(self, cert_file, key_file):
+        super(_TLSAdapter, self).__init__(cert_file, key_file)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+
+    def wrap(self, sock):
+        return (self.context.wrap_socket(sock, server_side=True,
+                                         do_handshake_on_connect=False),
+                {'wsgi.url_scheme': 'https', 'HTTPS': 'on'})
+
+
+class BindError(OSError):
+    """None of the ports to try could be bound."""
+
+
+class LunServer(wsgi.Server):
+    """Serves one LUN at ``/lun/<token>`` on the first free port.
+
+    ``prepare()`` binds and listens, ``serve()`` serves until ``stop()``;
+    ``close()`` stops and closes the LUN.
+    """
+
+    ConnectionClass = _LunConnection
+
+    def __init__(self, address, ports, lun, token, max_connections,
+                 timeout, tls=None, bucket=None,
                  chunk_bytes=configuration.CHUNK_BYTES):
+        super(LunServer, self).__init__(
+            (address, ports[0]), None, numthreads=max_connections,
+            max=max_connections, server_name='cinder-asyncmig-exporter',
+            request_queue_size=_LISTEN_BACKLOG, timeout=timeout)
+        self.wsgi_app = LunApp(self)
+        self.ssl_adapter = tls
+        self.max_request_header_size = configuration.MAX_HEAD_BYTES
+        # a GET or HEAD has no body to speak of
+        self.max_request_body_size = configuration.MAX_HEAD_BYTES
+        self.keep_alive_conn_limit = max_connections
+        self._ports = list(ports)
+        self.bind_error = None
         self.lun = lun
         self.token = token
         self.token_bytes = token.encode('latin-1')
-        self.client_timeout = timeout
-        self.tls_context = tls_context
         self.bucket = bucket
         self.chunk_bytes = chunk_bytes
-        self.slots = threading.BoundedSemaphore(max_connections)
         self.bytes_served = 0
-        self.requests = 0
+        self.requests_served = 0
         self.connections = 0
         self.unexpected_errors = 0
         self._counter_lock = threading.Lock()
-        self._listening = False
-        super(LunServer, self).__init__(address, LunRequestHandler)
 
     @property
     def scheme(self):
-        return 'https' if self.tls_context else 'http'
+        return 'https' if self.ssl_adapter else 'http'
+
+    @property
+    def address(self):
+        return self.bind_addr[0]
 
     @property
     def port(self):
-        return self.server_address[1]
+        return self.bind_addr[1]
 
     def mask(self, text):
         return configuration.mask_token(text, self.token)
@@ -311,72 +298,46 @@ class LunServer(socketserver.ThreadingTCPServer):
 
     def count_request(self):
         with self._counter_lock:
-            self.requests += 1
+            self.requests_served += 1
 
-    def get_request(self):
-        # while every slot is busy, leave connections in the listen queue
-        if not self.slots.acquire(timeout=_SLOT_WAIT):
-            raise BlockingIOError('every connection slot is busy')
-        try:
-            request = super(LunServer, self).get_request()
-        except BaseException:
-            self.slots.release()
-            raise
+    def count_connection(self):
         with self._counter_lock:
             self.connections += 1
-        return request
 
-    def finish_request(self, request, client_address):
-        request.settimeout(self.client_timeout)
-        if self.tls_context is None:
-            self.RequestHandlerClass(request, client_address, self)
-            return
-        try:
-            conn = self.tls_context.wrap_socket(request, server_side=True)
-        except OSError as exc:
-            LOG.info('TLS handshake with %(client)s failed: %(error)s',
-                     {'client': client_address[0],
-                      'error': type(exc).__name__})
-            return
-        try:
-            self.RequestHandlerClass(conn, client_address, self)
-        finally:
-            conn.close()
+    def bind(self, family, type, proto=0):
+        host = self.bind_addr[0]
+        for port in self._ports:
+            sock = self.prepare_socket((host, port), family, type, proto,
+                                       self.nodelay, self.ssl_adapter)
+            try:
+                # rebind at once after a restart (prepare_socket sets
+                # SO_REUSEADDR on every port but 0)
+                sock.bind((host, port))
+            except OSError as exc:
+                sock.close()
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                continue
+            self.socket = sock
+            self.bind_addr = self.resolve_real_bind_addr(sock)
+            return sock
+        self.bind_error = BindError(
+            errno.EADDRINUSE, 'no free port in %d-%d on %s' % (
+                self._ports[0], self._ports[-1], host))
+        raise self.bind_error
 
-    def shutdown_request(self, request):
-        try:
-            super(LunServer, self).shutdown_request(request)
-        finally:
-            self.slots.release()
+    def error_log(self, msg='', level=std_logging.INFO, traceback=False):
+        # cheroot's signature: ``traceback`` hides the module here
+        if traceback:
+            msg = '%s\n%s' % (msg, _format_exc())
+        if level >= std_logging.ERROR:
+            with self._counter_lock:
+                self.unexpected_errors += 1
+        LOG.log(level, '%s', self.mask(msg))
 
-    def handle_error(self, request, client_address):
-        with self._counter_lock:
-            self.unexpected_errors += 1
-        LOG.error('Unexpected error while serving %(client)s: %(trace)s',
-                  {'client': client_address[0],
-                   'trace': self.mask(traceback.format_exc())})
-
-    def server_activate(self):
-        super(LunServer, self).server_activate()
-        self._listening = True
-
-    def server_close(self):
-        super(LunServer, self).server_close()
-        # a server that failed to bind leaves the LUN to the next port
-        if self._listening:
-            self.lun.close()
-
-
-def tls_context(cert_file, key_file):
-    """Return a server TLS context refusing anything older than TLS 1.2."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert_file, key_file)
-    return context
-
-
-class BindError(OSError):
-    """None of the ports to try could be bound."""
+    def close(self):
+        self.stop()
+        self.lun.close()
 
 
 def _bind_first_free(factory, address, ports):
@@ -397,24 +358,26 @@ def make_server(path, token,
                 timeout=configuration.DEFAULT_TIMEOUT, rbd=None):
     """Open a LUN and return a :class:`LunServer` listening for it.
 
-    The caller runs ``serve_forever()`` and, at the end, ``shutdown()``
-    and ``server_close()``.
+    The caller runs ``serve()`` and, at the end, ``close()``.
 
     :param ports: ports to try in order; the first free one is taken.
     :raises BindError: when no port is free.
     :raises OSError: when the LUN cannot be opened or TLS set up.
     """
-    context = tls_context(cert_file, key_file) if cert_file else None
+    tls = _TLSAdapter(cert_file, key_file) if cert_file else None
     bucket, chunk = ratelimit.make_bucket(max_bytes_per_sec)
     lun = luns.open_lun(path, rbd)
+    server = LunServer(bind_address, list(ports), lun, token,
+                       max_connections, timeout, tls, bucket, chunk)
     try:
-        return _bind_first_free(
-            lambda addr: LunServer(addr, lun, token, max_connections,
-                                   timeout, context, bucket, chunk),
-            bind_address, list(ports))
+        server.prepare()
     except BaseException:
-        with excutils.save_and_reraise_exception():
-            lun.close()
+        lun.close()
+        if server.bind_error is not None:
+            # cheroot folds it into an OSError without an errno
+            raise server.bind_error from None
+        raise
+    return server
 
 
 def measure_read_rate(url, seconds, connections=2, chunk=4 * units.Mi,
