@@ -69,6 +69,17 @@ target_opts = [
                  default=2.0, min=0.1, max=60,
                  help='Seconds between two reads of the background copy\'s '
                       'progress; each read updates the migration record.'),
+    cfg.IntOpt('async_migration_copy_max_bytes_per_sec',
+               default=0, min=0,
+               help='Cap, in bytes per second, on the background copy of '
+                    'each migration to this backend, whatever its source '
+                    'kind. A volume\'s metadata '
+                    '"async_migration_max_read_bytes_per_sec" sets a cap '
+                    'for its own migration, and can be changed while it '
+                    'copies; the lower cap applies. 0 means no cap. It does '
+                    'not hold while a hypervisor holds the image\'s '
+                    'exclusive lock when the copy starts: librbd then runs '
+                    'the copy in that hypervisor.'),
     cfg.IntOpt('async_migration_stall_timeout',
                default=600, min=30,
                help='Seconds the background copy may go without progress '

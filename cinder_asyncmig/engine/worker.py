@@ -22,6 +22,11 @@ The child reports through a small JSON status file it replaces
 atomically: its pid, its librados address (so that a dead worker's watch
 can be blocklisted instead of waiting ~30 s for it to time out), and the
 objects copied so far.
+
+The copy's cap, in bytes per second, is in a file of its own next to the
+status file (:func:`write_rate`); the child reads it again whenever it
+changes, so the cap can be changed while the copy runs. :class:`Pacer`
+holds the copy to it.
 """
 
 import argparse
@@ -42,6 +47,11 @@ DONE = 'done'
 FAILED = 'failed'
 _MODULE = 'cinder_asyncmig.engine.worker'
 _REPORT_INTERVAL = 0.5
+# longest sleep of the pacer before it looks at the cap again
+_RATE_CHECK = 0.5
+# how far behind its cap a copy may fall before the pacer forgets the lag:
+# a copy slowed down by the cluster does not then rush ahead
+_MAX_LAG = 1.0
 
 
 def write_status(path, status):
@@ -58,6 +68,74 @@ def read_status(path):
             return jsonutils.loads(f.read())
     except (OSError, ValueError):
         return {}
+
+
+def rate_path(status_path):
+    return status_path + '.rate'
+
+
+def write_rate(status_path, max_bytes_per_sec):
+    """Set the cap of the copy reporting to ``status_path`` (0: none)."""
+    write_status(rate_path(status_path),
+                 {'max_bytes_per_sec': int(max_bytes_per_sec)})
+
+
+def remove_files(status_path):
+    """Remove what a worker and its parent left for one copy."""
+    for path in (status_path, rate_path(status_path)):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+class Pacer(object):
+    """Holds a copy to its cap by blocking librbd's progress callback.
+
+    librbd calls the callback of ``migration_execute`` on the thread that
+    completes the object copies, and issues no further copy while it
+    blocks: the copy then runs at most one batch of
+    ``rbd_concurrent_management_ops`` objects ahead of the cap. This holds
+    where execute runs in this process, not where librbd hands it to the
+    client holding the image's exclusive lock.
+
+    :param path: the rate file (:func:`write_rate`), read again every
+                 half second of copying.
+    """
+
+    def __init__(self, path, clock=time.monotonic, sleep=time.sleep):
+        self._path = path
+        self._clock = clock
+        self._sleep = sleep
+        self._read_at = None
+        self.rate = 0
+        self._anchor = None  # (time, bytes, rate) the pace counts from
+
+    def _read_rate(self, now):
+        if self._read_at is None or now - self._read_at >= _RATE_CHECK:
+            self._read_at = now
+            rate = read_status(self._path).get('max_bytes_per_sec', 0)
+            self.rate = rate if isinstance(rate, int) and rate > 0 else 0
+        return self.rate
+
+    def wait(self, bytes_done):
+        """Return once ``bytes_done`` are within the cap."""
+        while True:
+            now = self._clock()
+            rate = self._read_rate(now)
+            if not rate:
+                self._anchor = None
+                return
+            if self._anchor is None or self._anchor[2] != rate:
+                self._anchor = (now, bytes_done, rate)
+                return
+            started, base, _rate = self._anchor
+            due = started + (bytes_done - base) / float(rate)
+            if due <= now:
+                if now - due > _MAX_LAG:
+                    self._anchor = (now, bytes_done, rate)
+                return
+            self._sleep(min(due - now, _RATE_CHECK))
 
 
 def pid_running(pid):
@@ -86,23 +164,26 @@ class ExecuteWorker(object):
 
     @classmethod
     def start(cls, image, pool, status_path, conf=None, user=None,
-              cluster=None, namespace=''):
+              cluster=None, namespace='', size=0, max_bytes_per_sec=0):
         """Start a worker running execute on ``pool/image``.
 
         The worker connects with the same configuration file and user as
         the driver, so no key ever appears on a command line.
+
+        :param size: the image's size in bytes, for the cap.
+        :param max_bytes_per_sec: the copy's cap, 0 for none; change it
+                                  with :func:`write_rate`.
         """
         args = [sys.executable, '-m', _MODULE, '--pool', pool,
-                '--image', image, '--status-file', status_path]
+                '--image', image, '--status-file', status_path,
+                '--size', str(int(size))]
         for flag, value in (('--conf', conf), ('--user', user),
                             ('--cluster', cluster),
                             ('--namespace', namespace)):
             if value:
                 args += [flag, value]
-        try:
-            os.unlink(status_path)
-        except FileNotFoundError:
-            pass
+        remove_files(status_path)
+        write_rate(status_path, max_bytes_per_sec)
         log_path = status_path + '.log'
         with open(log_path, 'ab') as log:
             popen = subprocess.Popen(args, stdin=subprocess.DEVNULL,
@@ -175,6 +256,8 @@ def main(argv=None):
     parser.add_argument('--namespace', default='')
     parser.add_argument('--image', required=True)
     parser.add_argument('--status-file', required=True)
+    parser.add_argument('--size', type=int, default=0,
+                        help='bytes of the image; without it, no cap holds')
     args = parser.parse_args(argv)
 
     # only the bindings: importing Cinder would add ~0.3 s to every start
@@ -194,13 +277,17 @@ def main(argv=None):
             ioctx.set_namespace(args.namespace)
         write_status(args.status_file, status)
         last = [0.0]
+        pacer = Pacer(rate_path(args.status_file))
 
         def on_progress(done, total):
             now = time.monotonic()
             if now - last[0] >= _REPORT_INTERVAL or done >= total:
                 last[0] = now
-                status.update(done=done, total=total, updated_at=time.time())
+                status.update(done=done, total=total, updated_at=time.time(),
+                              max_bytes_per_sec=pacer.rate)
                 write_status(args.status_file, status)
+            if total and args.size:
+                pacer.wait(done * args.size // total)
             return 0  # librbd wants an int, and ignores it
 
         try:

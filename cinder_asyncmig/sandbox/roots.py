@@ -71,7 +71,7 @@ MARKER = '/etc/cinder-asyncmig-release'
 VENV = '/opt/cinder-asyncmig/venv'
 SRC = '/opt/cinder-asyncmig/src'
 # bumped when the way a root is built changes
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 # bindep.txt entries with this profile are for the host only
 HOST_PROFILE = 'host'
 
@@ -372,6 +372,9 @@ def _build_into(rel, root, log, mirror):
     step(['apt-get', 'update', '-q'])
     step(['apt-get', 'install', '-y', '-q'] + root_packages())
     step(['apt-get', 'clean'])
+    # where a host keeps its NBD client certificate: a test's mount
+    # namespace binds a directory there (cinderconf.host_mounts)
+    os.makedirs(os.path.join(root, 'etc/pki/libnbd'), exist_ok=True)
     reqs = tempfile.mkdtemp(prefix='.reqs-', dir=os.path.dirname(root))
     try:
         files = []

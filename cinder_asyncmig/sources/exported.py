@@ -43,12 +43,9 @@ from cinder_asyncmig.sources import base
 from cinder_asyncmig.sources import exporter
 from cinder_asyncmig.sources import kinds
 from cinder_asyncmig.sources import rbd
+from cinder_asyncmig.volume import throttle
 
 LOG = logging.getLogger(__name__)
-
-# volume metadata key a user or operator sets to cap the source reads of
-# one migration, in bytes per second; the backend's cap still applies
-RATE_KEY = 'async_migration_max_read_bytes_per_sec'
 
 
 def _record_path(state_dir, export_id):
@@ -57,28 +54,6 @@ def _record_path(state_dir, export_id):
 
 def _ceph_conf_path(state_dir, export_id):
     return os.path.join(state_dir, 'exporter.%s.ceph.conf' % export_id)
-
-
-def read_rate(volume, backend_cap):
-    """The read cap of one migration: the lower of backend and volume.
-
-    :param backend_cap: bytes per second, 0 for none.
-    :raises MigrationSourceRefused: the volume's cap is not a number.
-    """
-    wanted = (volume.metadata or {}).get(RATE_KEY)
-    if wanted in (None, ''):
-        return backend_cap
-    try:
-        wanted = int(wanted)
-        if wanted < 0:
-            raise ValueError(wanted)
-    except ValueError:
-        raise exception.MigrationSourceRefused(
-            volume_id=volume.id,
-            reason=_('its metadata %s must be a number of bytes per '
-                     'second') % RATE_KEY)
-    caps = [c for c in (wanted, backend_cap) if c]
-    return min(caps) if caps else 0
 
 
 class ExportedSource(object):
@@ -127,7 +102,7 @@ class ExportedSource(object):
             exporter.write_private_json(self.record_path, record)
             path, rbd = self._connect(record)
             options = exporter.start_options(cfg)
-            options['max_bytes_per_sec'] = read_rate(
+            options['max_bytes_per_sec'] = throttle.cap(
                 volume, options['max_bytes_per_sec'])
             options['transport'] = self._transport(rbd)
             served = exporter.Exporter.start(

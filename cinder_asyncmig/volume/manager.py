@@ -27,6 +27,7 @@ idempotent).
 """
 
 import contextlib
+import functools
 import threading
 import time
 
@@ -48,6 +49,7 @@ from cinder_asyncmig import opts
 from cinder_asyncmig.sources import file as file_source
 from cinder_asyncmig.volume import constants
 from cinder_asyncmig.volume import rpcapi
+from cinder_asyncmig.volume import throttle
 
 CONF = cfg.CONF
 LOG = logging.getLogger(__name__)
@@ -86,14 +88,22 @@ def _target_lacks_endpoint(exc):
 
 
 class _ProgressRecorder(object):
-    """Writes copy progress into the volume's metadata, throttled."""
+    """Writes copy progress into the volume's metadata, throttled.
 
-    def __init__(self, db, ctxt, volume_id, interval):
+    At the same pace it reads the cap the metadata asks for
+    (:data:`~cinder_asyncmig.volume.throttle.RATE_KEY`) and hands a new
+    one to ``on_cap``: a user can change it while the volume copies.
+    """
+
+    def __init__(self, db, ctxt, volume_id, interval, on_cap=None):
         self._db = db
         self._ctxt = ctxt
         self._volume_id = volume_id
         self._interval = interval
+        self._on_cap = on_cap
         self._last = 0.0
+        self._cap = None
+        self._refused = None
 
     @staticmethod
     def render(progress):
@@ -113,6 +123,25 @@ class _ProgressRecorder(object):
             return
         self._last = now
         self._write(self.render(progress))
+        if self._on_cap is not None and progress.get('phase') == 'copying':
+            self._follow_cap()
+
+    def _follow_cap(self):
+        metadata = self._db.volume_metadata_get(self._ctxt, self._volume_id)
+        try:
+            cap = throttle.requested(metadata)
+        except ValueError:
+            value = metadata.get(throttle.RATE_KEY)
+            if value != self._refused:
+                self._refused = value
+                LOG.warning('Volume %(vol)s: %(key)s must be a number of '
+                            'bytes per second; the copy keeps its cap.',
+                            {'vol': self._volume_id,
+                             'key': throttle.RATE_KEY})
+            return
+        if cap != self._cap:
+            self._cap = cap
+            self._on_cap(cap)
 
     def retrying(self, attempt, delay, exc):
         self._write('interrupted by %(err)s; retry %(n)d in %(delay)d s' % {
@@ -365,8 +394,11 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
 
     def _complete_with_retries(self, ctxt, volume):
         group = CONF[opts.GROUP]
+        on_cap = None
+        if hasattr(self.driver, 'set_copy_rate'):
+            on_cap = functools.partial(self.driver.set_copy_rate, volume)
         recorder = _ProgressRecorder(self.db, ctxt.elevated(), volume.id,
-                                     group.progress_interval)
+                                     group.progress_interval, on_cap)
         attempt = 0
         while True:
             try:

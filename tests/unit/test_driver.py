@@ -48,7 +48,7 @@ class DriverTestCase(testtools.TestCase):
         self.ctxt = context.get_admin_context()
         self.volume = objects.Volume(self.ctxt, id=str(uuid.uuid4()),
                                      _name_id=None, size=1,
-                                     volume_type=None)
+                                     volume_type=None, metadata={})
 
     def make_driver(self):
         return target_rbd.AsyncMigrationRBDDriver(configuration=self.config,

@@ -111,23 +111,6 @@ class _Driver(object):
         self.disconnected = []
 
 
-class ReadRateTest(testtools.TestCase):
-
-    def test_lower_of_backend_and_volume(self):
-        self.assertEqual(0, exported.read_rate(_Volume(), 0))
-        self.assertEqual(5, exported.read_rate(_Volume(), 5))
-        volume = _Volume({exported.RATE_KEY: '3'})
-        self.assertEqual(3, exported.read_rate(volume, 5))
-        self.assertEqual(3, exported.read_rate(volume, 0))
-        self.assertEqual(2, exported.read_rate(volume, 2))
-
-    def test_not_a_number_refused(self):
-        for bad in ('fast', '-1', '1.5'):
-            self.assertRaises(exception.MigrationSourceRefused,
-                              exported.read_rate,
-                              _Volume({exported.RATE_KEY: bad}), 0)
-
-
 class ExportedSourceTest(testtools.TestCase):
 
     def setUp(self):

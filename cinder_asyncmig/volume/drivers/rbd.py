@@ -32,6 +32,7 @@ from cinder.i18n import _
 from cinder.volume.drivers import rbd as cinder_rbd
 from oslo_log import log as logging
 from oslo_utils import timeutils
+from oslo_utils import units
 
 from cinder_asyncmig.engine import migration
 from cinder_asyncmig.engine import state
@@ -41,6 +42,7 @@ from cinder_asyncmig import opts
 from cinder_asyncmig.sources import base as source_base
 from cinder_asyncmig.sources import kinds as source_kinds
 from cinder_asyncmig.sources import registry
+from cinder_asyncmig.volume import throttle
 
 LOG = logging.getLogger(__name__)
 
@@ -141,6 +143,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         reason = self._decline_reason(volume)
         if reason:
             return self._decline(volume, reason)
+        throttle.cap(volume, 0)  # refuses a malformed cap up front
         with source_base.Offer(context, volume, src_host, self) as offer:
             kind, reasons = registry.choose(self._kinds,
                                             self._source_kinds(), offer)
@@ -312,7 +315,8 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         return os.path.join(self._state_dir(), '%s.%s.json' % (
             self.configuration.rbd_pool, name))
 
-    def _start_worker(self, client, name, record):
+    def _start_worker(self, client, volume, record):
+        name = volume.name
         status_path = self._status_path(name)
         worker = copy_worker.ExecuteWorker.adopt(status_path, name)
         if worker is not None:
@@ -322,7 +326,29 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         cluster, conf, user, _secret = self._get_config_tuple()
         return copy_worker.ExecuteWorker.start(
             name, self.configuration.rbd_pool, status_path, conf=conf,
-            user=user, cluster=cluster)
+            user=user, cluster=cluster, size=volume.size * units.Gi,
+            max_bytes_per_sec=throttle.cap(
+                volume,
+                self.configuration.async_migration_copy_max_bytes_per_sec))
+
+    def set_copy_rate(self, volume, max_bytes_per_sec):
+        """Change the cap of the volume's copy while it runs.
+
+        The backend's cap (``async_migration_copy_max_bytes_per_sec``)
+        still applies; the lower one holds. The copy worker takes the new
+        cap within a second. A copy started later takes the cap from the
+        volume's metadata again.
+
+        :param max_bytes_per_sec: the migration's own cap, 0 for none.
+        """
+        rate = throttle.lowest(
+            max_bytes_per_sec,
+            self.configuration.async_migration_copy_max_bytes_per_sec)
+        copy_worker.write_rate(self._status_path(volume.name), rate)
+        LOG.info('The copy of volume %(vol)s is capped at %(rate)s.',
+                 {'vol': volume.id,
+                  'rate': '%d bytes/s' % rate if rate else 'nothing'},
+                 resource=volume)
 
     def _release_dead_worker(self, client, name, record, status_path):
         """Blocklist a dead copy worker still watching the image.
@@ -356,7 +382,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         name = volume.name
         cfg = self.configuration
         record = self.engine.read_record(client.ioctx, name)
-        worker = self._start_worker(client, name, record)
+        worker = self._start_worker(client, volume, record)
         restarts = 0
         meter = _RateMeter()
         last_done, last_change = -1, time.monotonic()
@@ -388,7 +414,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                             {'img': name, 'n': restarts,
                              'max': cfg.async_migration_worker_restarts})
                 worker.stop()
-                worker = self._start_worker(client, name, record)
+                worker = self._start_worker(client, volume, record)
                 last_change = time.monotonic()
                 continue
 
@@ -407,6 +433,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
             record = self._record(client, name, callback=callback,
                                   **changes)
             if phase == copy_worker.DONE:
+                copy_worker.remove_files(self._status_path(name))
                 return
             if phase == copy_worker.FAILED:
                 self.engine.raise_execute_error(name, report.get('error_type'),

@@ -1,0 +1,163 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""The copy's cap: how it is set, combined, followed and held."""
+
+import logging
+import os
+
+import fixtures
+from oslo_utils import units
+import testtools
+
+from cinder_asyncmig.engine import worker
+from cinder_asyncmig import exception
+from cinder_asyncmig.volume import manager
+from cinder_asyncmig.volume import throttle
+
+MIB = units.Mi
+
+
+class _Volume(object):
+
+    def __init__(self, metadata=None):
+        self.id = 'd3b07384-d9a0-4c9b-8a4e-2f1b8c9a0001'
+        self.metadata = metadata or {}
+
+
+class _Clock(object):
+    """A monotonic clock that moves only when the pacer sleeps."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.slept = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.assertive(seconds)
+        self.now += seconds
+        self.slept += seconds
+
+    @staticmethod
+    def assertive(seconds):
+        if seconds <= 0:
+            raise AssertionError('slept %r s' % seconds)
+
+
+class CapTest(testtools.TestCase):
+
+    def test_lower_of_backend_and_volume(self):
+        self.assertEqual(0, throttle.cap(_Volume(), 0))
+        self.assertEqual(5, throttle.cap(_Volume(), 5))
+        volume = _Volume({throttle.RATE_KEY: '3'})
+        self.assertEqual(3, throttle.cap(volume, 5))
+        self.assertEqual(3, throttle.cap(volume, 0))
+        self.assertEqual(2, throttle.cap(volume, 2))
+        self.assertEqual(2, throttle.cap(_Volume({throttle.RATE_KEY: '0'}),
+                                         2))
+
+    def test_not_a_number_refused(self):
+        for bad in ('fast', '-1', '1.5'):
+            self.assertRaises(exception.MigrationSourceRefused,
+                              throttle.cap,
+                              _Volume({throttle.RATE_KEY: bad}), 0)
+
+
+class PacerTest(testtools.TestCase):
+
+    def setUp(self):
+        super(PacerTest, self).setUp()
+        self.status = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                                   'pool.volume-1.json')
+        self.clock = _Clock()
+        self.pacer = worker.Pacer(worker.rate_path(self.status),
+                                  clock=self.clock, sleep=self.clock.sleep)
+
+    def copy(self, first, last, step=4 * MIB, took=0.0):
+        """Objects copied in no time (or ``took`` s each), paced."""
+        for done in range(first, last + 1, step):
+            self.clock.now += took
+            self.pacer.wait(done)
+
+    def test_no_cap_never_waits(self):
+        self.copy(0, 400 * MIB)
+        worker.write_rate(self.status, 0)
+        self.copy(0, 400 * MIB)
+        self.assertEqual(0.0, self.clock.slept)
+
+    def test_copy_held_to_the_cap(self):
+        worker.write_rate(self.status, 10 * MIB)
+        self.copy(0, 100 * MIB)
+        self.assertAlmostEqual(10.0, self.clock.slept)
+        self.assertEqual(10 * MIB, self.pacer.rate)
+
+    def test_cap_changed_while_copying(self):
+        worker.write_rate(self.status, 10 * MIB)
+        self.copy(0, 40 * MIB)
+        worker.write_rate(self.status, 40 * MIB)
+        self.copy(44 * MIB, 120 * MIB)
+        # 4 s at 10 MiB/s; then the old cap until the new one is read
+        # (half a second, and the step under way: 0.4 s), and 80 MiB at
+        # 40 MiB/s
+        self.assertGreaterEqual(self.clock.slept, 4.0 + 76 / 40.0)
+        self.assertLessEqual(self.clock.slept, 4.0 + 0.5 + 0.4 + 80 / 40.0)
+        worker.write_rate(self.status, 0)
+        before = self.clock.slept
+        self.copy(124 * MIB, 400 * MIB)
+        self.assertLessEqual(self.clock.slept - before, 0.5)
+
+    def test_a_slow_copy_does_not_rush_after(self):
+        worker.write_rate(self.status, 10 * MIB)
+        # the cluster is slow: 4 MiB take 2 s, below the cap
+        self.copy(0, 20 * MIB, took=2.0)
+        self.assertEqual(0.0, self.clock.slept)
+        # then fast again: held to the cap from there, no burst
+        self.copy(24 * MIB, 64 * MIB)
+        self.assertAlmostEqual(40 / 10.0, self.clock.slept, delta=1.0)
+
+
+class _MetadataDB(object):
+
+    def __init__(self):
+        self.metadata = {}
+        self.written = []
+
+    def volume_metadata_get(self, ctxt, volume_id):
+        return dict(self.metadata)
+
+    def volume_metadata_update(self, ctxt, volume_id, metadata, delete):
+        self.written.append(metadata)
+
+
+class RecorderTest(testtools.TestCase):
+
+    def test_cap_followed_while_copying(self):
+        log = self.useFixture(fixtures.FakeLogger(level=logging.WARNING))
+        db = _MetadataDB()
+        caps = []
+        recorder = manager._ProgressRecorder(db, None, 'vol-1', 0,
+                                             on_cap=caps.append)
+        copying = {'phase': 'copying', 'percent': 1.0}
+        recorder(copying)
+        db.metadata[throttle.RATE_KEY] = str(8 * MIB)
+        recorder(copying)
+        recorder(copying)
+        for bad in ('fast', 'fast', '-3'):
+            db.metadata[throttle.RATE_KEY] = bad
+            recorder(copying)
+        db.metadata[throttle.RATE_KEY] = ''
+        recorder(copying)
+        self.assertEqual([0, 8 * MIB, 0], caps)
+        self.assertEqual(2, log.output.count('must be a number'))
+        self.assertEqual(7, len(db.written))
