@@ -111,7 +111,9 @@ class Pacer(object):
         self.rate = 0
         self._anchor = None  # (time, bytes, rate) the pace counts from
 
-    def _read_rate(self, now):
+    def read_rate(self):
+        """The cap in bytes per second (0: none), read again if due."""
+        now = self._clock()
         if self._read_at is None or now - self._read_at >= _RATE_CHECK:
             self._read_at = now
             rate = read_status(self._path).get('max_bytes_per_sec', 0)
@@ -121,8 +123,8 @@ class Pacer(object):
     def wait(self, bytes_done):
         """Return once ``bytes_done`` are within the cap."""
         while True:
+            rate = self.read_rate()
             now = self._clock()
-            rate = self._read_rate(now)
             if not rate:
                 self._anchor = None
                 return
@@ -281,10 +283,11 @@ def main(argv=None):
 
         def on_progress(done, total):
             now = time.monotonic()
+            rate = pacer.read_rate()
             if now - last[0] >= _REPORT_INTERVAL or done >= total:
                 last[0] = now
                 status.update(done=done, total=total, updated_at=time.time(),
-                              max_bytes_per_sec=pacer.rate)
+                              max_bytes_per_sec=rate)
                 write_status(args.status_file, status)
             if total and args.size:
                 pacer.wait(done * args.size // total)

@@ -29,6 +29,7 @@ from cinder_asyncmig.engine import specs
 from cinder_asyncmig.engine import state
 from cinder_asyncmig.engine import worker as copy_worker
 from cinder_asyncmig import exception
+from cinder_asyncmig.volume import throttle
 from tests.functional import base
 
 
@@ -123,6 +124,44 @@ class LinkedMigrationTest(base.FunctionalTestCase):
                          self._status(volume).state)
         self.assertEqual(model.sha256(),
                          base.image_sha256(self.dst_ioctx, volume.name))
+
+    def test_copy_held_to_its_cap_which_changes_while_it_runs(self):
+        volume, model = self._prepared(1024 * units.Mi, density=1.0)
+        cap = 128 * units.Mi
+        volume.metadata = {throttle.RATE_KEY: str(cap)}
+        status_path = self.target_driver._status_path(volume.name)
+        capped, lifted = [], []
+
+        def watch(progress):
+            if progress.get('phase') != 'copying':
+                return
+            sample = (time.monotonic(), progress['bytes_copied'],
+                      copy_worker.read_status(status_path).get(
+                          'max_bytes_per_sec'))
+            if lifted or progress['percent'] >= 50:
+                if not lifted:
+                    self.target_driver.set_copy_rate(volume, 0)
+                lifted.append(sample)
+            else:
+                capped.append(sample)
+
+        final = self.target_driver.complete_migration_target(
+            self.ctxt, volume, watch)
+
+        self.assertEqual('success', final['phase'])
+        self.assertEqual(model.sha256(),
+                         base.image_sha256(self.dst_ioctx, volume.name))
+        self.assertGreater(len(capped), 2)
+        # never ahead of the cap by more than librbd's one batch of
+        # concurrent object copies (10 objects of 4 MiB)
+        started, base_bytes, _ = capped[0]
+        for at, copied, reported in capped[1:]:
+            self.assertEqual(cap, reported)
+            self.assertLessEqual(copied - base_bytes,
+                                 cap * (at - started) + 40 * units.Mi)
+        # and the worker took the lifted cap while it copied
+        self.assertIn(0, [reported for _at, _copied, reported in lifted])
+        self.assertFalse(os.path.exists(copy_worker.rate_path(status_path)))
 
     def _kill_worker_mid_copy(self, volume, killed):
         status_path = self.target_driver._status_path(volume.name)
