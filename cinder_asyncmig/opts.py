@@ -77,9 +77,9 @@ target_opts = [
                     '"async_migration_max_read_bytes_per_sec" sets a cap '
                     'for its own migration, and can be changed while it '
                     'copies; the lower cap applies. 0 means no cap. It does '
-                    'not hold while a hypervisor holds the image\'s '
-                    'exclusive lock when the copy starts: librbd then runs '
-                    'the copy in that hypervisor.'),
+                    'not hold while a client writes to the volume: librbd '
+                    'then runs the copy in that client (a hypervisor), '
+                    'which holds the image\'s exclusive lock.'),
     cfg.IntOpt('async_migration_stall_timeout',
                default=600, min=30,
                help='Seconds the background copy may go without progress '

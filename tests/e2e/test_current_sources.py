@@ -41,10 +41,10 @@ from cinder_asyncmig.sandbox import cinderconf
 from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sandbox import settings
-from cinder_asyncmig.sources import exported
 from cinder_asyncmig.sources import exporter
 from cinder_asyncmig.sources import kinds
 from cinder_asyncmig.sources import native
+from cinder_asyncmig.volume import throttle
 from tests.e2e import test_async_migration as base_e2e
 from tests.e2e import test_other_sources
 from tests.functional import base as ceph_base
@@ -211,7 +211,7 @@ class CurrentSourcesTest(testtools.TestCase):
         test_other_sources.set_target_options(self.sandbox, section,
                                               {key: ''})
         return self.create('file', metadata={
-            exported.RATE_KEY: str(test_other_sources.CAP)}, density=0.9)
+            throttle.RATE_KEY: str(test_other_sources.CAP)}, density=0.9)
 
     def assert_nbd_end(self, volume_id, model, seen, port):
         self.assertEqual('success', seen['volume']['migration_status'], seen)

@@ -45,10 +45,10 @@ from cinder_asyncmig.sandbox import cinderconf
 from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sandbox import settings
-from cinder_asyncmig.sources import exported
 from cinder_asyncmig.sources import exporter
 from cinder_asyncmig.sources import kinds
 from cinder_asyncmig.volume import constants
+from cinder_asyncmig.volume import throttle
 from tests.e2e import test_async_migration as base_e2e
 from tests.functional import base as ceph_base
 
@@ -276,7 +276,7 @@ class OtherSourcesTest(testtools.TestCase):
 
     def test_exported_source_readable_at_once_and_locked_down(self):
         volume_id, model = self.create(
-            'xcluster', metadata={exported.RATE_KEY: str(CAP)})
+            'xcluster', metadata={throttle.RATE_KEY: str(CAP)})
         self.migrate_until_attachable(volume_id)
         self.assertEqual(model.sha256(), self.dst_sha256(volume_id))
         served = self.exporter_handle(volume_id)
@@ -327,7 +327,7 @@ class OtherSourcesTest(testtools.TestCase):
 
     def test_exporter_killed_mid_copy_is_served_again(self):
         volume_id, model = self.create(
-            'xcluster', metadata={exported.RATE_KEY: str(CAP)}, density=0.9)
+            'xcluster', metadata={throttle.RATE_KEY: str(CAP)}, density=0.9)
         self.migrate_until_attachable(volume_id)
         self.wait(volume_id, 'copying', lambda v: not v['metadata'].get(
             constants.PROGRESS_KEY, '0.0%').startswith('0.0%'))
@@ -339,7 +339,7 @@ class OtherSourcesTest(testtools.TestCase):
 
     def test_target_killed_mid_copy_serves_the_source_again(self):
         volume_id, model = self.create(
-            'xcluster', metadata={exported.RATE_KEY: str(CAP)}, density=0.9)
+            'xcluster', metadata={throttle.RATE_KEY: str(CAP)}, density=0.9)
         self.migrate_until_attachable(volume_id)
         url = self.exporter_handle(volume_id).url
         target = self.sandbox.service(cloud.VOLUME_TARGET)

@@ -66,7 +66,7 @@ class SharedFileTest(base.FunctionalTestCase):
         """A sparse raw volume file, as Cinder's NFS driver keeps one."""
         volume = objects.Volume(self.ctxt, id=str(uuid.uuid4()),
                                 _name_id=None, size=size // units.Gi,
-                                volume_type=None)
+                                volume_type=None, metadata={})
         path = os.path.join(self.share, volume.name)
         model = base.ImageModel(size)
         with open(path, 'wb') as f:

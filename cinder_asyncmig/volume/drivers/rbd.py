@@ -433,7 +433,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
             record = self._record(client, name, callback=callback,
                                   **changes)
             if phase == copy_worker.DONE:
-                copy_worker.remove_files(self._status_path(name))
+                copy_worker.remove_rate(self._status_path(name))
                 return
             if phase == copy_worker.FAILED:
                 self.engine.raise_execute_error(name, report.get('error_type'),
@@ -448,7 +448,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                     reason=_('no progress for %d s; the migration stays '
                              'prepared and completing it again resumes the '
                              'copy') % cfg.async_migration_stall_timeout)
-            time.sleep(cfg.async_migration_poll_interval)
+            worker.wait(cfg.async_migration_poll_interval)
 
     # -- abort and delete ----------------------------------------------------
 
