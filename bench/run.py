@@ -19,7 +19,8 @@ On one throwaway cluster (cephx on, memstore), side by side:
    ``RBDDriver.migrate_volume`` (a full synchronous copy, as ``rbd cp``),
    for a 1 GiB dense volume and a 100 GiB volume holding 100 MiB;
 2. background copy: ``complete_migration_target`` vs raw
-   ``rbd migration execute`` + ``commit`` of the same kind of image;
+   ``rbd migration execute`` + ``commit`` of the same kind of image, dense,
+   1 GiB and 4 GiB (``--copy-gib``);
 3. resume after the copy worker is SIGKILLed: the driver (blocklists the
    dead client) vs re-running raw ``rbd migration execute``.
 
@@ -61,7 +62,9 @@ class Bench(object):
         self.target = backends.make_driver(
             target_rbd.AsyncMigrationRBDDriver, cluster, DST,
             async_migration_state_dir=os.path.join(directory, 'state'),
-            async_migration_poll_interval=0.2)
+            async_migration_poll_interval=0.2,
+            # the anchor, raw execute, runs uncapped
+            async_migration_copy_max_bytes_per_sec=0)
         self.client = cluster.connect()
         self.io = {p: self.client.open_ioctx(p) for p in (SRC, DST, RAW)}
 
@@ -204,11 +207,15 @@ def main(argv=None):
                         help='runs of each measurement (median shown)')
     parser.add_argument('--dense-gib', type=int, default=1)
     parser.add_argument('--sparse-gib', type=int, default=100)
+    parser.add_argument('--copy-gib', type=int, nargs='+', default=[1, 4],
+                        help='dense sizes of the background copy runs')
     args = parser.parse_args(argv)
 
     directory = tempfile.mkdtemp(prefix='asyncmig-bench-')
     os.rmdir(directory)
-    cluster = ceph.CephCluster.up(directory, memstore_bytes=6 * units.Gi,
+    # a copy holds its source and its destination at once
+    memstore = max(6, 2 * max(args.copy_gib) + 2) * units.Gi
+    cluster = ceph.CephCluster.up(directory, memstore_bytes=memstore,
                                   pools=[SRC, DST, RAW])
     bench = Bench(cluster, directory)
     dense = (args.dense_gib, args.dense_gib * units.Gi)
@@ -222,11 +229,12 @@ def main(argv=None):
             s = _median(bench.readable_stock, 1, *shape)
             rows.append(('readable at destination, ' + label,
                          'async target', a, 'stock RBD migrate_volume', s))
-        d = _median(bench.copy_driver, args.repeat, *dense)
-        r = _median(bench.copy_raw, args.repeat, *dense)
-        rows.append(('background copy, %d GiB dense' % dense[0],
-                     'complete_migration_target', d,
-                     'raw rbd migration execute+commit', r))
+        for gib in args.copy_gib:
+            d = _median(bench.copy_driver, args.repeat, gib, gib * units.Gi)
+            r = _median(bench.copy_raw, args.repeat, gib, gib * units.Gi)
+            rows.append(('background copy, %d GiB dense' % gib,
+                         'complete_migration_target', d,
+                         'raw rbd migration execute+commit', r))
         d = _median(bench.resume_driver, args.repeat, *dense)
         r = _median(bench.resume_raw, 1, *dense)
         rows.append(('resume after SIGKILL of the copy, %d GiB' % dense[0],

@@ -177,11 +177,12 @@ class SourceBench(object):
 
     # -- the copy ----------------------------------------------------------
 
-    def start_copy(self, name):
+    def start_copy(self, name, max_bytes_per_sec=0):
         """Start execute in a worker process, as the driver does."""
         job = copy_worker.ExecuteWorker.start(
             name, DST, os.path.join(self.state, 'copy-%s.json' % name),
-            conf=self.cluster.conf_path, user=self.cluster.client)
+            conf=self.cluster.conf_path, user=self.cluster.client,
+            size=self.size, max_bytes_per_sec=max_bytes_per_sec)
         self.workers.append(job)
         return job
 
@@ -268,8 +269,12 @@ class SourceBench(object):
 
     # -- fio ---------------------------------------------------------------
 
-    def fio(self, label, name, rw, seconds, iodepth):
-        """Start fio's rbd engine on ``DST/name``; return the process."""
+    def fio(self, label, name, rw, seconds, iodepth, region=None):
+        """Start fio's rbd engine on ``DST/name``; return the process.
+
+        :param region: bytes from the image's start that fio works on
+                       (default: the whole image).
+        """
         prefix = os.path.join(self.directory, 'fio-%s' % label)
         args = ['fio', '--name=%s' % label, '--ioengine=rbd',
                 '--clientname=%s' % self.cluster.client, '--pool=%s' % DST,
@@ -278,6 +283,8 @@ class SourceBench(object):
                 '--runtime=%d' % seconds, '--output-format=json',
                 '--output=%s.json' % prefix,
                 '--write_iops_log=%s' % prefix, '--log_avg_msec=1000']
+        if region:
+            args.append('--size=%d' % region)
         env = dict(os.environ, **self.cluster.env())
         proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL,
@@ -311,8 +318,8 @@ class SourceBench(object):
                       prefix + '_iops.1.log',
                       result['timestamp_ms'] - job['job_runtime'])
 
-    def run_fio(self, label, name, rw, seconds, iodepth):
-        proc, prefix = self.fio(label, name, rw, seconds, iodepth)
+    def run_fio(self, label, name, rw, seconds, iodepth, region=None):
+        proc, prefix = self.fio(label, name, rw, seconds, iodepth, region)
         return self.fio_result(proc, prefix, seconds)
 
     def fio_during_copy(self, label, name, rw, seconds, iodepth, lead=2.0):
@@ -347,14 +354,10 @@ class FioRun(object):
         self.log_path = log_path
         self.job_start = job_start  # ms since the epoch
 
-    def window(self, window):
-        """Mean read and write IOPS of the 1 s buckets in ``window``.
+    def per_second(self):
+        """IOPS of each second of the job: ``{0: {s: reads}, 1: {s: writes}}``.
 
-        Buckets lying wholly inside the window (ms since the job's start)
-        are averaged; when the window is shorter than a bucket, the
-        buckets it overlaps are.
-
-        :returns: (read IOPS, write IOPS, seconds the buckets cover).
+        ``s`` is the end of the 1 s bucket, in seconds since the job's start.
         """
         buckets = {0: {}, 1: {}}
         with open(self.log_path) as f:
@@ -366,12 +369,24 @@ class FioRun(object):
                                     int(fields[2]))
                 if ddir in buckets:
                     buckets[ddir][end] = buckets[ddir].get(end, 0) + value
-        start, stop = window
         # bucket ends drift by a few ms from run to run: match by second
         by_second = {0: {}, 1: {}}
         for ddir, values in buckets.items():
             for end, value in values.items():
                 by_second[ddir][int(round(end / 1000.0))] = value
+        return by_second
+
+    def window(self, window):
+        """Mean read and write IOPS of the 1 s buckets in ``window``.
+
+        Buckets lying wholly inside the window (ms since the job's start)
+        are averaged; when the window is shorter than a bucket, the
+        buckets it overlaps are.
+
+        :returns: (read IOPS, write IOPS, seconds the buckets cover).
+        """
+        start, stop = window
+        by_second = self.per_second()
         seconds = sorted(set(by_second[0]) | set(by_second[1]))
         inside = [t for t in seconds
                   if (t - 1) * 1000 >= start and t * 1000 <= stop]

@@ -19,6 +19,7 @@ oslo-config-generator through the ``oslo.config.opts`` entry point.
 
 from oslo_config import cfg
 from oslo_config import types
+from oslo_utils import units
 
 from cinder.volume import configuration
 
@@ -70,10 +71,12 @@ target_opts = [
                  help='Seconds between two reads of the background copy\'s '
                       'progress; each read updates the migration record.'),
     cfg.IntOpt('async_migration_copy_max_bytes_per_sec',
-               default=0, min=0,
+               default=128 * units.Mi, min=0,
                help='Cap, in bytes per second, on the background copy of '
                     'each migration to this backend, whatever its source '
-                    'kind. A volume\'s metadata '
+                    'kind (default 128 MiB/s: see the README\'s '
+                    'benchmarks for IO on the volume during the copy). A '
+                    'volume\'s metadata '
                     '"async_migration_max_read_bytes_per_sec" sets a cap '
                     'for its own migration, and can be changed while it '
                     'copies; the lower cap applies. 0 means no cap. It does '

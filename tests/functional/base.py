@@ -107,7 +107,9 @@ class FunctionalTestCase(testtools.TestCase):
         cls.target_driver = backends.make_driver(
             target_rbd.AsyncMigrationRBDDriver, cls.cluster, cls.dst_pool,
             async_migration_state_dir=cls.state_dir,
-            async_migration_poll_interval=0.2)
+            async_migration_poll_interval=0.2,
+            # the copy's cap has its own test
+            async_migration_copy_max_bytes_per_sec=0)
         cls.rados = cls.cluster.connect()
         cls.src_ioctx = cls.rados.open_ioctx(cls.src_pool)
         cls.dst_ioctx = cls.rados.open_ioctx(cls.dst_pool)

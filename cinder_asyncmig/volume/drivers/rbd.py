@@ -50,6 +50,17 @@ NOT_MOVED = (False, False, None)
 # consecutive engine states one completion may step through before it
 # concludes something outside it keeps changing the migration
 _MAX_COMPLETION_STEPS = 8
+# seconds between two writes of a running copy's progress into the
+# destination's metadata (and reads of its size): each write notifies every
+# client of the image, the copying one included, which then refreshes
+_RECORD_INTERVAL = 10.0
+
+
+def _tell(callback, record):
+    """Hand the progress of a migration's record to ``callback``."""
+    if callback:
+        callback(dict(record.get('progress', {}),
+                      phase=record.get('phase'), kind=record.get('kind')))
 
 
 class _RateMeter(object):
@@ -289,9 +300,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         record.update(changes)
         record['updated_at'] = timeutils.utcnow().isoformat()
         self.engine.write_record(client.ioctx, name, record)
-        if callback:
-            callback(dict(record.get('progress', {}),
-                          phase=record.get('phase'), kind=record.get('kind')))
+        _tell(callback, record)
         return record
 
     def _ensure_source(self, volume):
@@ -386,6 +395,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         restarts = 0
         meter = _RateMeter()
         last_done, last_change = -1, time.monotonic()
+        recorded_at = size = None
         holding = self._holding(volume)
         while True:
             report = worker.read()
@@ -419,7 +429,12 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                 continue
 
             done, total = report.get('done', 0), report.get('total', 0)
-            size = self.engine.inspect(client.ioctx, name).size
+            now = time.monotonic()
+            due = (phase == copy_worker.DONE or recorded_at is None or
+                   now - recorded_at >= _RECORD_INTERVAL)
+            if due:
+                # the destination may have been extended meanwhile
+                size = self.engine.inspect(client.ioctx, name).size
             if phase == copy_worker.DONE:
                 done = total = max(total, 1)
             progress = state.Progress.from_objects(done, total, size)
@@ -430,8 +445,13 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
             if report.get('addr'):
                 changes['worker'] = {k: report.get(k)
                                      for k in ('pid', 'host', 'addr')}
-            record = self._record(client, name, callback=callback,
-                                  **changes)
+            if due or changes.get('worker') != record.get('worker'):
+                record = self._record(client, name, callback=callback,
+                                      **changes)
+                recorded_at = now
+            else:
+                record.update(changes)
+                _tell(callback, record)
             if phase == copy_worker.DONE:
                 copy_worker.remove_rate(self._status_path(name))
                 return
