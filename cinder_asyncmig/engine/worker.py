@@ -77,6 +77,11 @@ def rate_path(status_path):
     return status_path + '.rate'
 
 
+def read_rate(status_path):
+    """The cap last set for a copy, or None if none was."""
+    return read_status(rate_path(status_path)).get('max_bytes_per_sec')
+
+
 def write_rate(status_path, max_bytes_per_sec):
     """Set the cap of the copy reporting to ``status_path`` (0: none)."""
     write_status(rate_path(status_path),

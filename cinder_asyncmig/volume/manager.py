@@ -91,8 +91,9 @@ class _ProgressRecorder(object):
     """Writes copy progress into the volume's metadata, throttled.
 
     At the same pace it reads the cap the metadata asks for
-    (:data:`~cinder_asyncmig.volume.throttle.RATE_KEY`) and hands a new
-    one to ``on_cap``: a user can change it while the volume copies.
+    (:data:`~cinder_asyncmig.volume.throttle.RATE_KEY`) and hands it to
+    ``on_cap``: a user can change it while the volume copies, and a copy
+    worker started again mid-copy gets it back.
     """
 
     def __init__(self, db, ctxt, volume_id, interval, on_cap=None):
@@ -102,7 +103,6 @@ class _ProgressRecorder(object):
         self._interval = interval
         self._on_cap = on_cap
         self._last = 0.0
-        self._cap = None
         self._refused = None
 
     @staticmethod
@@ -139,9 +139,7 @@ class _ProgressRecorder(object):
                             {'vol': self._volume_id,
                              'key': throttle.RATE_KEY})
             return
-        if cap != self._cap:
-            self._cap = cap
-            self._on_cap(cap)
+        self._on_cap(cap)
 
     def retrying(self, attempt, delay, exc):
         self._write('interrupted by %(err)s; retry %(n)d in %(delay)d s' % {

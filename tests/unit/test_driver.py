@@ -12,6 +12,8 @@
 
 """Target driver decisions that need no cluster."""
 
+import logging
+import os
 from unittest import mock
 import uuid
 
@@ -22,8 +24,10 @@ from cinder.volume import driver as cinder_driver
 from cinder.volume.drivers import rbd as cinder_rbd
 import fixtures
 from oslo_config import cfg
+from oslo_utils import units
 import testtools
 
+from cinder_asyncmig.engine import worker as copy_worker
 from cinder_asyncmig import opts
 from cinder_asyncmig.sources import kinds
 from cinder_asyncmig.volume.drivers import rbd as target_rbd
@@ -130,6 +134,35 @@ class DriverDecisionTest(DriverTestCase):
                          {o.name for o in listed['backend_defaults']})
         for opt in backend_opts + opts.manager_opts:
             self.assertTrue(opt.help.endswith('.'), opt.name)
+
+
+class CopyCapTest(DriverTestCase):
+
+    def setUp(self):
+        super(CopyCapTest, self).setUp()
+        self.log = self.useFixture(fixtures.FakeLogger(level=logging.INFO))
+        self.set('async_migration_state_dir', os.path.join(
+            self.useFixture(fixtures.TempDir()).path, 'state'))
+        self.status = self.driver._status_path(self.volume.name)
+
+    def test_lower_of_backend_and_migration_reaches_the_worker(self):
+        self.set('async_migration_copy_max_bytes_per_sec', 8 * units.Mi)
+        self.driver.set_copy_rate(self.volume, 2 * units.Mi)
+        self.assertEqual(2 * units.Mi, copy_worker.read_rate(self.status))
+        self.driver.set_copy_rate(self.volume, 0)
+        self.assertEqual(8 * units.Mi, copy_worker.read_rate(self.status))
+        self.set('async_migration_copy_max_bytes_per_sec', 0)
+        self.driver.set_copy_rate(self.volume, 0)
+        self.assertEqual(0, copy_worker.read_rate(self.status))
+        self.assertEqual(3, self.log.output.count('is capped at'))
+
+    def test_the_same_cap_again_changes_nothing(self):
+        self.driver.set_copy_rate(self.volume, units.Mi)
+        stamp = os.stat(copy_worker.rate_path(self.status)).st_ino
+        self.driver.set_copy_rate(self.volume, units.Mi)
+        self.assertEqual(stamp,
+                         os.stat(copy_worker.rate_path(self.status)).st_ino)
+        self.assertEqual(1, self.log.output.count('is capped at'))
 
 
 class RateMeterTest(testtools.TestCase):

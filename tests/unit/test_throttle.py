@@ -158,6 +158,7 @@ class RecorderTest(testtools.TestCase):
             recorder(copying)
         db.metadata[throttle.RATE_KEY] = ''
         recorder(copying)
-        self.assertEqual([0, 8 * MIB, 0], caps)
+        # every update hands the cap on; malformed values are skipped
+        self.assertEqual([0, 8 * MIB, 8 * MIB, 0], caps)
         self.assertEqual(2, log.output.count('must be a number'))
         self.assertEqual(7, len(db.written))

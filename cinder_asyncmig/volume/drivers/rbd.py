@@ -345,15 +345,18 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
 
         The backend's cap (``async_migration_copy_max_bytes_per_sec``)
         still applies; the lower one holds. The copy worker takes the new
-        cap within a second. A copy started later takes the cap from the
-        volume's metadata again.
+        cap within a second. Setting the same cap again changes nothing.
 
         :param max_bytes_per_sec: the migration's own cap, 0 for none.
         """
         rate = throttle.lowest(
             max_bytes_per_sec,
             self.configuration.async_migration_copy_max_bytes_per_sec)
-        copy_worker.write_rate(self._status_path(volume.name), rate)
+        status_path = self._status_path(volume.name)
+        if copy_worker.read_rate(status_path) == rate:
+            return
+        os.makedirs(self._state_dir(), mode=0o700, exist_ok=True)
+        copy_worker.write_rate(status_path, rate)
         LOG.info('The copy of volume %(vol)s is capped at %(rate)s.',
                  {'vol': volume.id,
                   'rate': '%d bytes/s' % rate if rate else 'nothing'},
