@@ -140,10 +140,11 @@ exporter_opts = [
     cfg.IntOpt('async_migration_exporter_max_connections',
                default=16, min=1, max=1024,
                help='Requests one HTTP exporter answers at once (its '
-                    'worker threads), and idle keep-alive connections it '
-                    'keeps open. While every worker is busy, further '
-                    'requests wait. With the nbd transport: clients '
-                    'qemu-nbd serves at once.'),
+                    'worker threads). While every worker is busy, further '
+                    'requests wait; idle keep-alive connections hold no '
+                    'worker and close after '
+                    'async_migration_exporter_timeout. With the nbd '
+                    'transport: clients qemu-nbd serves at once.'),
     cfg.IntOpt('async_migration_exporter_timeout',
                default=30, min=1, max=3600,
                help='Seconds an HTTP exporter waits for a whole request '

@@ -263,7 +263,10 @@ class LunServer(wsgi.Server):
         self.max_request_header_size = configuration.MAX_HEAD_BYTES
         # a GET or HEAD has no body to speak of
         self.max_request_body_size = configuration.MAX_HEAD_BYTES
-        self.keep_alive_conn_limit = max_connections
+        # idle keep-alive connections wait in cheroot's selector until the
+        # timeout closes them; with a limit, cheroot would answer
+        # "Connection: close" past it, which librbd never got before
+        self.keep_alive_conn_limit = None
         self._ports = list(ports)
         self.bind_error = None
         self.lun = lun
