@@ -610,16 +610,20 @@ class TLSTest(testtools.TestCase):
         self.assertEqual('https', self.lun.server.scheme)
         self.assertEqual(1, self.lun.server.connections)
 
-    def test_a_silent_client_does_not_stall_the_others(self):
-        silent = self.lun.raw(timeout=60)
-        self.addCleanup(silent.close)
-        # accepted first; its handshake waits in a worker of its own
+    def _head(self):
+        """Status of a HEAD over a new HTTPS connection."""
         conn = http_client.HTTPSConnection(
             '127.0.0.1', self.lun.port, timeout=10,
             context=self._client_context())
         self.addCleanup(conn.close)
         conn.request('HEAD', self.lun.lun_path)
-        self.assertEqual(200, conn.getresponse().status)
+        return conn.getresponse().status
+
+    def test_a_silent_client_does_not_stall_the_others(self):
+        silent = self.lun.raw(timeout=60)
+        self.addCleanup(silent.close)
+        # accepted first; its handshake waits in a worker of its own
+        self.assertEqual(200, self._head())
         self.assertEqual(2, self.lun.server.connections)
 
     def test_old_tls_and_plain_http_are_refused(self):
@@ -638,12 +642,7 @@ class TLSTest(testtools.TestCase):
         self.assertFalse(_recv_all(plain).startswith(b'HTTP/'))
 
         # and the server still serves proper clients
-        conn = http_client.HTTPSConnection(
-            '127.0.0.1', self.lun.port, timeout=10,
-            context=self._client_context())
-        self.addCleanup(conn.close)
-        conn.request('HEAD', self.lun.lun_path)
-        self.assertEqual(200, conn.getresponse().status)
+        self.assertEqual(200, self._head())
 
 
 _STATUS_LINE = re.compile(rb'^HTTP/1\.[01] [1-5][0-9][0-9] ')
