@@ -136,7 +136,26 @@ class FunctionalTestCase(testtools.TestCase):
             import rbd
             with rbd.Image(self.src_ioctx, volume.name) as img:
                 img.resize(size_bytes)
+        # the cluster holds one test's volumes, not a whole class's
+        self.addCleanup(self.remove_image, volume.name)
         return volume
+
+    def remove_image(self, name):
+        """Remove an image from both pools, ending its live migration."""
+        import rbd
+        for ioctx in (self.dst_ioctx, self.src_ioctx):
+            try:
+                rbd.RBD().remove(ioctx, name)
+            except rbd.ImageNotFound:
+                pass
+            except rbd.Error:
+                # a migration still under way; the pools go at the end
+                # of the class whatever is left
+                try:
+                    rbd.RBD().migration_abort(ioctx, name)
+                    rbd.RBD().remove(ioctx, name)
+                except rbd.Error:
+                    pass
 
     def src_host(self):
         return backends.host_dict(self.source_driver)
