@@ -327,9 +327,16 @@ class CephCluster(process.Recorded):
 
         It is this process's release of ``rbd``, a client of the cluster.
         """
-        return _run(['rbd', '-c', self.conf_path,
-                     '--id', 'admin' if admin else self.client] + list(args),
-                    timeout=timeout)
+        try:
+            return _run(['rbd', '-c', self.conf_path,
+                         '--id', 'admin' if admin else self.client] +
+                        list(args), timeout=timeout)
+        except CephClusterError as exc:
+            if not isinstance(exc.__cause__, subprocess.TimeoutExpired):
+                raise
+            # a full memstore OSD blocks writes: say so
+            raise CephClusterError('%s; cluster health: %s' % (
+                exc, self._health())) from exc
 
     def create_pool(self, name, pg_num=8):
         """Create an RBD pool and grant the limited client access to it."""
@@ -357,6 +364,12 @@ class CephCluster(process.Recorded):
         return [entry['addr'] for entry in entries]
 
     # -- internals -------------------------------------------------------
+
+    def _health(self):
+        try:
+            return self.ceph('health', timeout=20).strip()
+        except CephClusterError as exc:
+            return 'unknown (%s)' % exc
 
     def _tool(self, args, timeout=_CMD_TIMEOUT):
         """Run a Ceph tool of the daemons' release."""

@@ -13,7 +13,9 @@
 """The throwaway cluster's configuration and guard rails, no daemons."""
 
 import os
+import subprocess
 import tempfile
+from unittest import mock
 
 import testtools
 
@@ -69,3 +71,17 @@ class LauncherTest(testtools.TestCase):
         cluster._state['daemons'] = {'mon.a': os.getpid()}
         cluster.down()
         self.assertFalse(os.path.exists(self.dir))
+
+    def test_a_command_that_times_out_names_the_cluster_health(self):
+        cluster = self._cluster()
+
+        def run(argv, **kwargs):
+            if 'rbd' in argv:
+                raise subprocess.TimeoutExpired(argv, kwargs['timeout'])
+            return subprocess.CompletedProcess(
+                argv, 0, 'HEALTH_ERR 1 full osd(s)\n', '')
+        with mock.patch.object(subprocess, 'run', side_effect=run):
+            exc = self.assertRaises(ceph.CephClusterError, cluster.rbd,
+                                    'pool', 'init', 'a', timeout=1)
+        self.assertEqual('rbd timed out after 1s; cluster health: '
+                         'HEALTH_ERR 1 full osd(s)', str(exc))
