@@ -278,7 +278,9 @@ class OtherSourcesTest(testtools.TestCase):
         volume_id, model = self.create(
             'xcluster', metadata={throttle.RATE_KEY: str(CAP)})
         self.migrate_until_attachable(volume_id)
-        self.assertEqual(model.sha256(), self.dst_sha256(volume_id))
+        # probe the exporter first: its read cap keeps it serving for at
+        # least SIZE / CAP seconds; reading the volume below goes through
+        # the same cap and lets the copy end
         served = self.exporter_handle(volume_id)
         self.assertIsNotNone(served)
         port, token = served.port, self.exporter_config(volume_id)['token']
@@ -306,6 +308,10 @@ class OtherSourcesTest(testtools.TestCase):
             self.assertEqual(405, ask(method, lun), method)
         self.assertEqual(416, ask('GET', lun, {'Range': 'bytes=%d-' % SIZE}))
         self.assertEqual(416, ask('GET', lun, {'Range': 'bytes=0-1,5-9'}))
+        # the same exporter answered every probe
+        still = self.exporter_handle(volume_id)
+        self.assertEqual(served.pid, still.pid if still else None)
+        self.assertEqual(model.sha256(), self.dst_sha256(volume_id))
 
         self.hypervisor_write(model, volume_id)
         seen = self.follow(volume_id)
