@@ -83,6 +83,16 @@ target_opts = [
                     'not hold while a client writes to the volume: librbd '
                     'then runs the copy in that client (a hypervisor), '
                     'which holds the image\'s exclusive lock.'),
+    cfg.IntOpt('async_migration_max_concurrent_copies',
+               default=4, min=0,
+               help='How many background copies this backend runs at once. '
+                    'The migrations beyond it wait in line, first come '
+                    'first served: their volumes are usable here meanwhile '
+                    '(migrating_attachable), and their progress '
+                    '("async_migration_progress") gives their place in '
+                    'line. 0 means no bound. Each copy is a worker process '
+                    'with its own Ceph client; see the README\'s scale '
+                    'benchmark.'),
     cfg.IntOpt('async_migration_stall_timeout',
                default=600, min=30,
                help='Seconds the background copy may go without progress '

@@ -49,6 +49,7 @@ from cinder_asyncmig import opts
 from cinder_asyncmig.sources import file as file_source
 from cinder_asyncmig.volume import constants
 from cinder_asyncmig.volume import rpcapi
+from cinder_asyncmig.volume import slots
 from cinder_asyncmig.volume import throttle
 
 CONF = cfg.CONF
@@ -141,6 +142,10 @@ class _ProgressRecorder(object):
             return
         self._on_cap(cap)
 
+    def queued(self, place):
+        self._write('queued for a copy slot: %s in line' % (
+            'next' if place == 1 else 'place %d' % place))
+
     def retrying(self, attempt, delay, exc):
         self._write('interrupted by %(err)s; retry %(n)d in %(delay)d s' % {
             'err': type(exc).__name__, 'n': attempt, 'delay': delay})
@@ -191,6 +196,8 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         self._asyncmig_rpcapi = None
         self._completing = set()
         self._completing_lock = threading.Lock()
+        self.copy_slots = slots.CopySlots(self.driver.configuration.safe_get(
+            'async_migration_max_concurrent_copies') or 0)
 
     @property
     def asyncmig_rpcapi(self):
@@ -399,6 +406,10 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                                      group.progress_interval, on_cap)
         attempt = 0
         while True:
+            if not self.copy_slots.acquire(
+                    volume.id, recorder.queued,
+                    functools.partial(self._no_longer_attachable, volume)):
+                return None
             try:
                 volume_utils.require_driver_initialized(self.driver)
                 return self.driver.complete_migration_target(
@@ -421,14 +432,22 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                             {'vol': volume.id, 'n': attempt, 'err': exc,
                              'delay': delay}, resource=volume)
                 recorder.retrying(attempt, delay, exc)
+            finally:
+                self.copy_slots.release(volume.id)
             time.sleep(delay)
-            volume.refresh()
-            if volume.migration_status != constants.ATTACHABLE:
-                LOG.info('Volume %(vol)s is no longer %(state)s; not '
-                         'retrying.', {'vol': volume.id,
-                                       'state': constants.ATTACHABLE},
-                         resource=volume)
+            if self._no_longer_attachable(volume):
                 return None
+
+    @staticmethod
+    def _no_longer_attachable(volume):
+        volume.refresh()
+        if volume.migration_status == constants.ATTACHABLE:
+            return False
+        LOG.info('Volume %(vol)s is no longer %(state)s; its background '
+                 'copy does not go on.',
+                 {'vol': volume.id, 'state': constants.ATTACHABLE},
+                 resource=volume)
+        return True
 
     def _finish(self, ctxt, volume, source_left):
         volume.refresh()

@@ -12,6 +12,7 @@
 
 """Manager and RPC pieces that need no running service."""
 
+import threading
 from unittest import mock
 
 from cinder import exception as cinder_exception
@@ -21,10 +22,12 @@ import oslo_messaging as messaging
 import testtools
 
 from cinder_asyncmig import exception
+from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sources import kinds
 from cinder_asyncmig.volume import constants
 from cinder_asyncmig.volume import manager
 from cinder_asyncmig.volume import rpcapi
+from cinder_asyncmig.volume import slots
 
 CONF = cfg.CONF
 
@@ -252,6 +255,7 @@ class CompletionTest(testtools.TestCase):
         self.mgr._completing_lock = mock.MagicMock()
         self.mgr.db = _FakeDB()
         self.mgr._asyncmig_rpcapi = _FakeRpc()
+        self.mgr.copy_slots = slots.CopySlots(0)
         self.volume = _FakeVolume()
         self.sleeps = []
         self.useFixture(fixtures.MockPatch('time.sleep',
@@ -321,3 +325,44 @@ class CompletionTest(testtools.TestCase):
         self.assertEqual([constants.SOURCE_LEFT, 'success'],
                          self.volume.saved)
         self.assertEqual({}, self.mgr.db.admin)
+
+    def test_copies_beyond_the_bound_queue_and_say_their_place(self):
+        self.mgr.copy_slots = slots.CopySlots(1)
+        progress = []
+        self.mgr.db.volume_metadata_update = (
+            lambda c, v, md, d: progress.append(
+                (v, md[constants.PROGRESS_KEY])))
+        first_copying, first_may_end = threading.Event(), threading.Event()
+
+        class Driver(_FakeDriver):
+            def complete_migration_target(self, ctxt, volume,
+                                          progress_callback=None):
+                if volume.id == 'vol-1':
+                    first_copying.set()
+                    first_may_end.wait(10)
+                return super(Driver, self).complete_migration_target(
+                    ctxt, volume)
+        self.mgr.driver = Driver()
+        second = _FakeVolume()
+        second.id = 'vol-2'
+        first = threading.Thread(target=self.mgr.complete_migration,
+                                 args=(self.ctxt, self.volume))
+        first.start()
+        self.addCleanup(first.join, 10)
+        self.assertTrue(first_copying.wait(10))
+        waiting = threading.Thread(target=self.mgr.complete_migration,
+                                   args=(self.ctxt, second))
+        waiting.start()
+        self.addCleanup(waiting.join, 10)
+        process.wait_for('vol-2 queued',
+                         lambda: self.mgr.copy_slots.waiting(), 10, 0.01)
+        self.assertEqual([], second.saved)
+        self.assertEqual(constants.ATTACHABLE, second.migration_status)
+        self.assertEqual(
+            [('vol-2', 'queued for a copy slot: next in line')], progress)
+        first_may_end.set()
+        first.join(10)
+        waiting.join(10)
+        self.assertEqual(['success'], self.volume.saved)
+        self.assertEqual(['success'], second.saved)
+        self.assertEqual(0, self.mgr.copy_slots.running())
