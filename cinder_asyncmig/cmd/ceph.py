@@ -54,6 +54,9 @@ def main(argv=None):
                          'be empty or absent')
     up.add_argument('--memstore-gib', type=float, default=4,
                     help='RAM the OSD may use for data (GiB)')
+    up.add_argument('--disk-gib', type=float,
+                    help='keep the data on disk instead: bluestore in a '
+                         'sparse file of this size (GiB) in --dir')
     up.add_argument('--pool', action='append', default=[],
                     help='RBD pool to create and open to the client')
     up.add_argument('--client', default=ceph.DEFAULT_CLIENT,
@@ -97,7 +100,9 @@ def main(argv=None):
             cluster = ceph.CephCluster.up(
                 args.dir, memstore_bytes=int(args.memstore_gib * units.Gi),
                 pools=args.pool, client=args.client, with_mgr=args.mgr,
-                release=args.cluster_release)
+                release=args.cluster_release,
+                disk_bytes=int(args.disk_gib * units.Gi) if args.disk_gib
+                else None)
             sys.stderr.write('Ceph %s (%s) up in %.1f s at %s (mon port %d)'
                              '\n' % (cluster.fsid, cluster.release,
                                      time.monotonic() - started,

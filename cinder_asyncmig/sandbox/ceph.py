@@ -12,7 +12,8 @@
 
 """A throwaway one-node Ceph cluster for tests, benchmarks and the sandbox.
 
-One monitor, one memstore OSD and optionally a manager, bound to loopback
+One monitor, one OSD (memstore, or bluestore in a file for data larger
+than the RAM) and optionally a manager, bound to loopback
 on ports picked at start-up, with cephx on. Everything lives in one
 directory: configuration, keyrings, daemon data, logs, sockets and
 ``cluster.json``, the record :meth:`CephCluster.load` reads back so that
@@ -85,8 +86,7 @@ keyring = %(dir)s/keyring
 [osd]
 osd data = %(dir)s/$name
 keyring = %(dir)s/keyring
-osd objectstore = memstore
-memstore device bytes = %(memstore_bytes)d
+%(objectstore)s
 osd max object name len = 256
 osd max object namespace len = 64
 
@@ -101,6 +101,23 @@ admin socket =
 [client.admin]
 keyring = %(dir)s/keyring
 """
+
+_MEMSTORE = """\
+osd objectstore = memstore
+memstore device bytes = %d"""
+
+# a sparse file on disk; caches small, as several clusters share the RAM
+_BLUESTORE = """\
+osd objectstore = bluestore
+bluestore block path = %(dir)s/$name.block
+bluestore block create = true
+bluestore block size = %(bytes)d
+bluestore block db create = false
+bluestore block wal create = false
+bluestore fsck on mkfs = false
+bluestore cache autotune = false
+bluestore cache size = 268435456
+osd memory target = 939524096"""
 
 _CLIENT_SECTION = """
 [client.%(name)s]
@@ -224,7 +241,7 @@ class CephCluster(process.Recorded):
     @classmethod
     def up(cls, directory=None, memstore_bytes=DEFAULT_MEMSTORE_BYTES,
            pools=(), client=DEFAULT_CLIENT, with_mgr=False, timeout=60,
-           release=None):
+           release=None, disk_bytes=None):
         """Create and start a cluster.
 
         :param directory: where everything lives; must be empty or absent.
@@ -236,6 +253,10 @@ class CephCluster(process.Recorded):
         :param timeout: seconds to wait for the OSD to come up.
         :param release: the Ceph release of the daemons
                         (:func:`default_release` when None).
+        :param disk_bytes: when set, the OSD keeps its data on disk
+                           (bluestore in a sparse file of this size in
+                           ``directory``) instead of ``memstore_bytes`` of
+                           RAM: for data larger than the RAM.
         :returns: the running :class:`CephCluster`.
         :raises CephClusterError: it did not start (nothing is left
                                   running); or the release's root is
@@ -257,6 +278,7 @@ class CephCluster(process.Recorded):
         state = {'fsid': str(uuid.uuid4()),
                  'mon_port': process.free_ports(1)[0],
                  'memstore_bytes': int(memstore_bytes), 'client': client,
+                 'disk_bytes': int(disk_bytes or 0),
                  'pools': [], 'with_mgr': bool(with_mgr),
                  'release': roots.release(release).name,
                  'aes_keys': (roots.newer(release, roots.AES_ONLY_CLIENTS) and
@@ -384,10 +406,14 @@ class CephCluster(process.Recorded):
         os.replace(tmp, path)
 
     def _write_conf(self):
+        if self._state.get('disk_bytes'):
+            objectstore = _BLUESTORE % {'dir': self.directory,
+                                        'bytes': self._state['disk_bytes']}
+        else:
+            objectstore = _MEMSTORE % self._state['memstore_bytes']
         conf = _CONF_TEMPLATE % {'fsid': self.fsid, 'dir': self.directory,
                                  'mon_port': self.mon_port,
-                                 'memstore_bytes':
-                                     self._state['memstore_bytes']}
+                                 'objectstore': objectstore}
         conf += _CLIENT_SECTION % {'name': self.client,
                                    'keyring': self.client_keyring()}
         with open(self.conf_path, 'w') as f:

@@ -463,6 +463,32 @@ class ConcurrentClustersTest(base.FunctionalTestCase):
         self.assertFalse([p for p in pids if copy_worker.pid_running(p)])
         self.assertTrue(self.cluster.is_running())
 
+    def test_cluster_on_disk_holds_more_than_its_ram(self):
+        # bluestore in a sparse file: data beyond any memstore's size
+        other = base.ceph.CephCluster.up(disk_bytes=64 * units.Gi,
+                                         pools=['p'])
+        block = os.path.join(other.directory, 'osd.0.block')
+        try:
+            self.assertEqual(64 * units.Gi, os.stat(block).st_size)
+            client = other.connect()
+            try:
+                ioctx = client.open_ioctx('p')
+                model = base.ImageModel(256 * units.Mi)
+                rbd.RBD().create(ioctx, 'x', 256 * units.Mi)
+                payload = os.urandom(64 * units.Mi)
+                model.write(ioctx, 'x', 100 * units.Mi + 7, payload)
+                self.assertEqual(model.sha256(),
+                                 base.image_sha256(ioctx, 'x'))
+                ioctx.close()
+            finally:
+                client.shutdown()
+            # on disk, not in the OSD's memory
+            self.assertGreater(os.stat(block).st_blocks * 512,
+                               64 * units.Mi)
+        finally:
+            other.down()
+        self.assertFalse(os.path.exists(other.directory))
+
 
 class EventletModeTest(testtools.TestCase):
     """The driver under eventlet monkey patching, as cinder-volume runs."""

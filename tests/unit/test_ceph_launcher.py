@@ -85,3 +85,15 @@ class LauncherTest(testtools.TestCase):
                                     'pool', 'init', 'a', timeout=1)
         self.assertEqual('rbd timed out after 1s; cluster health: '
                          'HEALTH_ERR 1 full osd(s)', str(exc))
+
+    def test_disk_bytes_put_the_osd_data_in_a_file(self):
+        cluster = self._cluster()
+        cluster._state['disk_bytes'] = 5 * 2 ** 30
+        cluster._write_conf()
+        with open(cluster.conf_path) as f:
+            conf = f.read()
+        self.assertIn('osd objectstore = bluestore', conf)
+        self.assertIn('bluestore block path = %s/$name.block' % self.dir,
+                      conf)
+        self.assertIn('bluestore block size = %d' % (5 * 2 ** 30), conf)
+        self.assertNotIn('memstore', conf)
