@@ -12,7 +12,7 @@
 
 """cinder-asyncmig-sandbox: real Cinder services on loopback, and settings.
 
-    cinder-asyncmig-sandbox up [--dir DIR] [--memstore-gib N]
+    cinder-asyncmig-sandbox up [--dir DIR] [--memstore-gib N | --disk-gib N]
                                [--ceph-release R] [--cluster-release R]
                                [--xcluster-memstore-gib N]
                                [--volume-manager CLASS]
@@ -64,6 +64,10 @@ def _parser():
     up.add_argument('--memstore-gib', type=float,
                     default=cloud.DEFAULT_MEMSTORE_BYTES / units.Gi,
                     help='RAM the Ceph OSD may use for data (GiB)')
+    up.add_argument('--disk-gib', type=float,
+                    help='keep the first Ceph cluster\'s data on disk '
+                         'instead: bluestore in a sparse file of this size '
+                         '(GiB), for volumes larger than the RAM')
     up.add_argument('--xcluster-memstore-gib', type=float,
                     default=cloud.DEFAULT_XCLUSTER_MEMSTORE_BYTES / units.Gi,
                     help='the same for the second Ceph cluster (GiB)')
@@ -142,7 +146,8 @@ def _up(args):
         args.dir, memstore_bytes=int(args.memstore_gib * units.Gi),
         volume_manager=args.volume_manager, timeout=args.timeout,
         xcluster_memstore_bytes=int(args.xcluster_memstore_gib * units.Gi),
-        cluster_release=args.cluster_release)
+        cluster_release=args.cluster_release,
+        disk_bytes=int(args.disk_gib * units.Gi) if args.disk_gib else None)
     for warning in sandbox.warnings:
         sys.stderr.write('WARNING: %s\n' % warning)
     timings = sandbox.state['timings']

@@ -304,7 +304,7 @@ class Sandbox(process.Recorded):
     def up(cls, directory=None, memstore_bytes=DEFAULT_MEMSTORE_BYTES,
            volume_manager=None, timeout=DEFAULT_TIMEOUT,
            xcluster_memstore_bytes=DEFAULT_XCLUSTER_MEMSTORE_BYTES,
-           cluster_release=None):
+           cluster_release=None, disk_bytes=None):
         """Create and start a sandbox.
 
         :param directory: where everything lives; must be empty or absent.
@@ -318,6 +318,9 @@ class Sandbox(process.Recorded):
         :param timeout: seconds each start-up step may take.
         :param cluster_release: the Ceph release of the clusters' daemons
                                 (default: :func:`ceph.default_release`).
+        :param disk_bytes: when set, the first cluster keeps its data on
+                           disk (see :meth:`ceph.CephCluster.up`) instead
+                           of in ``memstore_bytes`` of RAM.
         :returns: the running :class:`Sandbox`.
         :raises SandboxError: when something does not start; every process
                               started is stopped, the logs are kept.
@@ -342,7 +345,7 @@ class Sandbox(process.Recorded):
                                                 memstore_bytes,
                                                 volume_manager,
                                                 xcluster_memstore_bytes,
-                                                cluster_release))
+                                                cluster_release, disk_bytes))
         sandbox._save()
         started = time.monotonic()
         try:
@@ -362,7 +365,7 @@ class Sandbox(process.Recorded):
 
     @staticmethod
     def _new_state(directory, bin_dir, memstore_bytes, volume_manager,
-                   xcluster_memstore_bytes, cluster_release):
+                   xcluster_memstore_bytes, cluster_release, disk_bytes=None):
         api, db, amqp_port, dist, epmd = process.free_ports(5)
         ceph_dir = os.path.join(directory, 'ceph')
         xcluster_dir = os.path.join(directory, 'xcluster')
@@ -389,6 +392,7 @@ class Sandbox(process.Recorded):
             'ports': {'api': api, 'mariadb': db, 'amqp': amqp_port,
                       'erlang_dist': dist, 'epmd': epmd},
             'memstore_bytes': int(memstore_bytes),
+            'disk_bytes': int(disk_bytes or 0),
             'xcluster_memstore_bytes': int(xcluster_memstore_bytes),
             'ceph_release': roots.current(),
             'cluster_release': cluster_release or ceph.default_release(),
@@ -518,7 +522,8 @@ class Sandbox(process.Recorded):
                             memstore_bytes=self._state['memstore_bytes'],
                             pools=_pools_of(settings.CEPH_CLUSTER),
                             client=CEPH_CLIENT,
-                            release=self._state['cluster_release'])
+                            release=self._state['cluster_release'],
+                            disk_bytes=self._state.get('disk_bytes'))
 
     def _start_xcluster(self):
         ceph.CephCluster.up(
