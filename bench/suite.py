@@ -25,6 +25,7 @@ BENCHES = {
     'cinder-migrate': 'cinder_migrate.py',
     'sources': 'sources.py',
     'releases': 'releases.py',
+    'scale': 'scale.py',
     'io-during-copy': 'io_during_copy.py',
 }
 

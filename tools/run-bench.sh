@@ -7,6 +7,7 @@
 #   cinder-migrate  bench/cinder_migrate.py: through real Cinder services
 #   sources         bench/sources.py: source kinds, exporter cap, fio
 #   releases        bench/releases.py: source kinds on every Ceph release
+#   scale           bench/scale.py: 50 volumes migrated at once, on disk
 #   io-during-copy  bench/io_during_copy.py: IO while the copy runs, by cap
 #
 # Usage: bash tools/run-bench.sh [NAME...]    (no NAME: every bench)
