@@ -178,8 +178,14 @@ class AsyncMigrationEndpoint(object):
         return self.manager.take_over(context, volume, src_host)
 
     def complete_migration_target(self, context, volume):
-        """Copy, commit and set ``success`` (cast to the target)."""
-        self.manager.complete_migration(context, volume)
+        """Copy, commit and set ``success`` (cast to the target).
+
+        In a thread of its own: a copy may wait in line for a slot and
+        run for hours, and must not hold one of the RPC server's executor
+        threads meanwhile (a few dozen migrations would hold them all).
+        """
+        self.manager._spawn(self.manager.complete_migration, context,
+                            volume)
 
     def cleanup_migration_source(self, context, volume, src_host):
         """Remove a migrated volume's source (called on the source)."""

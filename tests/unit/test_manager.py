@@ -366,3 +366,22 @@ class CompletionTest(testtools.TestCase):
         self.assertEqual(['success'], self.volume.saved)
         self.assertEqual(['success'], second.saved)
         self.assertEqual(0, self.mgr.copy_slots.running())
+
+    def test_the_cast_returns_while_the_copy_runs(self):
+        copying, may_end = threading.Event(), threading.Event()
+
+        class Driver(_FakeDriver):
+            def complete_migration_target(self, ctxt, volume,
+                                          progress_callback=None):
+                copying.set()
+                may_end.wait(10)
+                return super(Driver, self).complete_migration_target(
+                    ctxt, volume)
+        self.mgr.driver = Driver()
+        endpoint = manager.AsyncMigrationEndpoint(self.mgr)
+        endpoint.complete_migration_target(self.ctxt, self.volume)
+        self.assertTrue(copying.wait(10))
+        self.assertEqual([], self.volume.saved)
+        may_end.set()
+        process.wait_for('success', lambda: self.volume.saved, 10, 0.01)
+        self.assertEqual(['success'], self.volume.saved)
