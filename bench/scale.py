@@ -111,10 +111,10 @@ class Sampler(threading.Thread):
         self.peak_rss = 0
         self.last_rss = 0
         self.most_workers = 0
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def run(self):
-        while not self._stop.wait(SAMPLE_INTERVAL):
+        while not self._done.wait(SAMPLE_INTERVAL):
             rss, workers = 0, 0
             for pid in self.service.processes():
                 try:
@@ -128,7 +128,7 @@ class Sampler(threading.Thread):
             self.most_workers = max(self.most_workers, workers)
 
     def stop(self):
-        self._stop.set()
+        self._done.set()
         self.join()
 
 
