@@ -13,8 +13,9 @@
 """Time until a migrated volume is usable at its destination, via Cinder.
 
 In one sandbox (real cinder-api, -scheduler, two cinder-volume services,
-Ceph with cephx), for a 1 GiB dense and a 100 GiB sparse volume (100 MiB
-of data), from the ``os-migrate_volume`` call:
+Ceph with cephx, its data on disk), for a 1 GiB dense, a 100 GiB and a
+1 TiB sparse volume (100 MiB of data), from the ``os-migrate_volume``
+call:
 
 * async target: until ``migration_status`` is ``migrating_attachable``
   (and, for information, until ``success``);
@@ -24,7 +25,11 @@ of data), from the ``os-migrate_volume`` call:
 * Cinder's generic host copy (``force_host_copy``): until ``success``,
   for the dense volume only by default: it writes every byte of the
   destination, zeros included, so a 100 GiB sparse volume needs 100 GiB
-  at the destination (more than the sandbox's memstore holds).
+  at the destination.
+
+The 1 TiB volume is migrated by the async target only, until it is
+usable: it shows that the time to usable does not grow with the size. The
+async copies run uncapped here, as the stock migration does.
 
 Usage: ``python bench/cinder_migrate.py [--generic-sparse]``.
 """
@@ -38,6 +43,7 @@ import time
 
 from oslo_utils import units
 
+from cinder_asyncmig.sandbox import cinderconf
 from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.volume import constants
@@ -84,8 +90,13 @@ class CinderBench(object):
                 image.write(os.urandom(CHUNK), i * step * CHUNK)
         return volume_id
 
-    def migrate(self, size_gib, data_bytes, force_host_copy=False):
-        """Return (seconds to usable, seconds to success, usable state)."""
+    def migrate(self, size_gib, data_bytes, force_host_copy=False,
+                to_success=True):
+        """Return (seconds to usable, seconds to success, usable state).
+
+        Without ``to_success`` only the time to usable is measured (the
+        seconds to success are None) and the volume is left migrating.
+        """
         volume_id = self.create(size_gib, data_bytes)
         started = time.monotonic()
         self.sandbox.api('POST', '/volumes/%s/action' % volume_id,
@@ -95,14 +106,19 @@ class CinderBench(object):
         first = self.wait(volume_id, lambda v: v['migration_status'] in (
             constants.ATTACHABLE, 'success'))
         usable = time.monotonic() - started
+        if not to_success:
+            return usable, None, first['migration_status']
         self.wait(volume_id, lambda v: v['migration_status'] == 'success',
                   interval=0.2)
         done = time.monotonic() - started
         self.sandbox.api('DELETE', '/volumes/%s' % volume_id)
         return usable, done, first['migration_status']
 
-    def set_async_target(self, enabled):
-        """Switch the target backend's async migration on or off."""
+    def set_async_target(self, enabled, copy_cap=None):
+        """Switch the target backend's async migration on or off.
+
+        :param copy_cap: the target's copy cap in bytes/s, if given.
+        """
         service = self.sandbox.service(cloud.VOLUME_TARGET)
         config = configparser.ConfigParser(interpolation=None)
         config.read(service.config)
@@ -111,6 +127,9 @@ class CinderBench(object):
             config.remove_option(backend, 'async_migration_source_kinds')
         else:
             config.set(backend, 'async_migration_source_kinds', '')
+        if copy_cap is not None:
+            config.set(backend, 'async_migration_copy_max_bytes_per_sec',
+                       str(copy_cap))
         with open(service.config, 'w') as f:
             config.write(f)
         service.kill()
@@ -132,29 +151,41 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--generic-sparse', action='store_true',
                         help='also time the generic copy of the 100 GiB '
-                             'volume (it writes all 100 GiB: give the '
-                             'sandbox that much memstore)')
-    parser.add_argument('--memstore-gib', type=int, default=8)
+                             'volume (it writes all 100 GiB to disk)')
+    parser.add_argument('--disk-gib', type=int, default=128,
+                        help='size of the sparse file the OSD keeps its '
+                             'data in; its thin provisioning (20x) must '
+                             'hold the 1 TiB volume')
     args = parser.parse_args(argv)
     directory = tempfile.mkdtemp(prefix='asyncmig-bench-')
     os.rmdir(directory)
-    sandbox = cloud.Sandbox.up(directory,
-                               memstore_bytes=args.memstore_gib * units.Gi)
+    sandbox = cloud.Sandbox.up(directory, disk_bytes=args.disk_gib * units.Gi)
     bench = CinderBench(sandbox)
+    # the 1 TiB volume is above Cinder's default quota of 1000 GiB
+    sandbox.api('PUT', '/os-quota-sets/%s' % cinderconf.ADMIN_PROJECT,
+                {'quota_set': {'gigabytes': 4096}})
     shapes = [('1 GiB dense', 1, units.Gi),
-              ('100 GiB sparse (100 MiB data)', 100, 100 * units.Mi)]
+              ('100 GiB sparse (100 MiB data)', 100, 100 * units.Mi),
+              ('1 TiB sparse (100 MiB data)', 1024, 100 * units.Mi)]
     results = {}
     try:
-        for label, size, data in shapes:
+        # uncapped, as the stock migration is: the cap counts holes too
+        bench.set_async_target(True, copy_cap=0)
+        for label, size, data in shapes[:2]:
             results[('async', label)] = bench.migrate(size, data)
-        for label, size, data in shapes:
+        for label, size, data in shapes[:2]:
             if size == 100 and not args.generic_sparse:
                 continue
             results[('generic', label)] = bench.migrate(
                 size, data, force_host_copy=True)
         bench.set_async_target(False)
-        for label, size, data in shapes:
+        for label, size, data in shapes[:2]:
             results[('stock', label)] = bench.migrate(size, data)
+        # to usable only: the sandbox goes down with its copy
+        bench.set_async_target(True)
+        label, size, data = shapes[2]
+        results[('async', label)] = bench.migrate(size, data,
+                                                  to_success=False)
     finally:
         bench.close()
         sandbox.down()
@@ -166,7 +197,8 @@ def main(argv=None):
     for label, _size, _data in shapes:
         usable, done, state = results[('async', label)]
         assert state == constants.ATTACHABLE, state
-        row = '%-32s %11.2fs %11.2fs' % (label, usable, done)
+        row = '%-32s %11.2fs %12s' % (
+            label, usable, '%.2fs' % done if done is not None else 'not run')
         for kind in ('stock', 'generic'):
             if (kind, label) in results:
                 other = results[(kind, label)][0]
@@ -177,6 +209,9 @@ def main(argv=None):
     print('(usable = from the os-migrate_volume call until the volume can '
           'be attached at the destination; x = how many times longer than '
           'async)')
+    print('async usable, 1 TiB against 1 GiB: %.2fx' % (
+        results[('async', shapes[2][0])][0] /
+        results[('async', shapes[0][0])][0]))
     return 0
 
 
