@@ -354,8 +354,8 @@ class CompletionTest(testtools.TestCase):
                                    args=(self.ctxt, second))
         waiting.start()
         self.addCleanup(waiting.join, 10)
-        process.wait_for('vol-2 queued',
-                         lambda: self.mgr.copy_slots.waiting(), 10, 0.01)
+        process.wait_for('vol-2 queued', lambda: progress, 10, 0.01)
+        self.assertEqual(['vol-2'], self.mgr.copy_slots.waiting())
         self.assertEqual([], second.saved)
         self.assertEqual(constants.ATTACHABLE, second.migration_status)
         self.assertEqual(

@@ -43,15 +43,16 @@ class CopySlotsTest(testtools.TestCase):
         places, acquired = {}, []
         for key in ('a', 'b'):
             self.assertTrue(copy_slots.acquire(key))
-        for key in ('c', 'd', 'e'):
+        for place, key in enumerate(('c', 'd', 'e'), 1):
             self._waiter(copy_slots, key, places, acquired)
-            self._until(lambda: key in copy_slots.waiting())
+            self._until(lambda: places.get(key) == [place])
         self.assertEqual(['c', 'd', 'e'], copy_slots.waiting())
         self.assertEqual(2, copy_slots.running())
         copy_slots.release('a')
-        self._until(lambda: acquired == [('c', True)])
+        self._until(lambda: places['e'] == [3, 2] and places['d'] == [2, 1])
+        self.assertEqual([('c', True)], acquired)
         copy_slots.release('c')
-        self._until(lambda: places['e'][-1:] == [1])
+        self._until(lambda: places['e'] == [3, 2, 1])
         self.assertEqual([('c', True), ('d', True)], acquired)
         copy_slots.release('b')
         self._until(lambda: len(acquired) == 3)
@@ -66,11 +67,12 @@ class CopySlotsTest(testtools.TestCase):
         gone = threading.Event()
         self._waiter(copy_slots, 'b', places, acquired, gone.is_set)
         self._waiter(copy_slots, 'c', places, acquired)
-        self._until(lambda: copy_slots.waiting() == ['b', 'c'])
+        self._until(lambda: places.get('c') == [2])
         gone.set()
         self._until(lambda: acquired == [('b', False)])
         self.assertEqual(['c'], copy_slots.waiting())
-        self.assertEqual([2, 1], places['c'])
+        # told after the line changed, outside the lock
+        self._until(lambda: places['c'] == [2, 1])
         copy_slots.release('a')
         self._until(lambda: len(acquired) == 2)
         self.assertEqual(('c', True), acquired[1])
