@@ -270,12 +270,14 @@ class CurrentSourcesTest(testtools.TestCase):
             cinderconf.path(self.sandbox.deployment, 'state',
                             'asyncmig-%s' % settings.TARGET.name),
             '%s.volume-%s.json' % (self.dst_pool, volume_id))
-        # the copy takes well under a second here: once it has begun,
-        # freeze the source cluster so that it stops where it is
+        # once librbd has begun to copy (it opens the source first),
+        # freeze the source cluster so that the copy stops where it is
         process.wait_for('copy under way',
                          lambda: worker.read_status(status_path).get('addr'),
                          60, interval=0.005)
-        time.sleep(0.1)
+        process.wait_for('migration executing',
+                         lambda: self.rbd_state(volume_id) == 'executing',
+                         60, interval=0.05)
         frozen = self.sandbox.xcluster.daemon_pids()
         for pid in frozen:
             os.kill(pid, signal.SIGSTOP)
