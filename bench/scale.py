@@ -44,7 +44,7 @@ from oslo_utils import units
 import psutil
 
 from cinder_asyncmig import opts
-from cinder_asyncmig.sandbox import cinderconf
+from cinder_asyncmig.sandbox import ceph
 from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.volume import constants
@@ -61,9 +61,8 @@ def create(sandbox, ioctx, count):
     """Create ``count`` volumes with data; return {id: sha256}."""
     import rbd
     # above Cinder's default quota of 10 volumes, as an operator would
-    sandbox.api('PUT', '/os-quota-sets/%s' % cinderconf.ADMIN_PROJECT,
-                {'quota_set': {'volumes': count + 10,
-                               'gigabytes': (count + 10) * SIZE // units.Gi}})
+    sandbox.set_quota(volumes=count + 10,
+                      gigabytes=(count + 10) * SIZE // units.Gi)
     ids = [sandbox.api('POST', '/volumes', {'volume': {
         'size': SIZE // units.Gi, 'name': 'scale-%02d' % i}})['volume']['id']
         for i in range(count)]
@@ -91,15 +90,6 @@ def listed(sandbox, ids):
     wanted = set(ids)
     return {v['id']: v for v in sandbox.api(
         'GET', '/volumes/detail?limit=1000')['volumes'] if v['id'] in wanted}
-
-
-def image_sha256(ioctx, name):
-    import rbd
-    digest = hashlib.sha256()
-    with rbd.Image(ioctx, name, read_only=True) as image:
-        for offset in range(0, image.size(), CHUNK):
-            digest.update(image.read(offset, CHUNK))
-    return digest.hexdigest()
 
 
 class Sampler(threading.Thread):
@@ -197,7 +187,7 @@ def main(argv=None):
                                           args.timeout)
         sampler.stop()
         wrong = [v for v in digests if states.get(v) != 'success' or
-                 image_sha256(dst, 'volume-%s' % v) != digests[v]]
+                 ceph.image_sha256(dst, 'volume-%s' % v) != digests[v]]
     finally:
         src.close()
         dst.close()

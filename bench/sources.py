@@ -137,14 +137,7 @@ class SourceBench(object):
                 offset += len(block)
 
     def image_sha256(self, pool, name):
-        digest = hashlib.sha256()
-        with self.rbd.Image(self.io[pool], name, read_only=True) as img:
-            offset = 0
-            while offset < self.size:
-                n = min(4 * CHUNK, self.size - offset)
-                digest.update(img.read(offset, n))
-                offset += n
-        return digest.hexdigest()
+        return ceph.image_sha256(self.io[pool], name, self.size)
 
     def drop(self, pool, name):
         try:

@@ -30,6 +30,7 @@ The daemons run the Ceph release asked for (:mod:`release roots
 cluster, as devstack deploys them.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -53,6 +54,8 @@ DEFAULT_CLIENT = 'cinder'
 # the release of the clusters' daemons when none is asked for
 CLUSTER_RELEASE_ENV = 'ASYNCMIG_CEPH_CLUSTER_RELEASE'
 _CMD_TIMEOUT = 60
+# bytes per read when an image is checksummed
+_READ_CHUNK = 16 * units.Mi
 
 _CONF_TEMPLATE = """\
 [global]
@@ -123,6 +126,20 @@ _CLIENT_SECTION = """
 [client.%(name)s]
 keyring = %(keyring)s
 """
+
+
+def image_sha256(ioctx, name, length=None):
+    """sha256 of an image's bytes as a reader (a hypervisor) sees them.
+
+    :param length: bytes to read from the start; the whole image if None.
+    """
+    import rbd
+    digest = hashlib.sha256()
+    with rbd.Image(ioctx, name, read_only=True) as image:
+        size = image.size() if length is None else length
+        for offset in range(0, size, _READ_CHUNK):
+            digest.update(image.read(offset, min(_READ_CHUNK, size - offset)))
+    return digest.hexdigest()
 
 
 class CephClusterError(Exception):

@@ -806,6 +806,15 @@ class Sandbox(process.Recorded):
                            exc.read().decode(errors='replace')) from exc
         return json.loads(text) if text else None
 
+    def set_quota(self, **limits):
+        """Raise the admin project's quotas, as an operator would.
+
+        :param limits: Cinder's quota names, e.g. ``volumes=60``,
+                       ``gigabytes=4096``.
+        """
+        self.api('PUT', '/os-quota-sets/%s' % cinderconf.ADMIN_PROJECT,
+                 {'quota_set': limits})
+
     def api_answers(self):
         """Whether cinder-api answers HTTP at all."""
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))

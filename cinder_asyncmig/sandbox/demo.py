@@ -29,6 +29,7 @@ import time
 
 from oslo_utils import units
 
+from cinder_asyncmig.sandbox import ceph
 from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.volume import constants
 
@@ -155,16 +156,13 @@ class Demo(object):
         volume = self._show_progress(volume_id)
         copy_done = time.monotonic() - started
 
-        got = hashlib.sha256()
+        got = ceph.image_sha256(dst, name, self.size)
         with rbd.Image(dst, name, read_only=True) as image:
-            for offset in range(0, self.size, 4 * CHUNK):
-                got.update(image.read(offset, min(4 * CHUNK,
-                                                  self.size - offset)))
             snapshots = list(image.list_snaps())
         want = hashlib.sha256(expected).hexdigest()
         source_left = name in rbd.RBD().list(src)
         ok = (volume['migration_status'] == 'success' and not source_left
-              and not snapshots and got.hexdigest() == want)
+              and not snapshots and got == want)
         self.say()
         self.say('Summary')
         self.say('  volume                     %s, %d GiB' % (volume_id,
@@ -183,7 +181,7 @@ class Demo(object):
             'still there (unexpected)' if source_left else 'removed'))
         self.say('  sha256 expected            %s' % want)
         self.say('  sha256 at destination      %s  %s' % (
-            got.hexdigest(), 'OK' if ok else 'MISMATCH'))
+            got, 'OK' if ok else 'MISMATCH'))
         sandbox.cinder('delete', volume_id)
         return 0 if ok else 1
 

@@ -163,6 +163,45 @@ class LinkedMigrationTest(base.FunctionalTestCase):
         self.assertIn(0, [reported for _at, _copied, reported in lifted])
         self.assertFalse(os.path.exists(copy_worker.rate_path(status_path)))
 
+    def test_cap_counts_data_not_holes(self):
+        # 1 GiB holding three objects: a pace by size would take 256 s at
+        # 4 MiB/s (1 GiB / 4 MiB/s), a pace by data 3 s
+        volume = self.make_volume(size_gib=1)
+        model = base.ImageModel(units.Gi)
+        for object_no in (0, 100, 255):
+            model.write(self.src_ioctx, volume.name, object_no * 4 * units.Mi,
+                        self.rng.randbytes(units.Mi))
+        self.assertEqual((True, True, {}),
+                         self.target_driver.migrate_volume_target(
+                             self.ctxt, volume, self.src_host()))
+        cap = 4 * units.Mi
+        volume.metadata = {throttle.RATE_KEY: str(cap)}
+        status_path = self.target_driver._status_path(volume.name)
+        reports = []
+
+        def watch(progress):
+            if progress.get('phase') == 'copying':
+                reports.append((time.monotonic(),
+                                copy_worker.read_status(status_path)))
+
+        started = time.monotonic()
+        final = self.target_driver.complete_migration_target(
+            self.ctxt, volume, watch)
+        took = time.monotonic() - started
+
+        self.assertEqual('success', final['phase'])
+        self.assertEqual(model.sha256(),
+                         base.image_sha256(self.dst_ioctx, volume.name))
+        # the worker writes its status once before it knows the data
+        self.assertEqual({12 * units.Mi},
+                         {r['data_total'] for _at, r in reports
+                          if 'data_total' in r})
+        for at, report in reports:
+            self.assertLessEqual(report.get('data_done', 0),
+                                 cap * (at - started) + 40 * units.Mi)
+        # not a speed limit: a pace that counted holes cannot end sooner
+        self.assertLess(took, units.Gi / cap)
+
     def _kill_worker_mid_copy(self, volume, killed):
         status_path = self.target_driver._status_path(volume.name)
 

@@ -17,6 +17,7 @@ import os
 
 import fixtures
 from oslo_utils import units
+import rbd
 import testtools
 
 from cinder_asyncmig.engine import worker
@@ -125,6 +126,61 @@ class PacerTest(testtools.TestCase):
         # then fast again: held to the cap from there, no burst
         self.copy(24 * MIB, 64 * MIB)
         self.assertAlmostEqual(40 / 10.0, self.clock.slept, delta=1.0)
+
+
+class _Image(object):
+    """An image whose diff is given, for the allocation's edge cases."""
+
+    def __init__(self, size, extents=(), stripe_count=1, error=None):
+        self._size = size
+        self._extents = extents
+        self._stripe_count = stripe_count
+        self._error = error
+
+    def stat(self):
+        return {'obj_size': 4 * MIB}
+
+    def size(self):
+        return self._size
+
+    def stripe_count(self):
+        return self._stripe_count
+
+    def get_name(self):
+        return 'volume-1'
+
+    def diff_iterate(self, offset, length, from_snapshot, iterate_cb,
+                     include_parent=True, whole_object=False):
+        if self._error:
+            raise self._error
+        for extent in self._extents:
+            iterate_cb(*extent)
+
+
+class AllocationTest(testtools.TestCase):
+
+    def test_data_counts_only_objects_holding_data(self):
+        # a 1 GiB + 1 byte image: 257 objects, the last one partial
+        allocation = worker.Allocation.of_image(_Image(
+            units.Gi + 1,
+            [(0, 4 * MIB, True), (8 * MIB, 8 * MIB, True),
+             (12 * MIB, 4 * MIB, True),  # repeated by a merged extent
+             (40 * MIB, 4 * MIB, False),  # a discard: no data
+             (units.Gi, 1, True)]))
+
+        self.assertEqual(257, allocation.objects)
+        self.assertEqual(4 * 4 * MIB, allocation.data)
+        self.assertEqual(0, allocation.data_before(0))
+        self.assertEqual(4 * MIB, allocation.data_before(1))
+        self.assertEqual(4 * MIB, allocation.data_before(2))
+        self.assertEqual(3 * 4 * MIB, allocation.data_before(256))
+
+    def test_unknown_allocation_counts_every_object(self):
+        for image in (_Image(units.Gi, stripe_count=4),
+                      _Image(units.Gi, error=rbd.IOError('diff failed'))):
+            allocation = worker.Allocation.of_image(image)
+            self.assertEqual(units.Gi, allocation.data)
+            self.assertEqual(8 * MIB, allocation.data_before(2))
 
 
 class _MetadataDB(object):

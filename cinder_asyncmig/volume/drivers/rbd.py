@@ -32,7 +32,6 @@ from cinder.i18n import _
 from cinder.volume.drivers import rbd as cinder_rbd
 from oslo_log import log as logging
 from oslo_utils import timeutils
-from oslo_utils import units
 
 from cinder_asyncmig.engine import migration
 from cinder_asyncmig.engine import state
@@ -335,8 +334,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         cluster, conf, user, _secret = self._get_config_tuple()
         return copy_worker.ExecuteWorker.start(
             name, self.configuration.rbd_pool, status_path, conf=conf,
-            user=user, cluster=cluster, size=volume.size * units.Gi,
-            max_bytes_per_sec=throttle.cap(
+            user=user, cluster=cluster, max_bytes_per_sec=throttle.cap(
                 volume,
                 self.configuration.async_migration_copy_max_bytes_per_sec))
 
