@@ -175,7 +175,7 @@ class SourceBench(object):
         job = copy_worker.ExecuteWorker.start(
             name, DST, os.path.join(self.state, 'copy-%s.json' % name),
             conf=self.cluster.conf_path, user=self.cluster.client,
-            size=self.size, max_bytes_per_sec=max_bytes_per_sec)
+            max_bytes_per_sec=max_bytes_per_sec)
         self.workers.append(job)
         return job
 

@@ -42,6 +42,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 LOG = logging.getLogger(__name__)
@@ -173,6 +174,54 @@ class Allocation(object):
         return self.data_before(self.objects)
 
 
+class LockWatch(threading.Thread):
+    """Tells which other client, if any, holds the image's exclusive lock.
+
+    librbd runs execute in the client that holds the lock (a hypervisor
+    writing to the volume) and only sends this process its progress,
+    acknowledged after the callback returns. That copy does not wait for
+    the acknowledgements, so blocking the callback would not slow it: it
+    would only delay the progress seen here, and the end of execute, by
+    however long the pace says. While another client holds the lock the
+    copy is not paced.
+
+    :param me: this client's entity name (``client.<id>``).
+    """
+
+    def __init__(self, ioctx, name, me, interval=_RATE_CHECK):
+        super(LockWatch, self).__init__(daemon=True)
+        self._ioctx = ioctx
+        self._name = name
+        self._me = me
+        self._interval = interval
+        self._halt = threading.Event()
+        self.elsewhere = None  # 'client.<id> <address>' of another holder
+
+    def run(self):
+        import rbd
+
+        with rbd.Image(self._ioctx, self._name, read_only=True) as image:
+            while not self._halt.is_set():
+                try:
+                    self.elsewhere = self.other_holder(image.list_lockers(),
+                                                       self._me)
+                except rbd.Error as exc:
+                    LOG.warning('Cannot read the lock of %s: %s',
+                                self._name, exc)
+                self._halt.wait(self._interval)
+
+    @staticmethod
+    def other_holder(lockers, me):
+        """The holder in ``list_lockers()`` if it is not ``me``, or None."""
+        for entity, _cookie, address in (lockers or {}).get('lockers', ()):
+            if entity != me:
+                return '%s %s' % (entity, address)
+        return None
+
+    def stop(self):
+        self._halt.set()
+
+
 class Pacer(object):
     """Holds a copy to its cap by blocking librbd's progress callback.
 
@@ -181,8 +230,7 @@ class Pacer(object):
     blocks: the copy then runs at most one batch of
     ``rbd_concurrent_management_ops`` objects ahead of the cap. This holds
     where execute runs in this process, not where librbd hands it to the
-    client holding the image's exclusive lock: a client that writes to the
-    image (a hypervisor) takes the lock, and the rest of the copy with it.
+    client holding the image's exclusive lock (:class:`LockWatch`).
 
     :param path: the rate file (:func:`write_rate`), read again every
                  half second of copying.
@@ -377,6 +425,9 @@ def main(argv=None):
         status['data_total'] = allocation.data
         last = [0.0]
         pacer = Pacer(rate_path(args.status_file))
+        lock = LockWatch(ioctx, args.image,
+                         'client.%d' % client.get_instance_id())
+        lock.start()
 
         def on_progress(done, total):
             now = time.monotonic()
@@ -384,12 +435,15 @@ def main(argv=None):
             # librbd counts objects; scaled in case a release counts else
             data = allocation.data_before(
                 done * allocation.objects // total if total else 0)
+            elsewhere = lock.elsewhere
             if now - last[0] >= _REPORT_INTERVAL or done >= total:
                 last[0] = now
                 status.update(done=done, total=total, data_done=data,
-                              updated_at=time.time(), max_bytes_per_sec=rate)
+                              updated_at=time.time(), max_bytes_per_sec=rate,
+                              copy_in=elsewhere)
                 write_status(args.status_file, status)
-            pacer.wait(data)
+            if not elsewhere:
+                pacer.wait(data)
             return 0  # librbd wants an int, and ignores it
 
         try:
@@ -402,6 +456,8 @@ def main(argv=None):
             write_status(args.status_file, status)
             return 1
         finally:
+            lock.stop()
+            lock.join()
             ioctx.close()
         status.update(phase=DONE, updated_at=time.time())
         write_status(args.status_file, status)

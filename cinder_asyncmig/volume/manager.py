@@ -115,6 +115,9 @@ class _ProgressRecorder(object):
             progress.get('rate_bytes_per_sec', 0) // units.Mi)
         if progress.get('kind'):
             text += ' from %s source' % progress['kind']
+        if progress.get('copy_in'):
+            text += ('; copying in the client that holds the volume\'s lock '
+                     '(its hypervisor), where the cap does not apply')
         return text
 
     def __call__(self, progress):

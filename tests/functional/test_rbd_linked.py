@@ -202,6 +202,33 @@ class LinkedMigrationTest(base.FunctionalTestCase):
         # not a speed limit: a pace that counted holes cannot end sooner
         self.assertLess(took, units.Gi / cap)
 
+    def test_copy_in_the_lock_holder_is_reported_not_paced(self):
+        # a hypervisor writes: it holds the exclusive lock, and librbd runs
+        # the copy in it, where the worker's pace cannot reach
+        volume, model = self._prepared(1024 * units.Mi, density=1.0)
+        cap = 8 * units.Mi
+        volume.metadata = {throttle.RATE_KEY: str(cap)}
+        hypervisor = 'client.%d' % self.rados.get_instance_id()
+        seen = []
+        with rbd.Image(self.dst_ioctx, volume.name) as image:
+            payload = self.rng.randbytes(64 * units.Ki)
+            image.write(payload, 0)
+            model.apply(0, payload)
+            started = time.monotonic()
+            final = self.target_driver.complete_migration_target(
+                self.ctxt, volume, seen.append)
+            took = time.monotonic() - started
+
+        self.assertEqual('success', final['phase'])
+        self.assertEqual(model.sha256(),
+                         base.image_sha256(self.dst_ioctx, volume.name))
+        holders = {p.get('copy_in') for p in seen
+                   if p.get('phase') == 'copying'} - {None}
+        self.assertEqual([hypervisor], [h.split()[0] for h in holders])
+        # not a speed limit: execute returns only once this process has
+        # taken every progress report, which a pace would hold to the cap
+        self.assertLess(took, units.Gi / cap)
+
     def _kill_worker_mid_copy(self, volume, killed):
         status_path = self.target_driver._status_path(volume.name)
 

@@ -90,6 +90,12 @@ class ProgressRecorderTest(testtools.TestCase):
         self.assertEqual('42.0%% (430 of 1024 MiB, 180 MiB/s) from %s '
                          'source' % kinds.EXPORTER,
                          manager._ProgressRecorder.render(progress))
+        # the holder's address stays out of the user's metadata
+        progress['copy_in'] = 'client.4133 127.0.0.1:0/2905658401'
+        text = manager._ProgressRecorder.render(progress)
+        self.assertIn("copying in the client that holds the volume's lock "
+                      "(its hypervisor), where the cap does not apply", text)
+        self.assertNotIn('127.0.0.1', text)
 
     def test_throttled_but_final_phases_always_written(self):
         db = mock.Mock()

@@ -183,6 +183,22 @@ class AllocationTest(testtools.TestCase):
             self.assertEqual(8 * MIB, allocation.data_before(2))
 
 
+class LockWatchTest(testtools.TestCase):
+
+    def test_other_holder(self):
+        me = 'client.4120'
+        other = ('client.4133', 'auto 139785348213008',
+                 '127.0.0.1:0/2905658401')
+        self.assertIsNone(worker.LockWatch.other_holder({}, me))
+        self.assertIsNone(worker.LockWatch.other_holder(
+            {'tag': 'internal', 'exclusive': True, 'lockers': []}, me))
+        self.assertIsNone(worker.LockWatch.other_holder(
+            {'lockers': [(me, 'auto 1', '127.0.0.1:0/1')]}, me))
+        self.assertEqual(
+            'client.4133 127.0.0.1:0/2905658401',
+            worker.LockWatch.other_holder({'lockers': [other]}, me))
+
+
 class _MetadataDB(object):
 
     def __init__(self):

@@ -59,7 +59,8 @@ def _tell(callback, record):
     """Hand the progress of a migration's record to ``callback``."""
     if callback:
         callback(dict(record.get('progress', {}),
-                      phase=record.get('phase'), kind=record.get('kind')))
+                      phase=record.get('phase'), kind=record.get('kind'),
+                      copy_in=record.get('copy_in')))
 
 
 class _RateMeter(object):
@@ -442,11 +443,20 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
             progress = state.Progress(progress.bytes_copied,
                                       progress.bytes_total,
                                       meter.update(progress.bytes_copied))
-            changes = {'phase': 'copying', 'progress': progress.as_dict()}
+            changes = {'phase': 'copying', 'progress': progress.as_dict(),
+                       'copy_in': report.get('copy_in')}
+            moved = changes['copy_in'] != record.get('copy_in')
+            if moved:
+                LOG.info('The copy of %(img)s runs in %(holder)s, which '
+                         'holds the image\'s exclusive lock; the cap does '
+                         'not apply there.' if changes['copy_in'] else
+                         'The copy of %(img)s runs in its worker.',
+                         {'img': name, 'holder': changes['copy_in']})
             if report.get('addr'):
                 changes['worker'] = {k: report.get(k)
                                      for k in ('pid', 'host', 'addr')}
-            if due or changes.get('worker') != record.get('worker'):
+            if (due or moved or
+                    changes.get('worker') != record.get('worker')):
                 record = self._record(client, name, callback=callback,
                                       **changes)
                 recorded_at = now
