@@ -82,7 +82,19 @@ target_opts = [
                     'copies; the lower cap applies. 0 means no cap. It does '
                     'not hold while a client writes to the volume: librbd '
                     'then runs the copy in that client (a hypervisor), '
-                    'which holds the image\'s exclusive lock.'),
+                    'which holds the image\'s exclusive lock; see '
+                    'async_migration_lock_holder_copy_ops.'),
+    cfg.IntOpt('async_migration_lock_holder_copy_ops',
+               default=1, min=0, max=64,
+               help='Object copies at once of a capped copy, where librbd '
+                    'runs it in the client that holds the volume\'s '
+                    'exclusive lock (its hypervisor) and the cap cannot '
+                    'hold. Set on the destination image as librbd\'s '
+                    'per-image rbd_concurrent_management_ops while the '
+                    'copy runs, so that the hypervisor\'s librbd reads it. '
+                    'A copy run by the worker is held to the cap anyway. '
+                    '0 leaves librbd\'s own setting (10 by default); an '
+                    'uncapped copy never gets one.'),
     cfg.IntOpt('async_migration_max_concurrent_copies',
                default=4, min=0,
                help='How many background copies this backend runs at once. '

@@ -42,6 +42,9 @@ LOG = logging.getLogger(__name__)
 # layering, exclusive-lock, object-map, fast-diff, deep-flatten
 DESTINATION_FEATURES = 1 | 4 | 8 | 16 | 32
 RECORD_KEY = 'asyncmig.migration'
+# librbd's per-image override of a client setting: every client that opens
+# the image reads it, a hypervisor holding its lock included
+COPY_OPS_KEY = 'conf_rbd_concurrent_management_ops'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -305,6 +308,22 @@ class Engine(object):
             with self.image(ioctx, name) as img:
                 img.metadata_set(RECORD_KEY,
                                  jsonutils.dumps(record, sort_keys=True))
+
+    def set_copy_ops(self, ioctx, name, ops):
+        """Set how many objects librbd copies at once for this image.
+
+        :param ops: object copies at once; 0 removes the override, and
+                    librbd's own setting applies again.
+        """
+        with self.translate_errors('setting the copy\'s concurrency', name):
+            with self.image(ioctx, name) as img:
+                if ops:
+                    img.metadata_set(COPY_OPS_KEY, str(ops))
+                    return
+                try:
+                    img.metadata_remove(COPY_OPS_KEY)
+                except KeyError:
+                    pass
 
     def clear_record(self, ioctx, name):
         try:

@@ -25,6 +25,7 @@ import rados
 import rbd
 import testtools
 
+from cinder_asyncmig.engine import migration
 from cinder_asyncmig.engine import specs
 from cinder_asyncmig.engine import state
 from cinder_asyncmig.engine import worker as copy_worker
@@ -209,14 +210,20 @@ class LinkedMigrationTest(base.FunctionalTestCase):
         cap = 8 * units.Mi
         volume.metadata = {throttle.RATE_KEY: str(cap)}
         hypervisor = 'client.%d' % self.rados.get_instance_id()
-        seen = []
+        seen, ops = [], set()
         with rbd.Image(self.dst_ioctx, volume.name) as image:
             payload = self.rng.randbytes(64 * units.Ki)
             image.write(payload, 0)
             model.apply(0, payload)
+
+            def watch(progress):
+                seen.append(progress)
+                if progress.get('phase') == 'copying':
+                    ops.add(image.metadata_get(migration.COPY_OPS_KEY))
+
             started = time.monotonic()
             final = self.target_driver.complete_migration_target(
-                self.ctxt, volume, seen.append)
+                self.ctxt, volume, watch)
             took = time.monotonic() - started
 
         self.assertEqual('success', final['phase'])
@@ -225,6 +232,11 @@ class LinkedMigrationTest(base.FunctionalTestCase):
         holders = {p.get('copy_in') for p in seen
                    if p.get('phase') == 'copying'} - {None}
         self.assertEqual([hypervisor], [h.split()[0] for h in holders])
+        # what the hypervisor's librbd read for the copy: one at a time
+        self.assertEqual({'1'}, ops)
+        with rbd.Image(self.dst_ioctx, volume.name, read_only=True) as image:
+            self.assertNotIn(migration.COPY_OPS_KEY,
+                             dict(image.metadata_list()))
         # not a speed limit: execute returns only once this process has
         # taken every progress report, which a pace would hold to the cap
         self.assertLess(took, units.Gi / cap)

@@ -287,6 +287,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         kind = self._kind_of(volume.name, record)
         # before its host deletes the source: nothing reads it now
         self._stop_source(context, volume, kind, record)
+        self.engine.set_copy_ops(client.ioctx, volume.name, 0)
         final = dict(state.Progress(size, size).as_dict(), phase='success',
                      kind=record.get('kind'),
                      source_left=kind.source_left(client, record))
@@ -333,11 +334,16 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         self._release_dead_worker(client, name, record, status_path)
         os.makedirs(self._state_dir(), mode=0o700, exist_ok=True)
         cluster, conf, user, _secret = self._get_config_tuple()
+        cap = throttle.cap(
+            volume, self.configuration.async_migration_copy_max_bytes_per_sec)
+        # for a hypervisor that runs the copy, where the cap cannot hold
+        self.engine.set_copy_ops(
+            client.ioctx, name,
+            self.configuration.async_migration_lock_holder_copy_ops
+            if cap else 0)
         return copy_worker.ExecuteWorker.start(
             name, self.configuration.rbd_pool, status_path, conf=conf,
-            user=user, cluster=cluster, max_bytes_per_sec=throttle.cap(
-                volume,
-                self.configuration.async_migration_copy_max_bytes_per_sec))
+            user=user, cluster=cluster, max_bytes_per_sec=cap)
 
     def set_copy_rate(self, volume, max_bytes_per_sec):
         """Change the cap of the volume's copy while it runs.
