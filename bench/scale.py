@@ -222,8 +222,7 @@ def bound_of(service):
     for section in config.sections():
         if config.has_option(section, name):
             return config.get(section, name)
-    return '%d (default)' % [o for o in opts.target_opts
-                             if o.name == name][0].default
+    return '%d (default)' % opts.target_default(name)
 
 
 if __name__ == '__main__':

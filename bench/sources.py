@@ -50,6 +50,7 @@ from oslo_utils import units
 from cinder_asyncmig.engine import migration
 from cinder_asyncmig.engine import specs
 from cinder_asyncmig.engine import worker as copy_worker
+from cinder_asyncmig import opts
 from cinder_asyncmig.sandbox import ceph
 from cinder_asyncmig.sources import exporter
 
@@ -172,6 +173,10 @@ class SourceBench(object):
 
     def start_copy(self, name, max_bytes_per_sec=0):
         """Start execute in a worker process, as the driver does."""
+        self.engine.set_copy_ops(
+            self.io[DST], name,
+            opts.target_default('async_migration_lock_holder_copy_ops')
+            if max_bytes_per_sec else 0)
         job = copy_worker.ExecuteWorker.start(
             name, DST, os.path.join(self.state, 'copy-%s.json' % name),
             conf=self.cluster.conf_path, user=self.cluster.client,

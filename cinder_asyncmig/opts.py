@@ -252,3 +252,11 @@ def list_opts():
     """
     return [(configuration.SHARED_CONF_GROUP, target_opts + exporter_opts),
             (GROUP, manager_opts)]
+
+
+def target_default(name):
+    """The default of one of a target backend's options."""
+    for opt in target_opts:
+        if opt.name == name:
+            return opt.default
+    raise LookupError(name)
