@@ -176,9 +176,12 @@ class AllocationTest(testtools.TestCase):
         self.assertEqual(3 * 4 * MIB, allocation.data_before(256))
 
     def test_unknown_allocation_counts_every_object(self):
-        for image in (_Image(units.Gi, stripe_count=4),
-                      _Image(units.Gi, error=rbd.IOError('diff failed'))):
-            allocation = worker.Allocation.of_image(image)
+        for image, import_only in (
+                (_Image(units.Gi, stripe_count=4), False),
+                (_Image(units.Gi, error=rbd.IOError('diff failed')), False),
+                # never asked: librbd's diff of an import may crash
+                (_Image(units.Gi, error=AssertionError('diffed')), True)):
+            allocation = worker.Allocation.of_image(image, import_only)
             self.assertEqual(units.Gi, allocation.data)
             self.assertEqual(8 * MIB, allocation.data_before(2))
 
