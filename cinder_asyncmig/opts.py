@@ -80,8 +80,8 @@ target_opts = [
                     '"async_migration_max_read_bytes_per_sec" sets a cap '
                     'for its own migration, and can be changed while it '
                     'copies; the lower cap applies. 0 means no cap. It does '
-                    'not hold while a client writes to the volume: librbd '
-                    'then runs the copy in that client (a hypervisor), '
+                    'not hold while a client uses the volume: librbd then '
+                    'runs the copy in that client (a hypervisor), '
                     'which holds the image\'s exclusive lock; see '
                     'async_migration_lock_holder_copy_ops.'),
     cfg.IntOpt('async_migration_lock_holder_copy_ops',

@@ -202,15 +202,20 @@ class LockWatch(threading.Thread):
     def run(self):
         import rbd
 
-        with rbd.Image(self._ioctx, self._name, read_only=True) as image:
-            while not self._halt.is_set():
-                try:
-                    self.elsewhere = self.other_holder(image.list_lockers(),
-                                                       self._me)
-                except rbd.Error as exc:
-                    LOG.warning('Cannot read the lock of %s: %s',
-                                self._name, exc)
-                self._halt.wait(self._interval)
+        try:
+            with rbd.Image(self._ioctx, self._name,
+                           read_only=True) as image:
+                while not self._halt.is_set():
+                    try:
+                        self.elsewhere = self.other_holder(
+                            image.list_lockers(), self._me)
+                    except rbd.Error as exc:
+                        LOG.warning('Cannot read the lock of %s: %s',
+                                    self._name, exc)
+                    self._halt.wait(self._interval)
+        except rbd.Error as exc:
+            # execute reports what is wrong with the image
+            LOG.warning('Cannot watch the lock of %s: %s', self._name, exc)
 
     @staticmethod
     def other_holder(lockers, me):
