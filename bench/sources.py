@@ -173,10 +173,10 @@ class SourceBench(object):
 
     def start_copy(self, name, max_bytes_per_sec=0):
         """Start execute in a worker process, as the driver does."""
-        self.engine.set_copy_ops(
-            self.io[DST], name,
-            opts.target_default('async_migration_lock_holder_copy_ops')
-            if max_bytes_per_sec else 0)
+        if max_bytes_per_sec:
+            self.engine.set_copy_ops(
+                self.io[DST], name,
+                opts.target_default('async_migration_lock_holder_copy_ops'))
         job = copy_worker.ExecuteWorker.start(
             name, DST, os.path.join(self.state, 'copy-%s.json' % name),
             conf=self.cluster.conf_path, user=self.cluster.client,

@@ -312,22 +312,21 @@ class Engine(object):
     def set_copy_ops(self, ioctx, name, ops):
         """Set how many objects librbd copies at once for this image.
 
-        :param ops: object copies at once; 0 removes the override, and
-                    librbd's own setting applies again.
+        :param ops: object copies at once. :meth:`clear_record` removes
+                    the override.
         """
         with self.translate_errors('setting the copy\'s concurrency', name):
             with self.image(ioctx, name) as img:
-                if ops:
-                    img.metadata_set(COPY_OPS_KEY, str(ops))
-                    return
-                try:
-                    img.metadata_remove(COPY_OPS_KEY)
-                except KeyError:
-                    pass
+                img.metadata_set(COPY_OPS_KEY, str(ops))
 
     def clear_record(self, ioctx, name):
+        """Remove the record, and the copy's concurrency with it."""
         try:
             with self.image(ioctx, name) as img:
-                img.metadata_remove(RECORD_KEY)
-        except (self.rbd.ImageNotFound, KeyError):
+                for key in (COPY_OPS_KEY, RECORD_KEY):
+                    try:
+                        img.metadata_remove(key)
+                    except KeyError:
+                        pass
+        except self.rbd.ImageNotFound:
             pass

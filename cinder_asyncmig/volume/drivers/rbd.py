@@ -287,7 +287,6 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         kind = self._kind_of(volume.name, record)
         # before its host deletes the source: nothing reads it now
         self._stop_source(context, volume, kind, record)
-        self.engine.set_copy_ops(client.ioctx, volume.name, 0)
         final = dict(state.Progress(size, size).as_dict(), phase='success',
                      kind=record.get('kind'),
                      source_left=kind.source_left(client, record))
@@ -336,11 +335,11 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         cluster, conf, user, _secret = self._get_config_tuple()
         cap = throttle.cap(
             volume, self.configuration.async_migration_copy_max_bytes_per_sec)
-        # for a hypervisor that runs the copy, where the cap cannot hold
-        self.engine.set_copy_ops(
-            client.ioctx, name,
-            self.configuration.async_migration_lock_holder_copy_ops
-            if cap else 0)
+        ops = self.configuration.async_migration_lock_holder_copy_ops
+        if cap and ops:
+            # for a hypervisor that runs the copy, where the cap cannot
+            # hold; the record's removal removes it
+            self.engine.set_copy_ops(client.ioctx, name, ops)
         return copy_worker.ExecuteWorker.start(
             name, self.configuration.rbd_pool, status_path, conf=conf,
             user=user, cluster=cluster, max_bytes_per_sec=cap)
