@@ -426,6 +426,9 @@ def main(argv=None):
         ioctx = client.open_ioctx(args.pool)
         if args.namespace:
             ioctx.set_namespace(args.namespace)
+        pacer = Pacer(rate_path(args.status_file))
+        # the cap from the first report on, before the first progress
+        status['max_bytes_per_sec'] = pacer.read_rate()
         write_status(args.status_file, status)
         try:
             source_pool = rbd.RBD().migration_status(
@@ -437,7 +440,6 @@ def main(argv=None):
                                              import_only=source_pool < 0)
         status['data_total'] = allocation.data
         last = [0.0]
-        pacer = Pacer(rate_path(args.status_file))
         lock = LockWatch(ioctx, args.image,
                          'client.%d' % client.get_instance_id())
         lock.start()
