@@ -51,6 +51,17 @@ class LinkedMigrationTest(base.FunctionalTestCase):
         self.assertEqual((True, True, {}), moved)
         return volume, model
 
+    def _complete_to_success(self, volume, model, watch):
+        """Complete the migration; return its seconds once bytes match."""
+        started = time.monotonic()
+        final = self.target_driver.complete_migration_target(
+            self.ctxt, volume, watch)
+        took = time.monotonic() - started
+        self.assertEqual('success', final['phase'])
+        self.assertEqual(model.sha256(),
+                         base.image_sha256(self.dst_ioctx, volume.name))
+        return took
+
     def _dst_names(self):
         return rbd.RBD().list(self.dst_ioctx)
 
@@ -189,13 +200,8 @@ class LinkedMigrationTest(base.FunctionalTestCase):
                                 copy_worker.read_status(status_path)))
 
         started = time.monotonic()
-        final = self.target_driver.complete_migration_target(
-            self.ctxt, volume, watch)
-        took = time.monotonic() - started
+        took = self._complete_to_success(volume, model, watch)
 
-        self.assertEqual('success', final['phase'])
-        self.assertEqual(model.sha256(),
-                         base.image_sha256(self.dst_ioctx, volume.name))
         # the worker writes its status once before it knows the data
         self.assertEqual({12 * units.Mi},
                          {r['data_total'] for _at, r in reports
@@ -224,14 +230,8 @@ class LinkedMigrationTest(base.FunctionalTestCase):
                 if progress.get('phase') == 'copying':
                     ops.add(image.metadata_get(migration.COPY_OPS_KEY))
 
-            started = time.monotonic()
-            final = self.target_driver.complete_migration_target(
-                self.ctxt, volume, watch)
-            took = time.monotonic() - started
+            took = self._complete_to_success(volume, model, watch)
 
-        self.assertEqual('success', final['phase'])
-        self.assertEqual(model.sha256(),
-                         base.image_sha256(self.dst_ioctx, volume.name))
         holders = {p.get('copy_in') for p in seen
                    if p.get('phase') == 'copying'} - {None}
         self.assertEqual([hypervisor], [h.split()[0] for h in holders])
