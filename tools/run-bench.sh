@@ -22,4 +22,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash tools/install-system-deps.sh
 .venv-tools/bin/tox -e bench --notest >/dev/null
+# --notest skips the environment's commands_pre, which link the bindings
+.tox/shared/bin/python tools/link_ceph_bindings.py \
+    "$(.tox/shared/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null
 exec .tox/shared/bin/python bench/suite.py "$@"

@@ -251,6 +251,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         name = volume.name
         # librbd opens the source with the destination image
         self._ensure_source(volume)
+        record = None  # as last written by this completion
         with cinder_rbd.RADOSClient(self) as client:
             for _step in range(_MAX_COMPLETION_STEPS):
                 status = self.engine.status(client.ioctx, name)
@@ -262,10 +263,12 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                     return self._finish(context, client, volume,
                                         progress_callback)
                 if status.state.copy_pending:
-                    self._run_copy(client, volume, progress_callback)
+                    record = self._run_copy(client, volume,
+                                            progress_callback)
                 elif status.state is state.MigrationState.EXECUTED:
-                    self._record(client, name, phase='committing',
-                                 callback=progress_callback)
+                    record = self._record(client, name, phase='committing',
+                                          callback=progress_callback,
+                                          record=record)
                     self.engine.commit(client.ioctx, name)
                     LOG.info('Migration of volume %s committed; the source '
                              'image is removed.', volume.id, resource=volume)
@@ -295,8 +298,14 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
             callback(final)
         return final
 
-    def _record(self, client, name, callback=None, **changes):
-        record = self.engine.read_record(client.ioctx, name)
+    def _record(self, client, name, callback=None, record=None, **changes):
+        """Write the record with ``changes``; returns the new record.
+
+        :param record: the record as last written, when the caller has it
+                       (one image open less); read from the image if None.
+        """
+        record = dict(self.engine.read_record(client.ioctx, name)
+                      if record is None else record)
         record.update(changes)
         record['updated_at'] = timeutils.utcnow().isoformat()
         self.engine.write_record(client.ioctx, name, record)
@@ -437,9 +446,13 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
 
             done, total = report.get('done', 0), report.get('total', 0)
             now = time.monotonic()
-            due = (phase == copy_worker.DONE or recorded_at is None or
-                   now - recorded_at >= _RECORD_INTERVAL)
-            if due:
+            # every write of the record opens the image and notifies the
+            # copying client: the first waits for the worker's first
+            # report, which names it; the end's is the commit's
+            write = phase != copy_worker.DONE and bool(report.get('addr'))
+            due = write and (recorded_at is None or
+                             now - recorded_at >= _RECORD_INTERVAL)
+            if size is None or due:
                 # the destination may have been extended meanwhile
                 size = self.engine.inspect(client.ioctx, name).size
             if phase == copy_worker.DONE:
@@ -460,17 +473,17 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
             if report.get('addr'):
                 changes['worker'] = {k: report.get(k)
                                      for k in ('pid', 'host', 'addr')}
-            if (due or moved or
-                    changes.get('worker') != record.get('worker')):
+            if write and (due or moved or
+                          changes.get('worker') != record.get('worker')):
                 record = self._record(client, name, callback=callback,
-                                      **changes)
+                                      record=record, **changes)
                 recorded_at = now
             else:
                 record.update(changes)
                 _tell(callback, record)
             if phase == copy_worker.DONE:
                 copy_worker.remove_rate(self._status_path(name))
-                return
+                return record
             if phase == copy_worker.FAILED:
                 self.engine.raise_execute_error(name, report.get('error_type'),
                                                 report.get('errno'))
