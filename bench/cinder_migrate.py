@@ -13,9 +13,9 @@
 """Time until a migrated volume is usable at its destination, via Cinder.
 
 In one sandbox (real cinder-api, -scheduler, two cinder-volume services,
-Ceph with cephx, its data on disk), for a 1 GiB dense, a 100 GiB and a
-1 TiB sparse volume (100 MiB of data), from the ``os-migrate_volume``
-call:
+Ceph with cephx, its data on disk), for a 1 GiB and a 20 GiB dense, a
+100 GiB and a 1 TiB sparse volume (100 MiB of data), from the
+``os-migrate_volume`` call:
 
 * async target: until ``migration_status`` is ``migrating_attachable``
   (and, for information, until ``success``);
@@ -23,19 +23,21 @@ call:
   backend with asynchronous migration switched off): until ``success``,
   the first moment the volume is usable at the destination;
 * Cinder's generic host copy (``force_host_copy``): until ``success``,
-  for the dense volume only by default: it writes every byte of the
+  for the 1 GiB volume only by default: it writes every byte of the
   destination, zeros included, so a 100 GiB sparse volume needs 100 GiB
   at the destination.
 
 The 1 TiB volume shows that the time to usable does not grow with the
-size. The async copies run uncapped here, as the stock migration does.
+size; the 20 GiB one, what the stock wait costs once a volume holds data.
+The async copies run uncapped here, as the stock migration does.
 
-Usage: ``python bench/cinder_migrate.py [--generic-sparse]``.
+Usage: ``python bench/cinder_migrate.py [--dense-gib N] [--generic-sparse]``.
 """
 
 import argparse
 import configparser
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -143,6 +145,8 @@ def main(argv=None):
     parser.add_argument('--generic-sparse', action='store_true',
                         help='also time the generic copy of the 100 GiB '
                              'volume (it writes all 100 GiB to disk)')
+    parser.add_argument('--dense-gib', type=int, default=10,
+                        help='size of the large dense volume (0: none)')
     parser.add_argument('--disk-gib', type=int, default=128,
                         help='size of the sparse file the OSD keeps its '
                              'data in; its thin provisioning (20x) must '
@@ -150,22 +154,35 @@ def main(argv=None):
     args = parser.parse_args(argv)
     directory = tempfile.mkdtemp(prefix='asyncmig-bench-')
     os.rmdir(directory)
+    # each dense volume and its copy, for the async and the stock run:
+    # the OSD's file keeps what BlueStore freed, so count them all
+    needed = (4 * (1 + args.dense_gib) + 4) * units.Gi
+    free = shutil.disk_usage(os.path.dirname(directory)).free
+    if free < needed:
+        sys.exit('cinder-migrate: %d GiB free under %s, the run writes up '
+                 'to %d GiB; use a smaller --dense-gib' % (
+                     free // units.Gi, os.path.dirname(directory),
+                     needed // units.Gi))
     sandbox = cloud.Sandbox.up(directory, disk_bytes=args.disk_gib * units.Gi)
-    bench = CinderBench(sandbox)
-    # the 1 TiB volume is above Cinder's default quota of 1000 GiB
-    sandbox.set_quota(gigabytes=4096)
     shapes = [('1 GiB dense', 1, units.Gi),
               ('100 GiB sparse (100 MiB data)', 100, 100 * units.Mi),
               ('1 TiB sparse (100 MiB data)', 1024, 100 * units.Mi)]
+    if args.dense_gib:
+        shapes.append(('%d GiB dense' % args.dense_gib, args.dense_gib,
+                       args.dense_gib * units.Gi))
     results = {}
+    bench = None
     try:
+        bench = CinderBench(sandbox)
+        # the 1 TiB volume is above Cinder's default quota of 1000 GiB
+        sandbox.set_quota(gigabytes=4096)
         # uncapped, as the stock migration is
         bench.set_async_target(True, copy_cap=0)
         for label, size, data in shapes:
             results[('async', label)] = bench.migrate(size, data)
         for label, size, data in shapes:
-            # 1 TiB of zeros would not fit the disk
-            if size > 100 or (size == 100 and not args.generic_sparse):
+            # it writes every byte, zeros included: 1 TiB would not fit
+            if size > 1 and not (size == 100 and args.generic_sparse):
                 continue
             results[('generic', label)] = bench.migrate(
                 size, data, force_host_copy=True)
@@ -173,7 +190,8 @@ def main(argv=None):
         for label, size, data in shapes:
             results[('stock', label)] = bench.migrate(size, data)
     finally:
-        bench.close()
+        if bench is not None:
+            bench.close()
         sandbox.down()
 
     print()
@@ -198,6 +216,14 @@ def main(argv=None):
     print('async usable, 1 TiB against 1 GiB: %.2fx' % (
         results[('async', shapes[2][0])][0] /
         results[('async', shapes[0][0])][0]))
+    for label, _size, data in shapes:
+        if data >= units.Gi and ('stock', label) in results:
+            usable, done, _state = results[('async', label)]
+            stock = results[('stock', label)][1]
+            print('%s: usable after %.2fs async, %.2fs stock (%.0fx); '
+                  'all copied after %.2fs async, %.2fs stock (%.2fx)' % (
+                      label, usable, stock, stock / usable, done, stock,
+                      stock / done))
     return 0
 
 
