@@ -13,7 +13,7 @@
 """Time until a migrated volume is usable at its destination, via Cinder.
 
 In one sandbox (real cinder-api, -scheduler, two cinder-volume services,
-Ceph with cephx, its data on disk), for a 1 GiB and a 20 GiB dense, a
+Ceph with cephx, its data on disk), for a 1 GiB and a 10 GiB dense, a
 100 GiB and a 1 TiB sparse volume (100 MiB of data), from the
 ``os-migrate_volume`` call:
 
@@ -28,8 +28,9 @@ Ceph with cephx, its data on disk), for a 1 GiB and a 20 GiB dense, a
   at the destination.
 
 The 1 TiB volume shows that the time to usable does not grow with the
-size; the 20 GiB one, what the stock wait costs once a volume holds data.
-The async copies run uncapped here, as the stock migration does.
+size; the 10 GiB one (``--dense-gib``), what the stock wait costs once a
+volume holds data. The async copies run uncapped here, as the stock
+migration does.
 
 Usage: ``python bench/cinder_migrate.py [--dense-gib N] [--generic-sparse]``.
 """
