@@ -206,13 +206,19 @@ def _paired_medians(label, ours, anchor, repeat, *args):
     """Medians of ``ours`` and ``anchor``, run in turn after a warm-up pair.
 
     Run one after the other, the first runs of a fresh cluster are the
-    slowest ones and a whole series of one side would take them all.
+    slowest ones and a whole series of one side would take them all. The
+    side that goes first changes from pair to pair: the second copy of a
+    pair runs while the cluster still removes what the first one left.
     """
     ours(*args)
     anchor(*args)
     pairs = []
     for run in range(repeat):
-        pairs.append((ours(*args), anchor(*args)))
+        if run % 2:
+            took = anchor(*args)
+            pairs.append((ours(*args), took))
+        else:
+            pairs.append((ours(*args), anchor(*args)))
         print('  %s, run %d: ours %.2f s, anchor %.2f s' % (
             label, run + 1, pairs[-1][0], pairs[-1][1]), flush=True)
     return (statistics.median(p[0] for p in pairs),
