@@ -39,6 +39,7 @@ import argparse
 import configparser
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -48,6 +49,9 @@ from oslo_utils import units
 from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.volume import constants
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sources  # noqa: E402  (the bench next to this one)
 
 CHUNK = 4 * units.Mi
 
@@ -153,6 +157,7 @@ def main(argv=None):
                              'data in; its thin provisioning (20x) must '
                              'hold the 1 TiB volume')
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, sources._stop_on_sigterm)
     directory = tempfile.mkdtemp(prefix='asyncmig-bench-')
     os.rmdir(directory)
     # each dense volume and its copy, for the async and the stock run:

@@ -46,6 +46,9 @@ from cinder_asyncmig.sandbox import backends
 from cinder_asyncmig.sandbox import ceph
 from cinder_asyncmig.volume.drivers import rbd as target_rbd
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sources  # noqa: E402  (the bench next to this one)
+
 SRC, DST, RAW = 'bench-src', 'bench-dst', 'bench-raw'
 CHUNK = 4 * units.Mi
 
@@ -261,6 +264,7 @@ def main(argv=None):
                         help='dense sizes of the background copy runs')
     args = parser.parse_args(argv)
 
+    signal.signal(signal.SIGTERM, sources._stop_on_sigterm)
     directory = tempfile.mkdtemp(prefix='asyncmig-bench-')
     os.rmdir(directory)
     # a copy holds its source and its destination at once
