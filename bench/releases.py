@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -145,6 +146,7 @@ class ReleaseBench(sources.SourceBench):
 def _one(args):
     """Measure on the release this process runs with; print JSON."""
     import rbd
+    signal.signal(signal.SIGTERM, sources._stop_on_sigterm)
     have = features.CephFeatures.detect(rbd)
     kinds = [k for k in KINDS if k not in (NBD, NATIVE) or
              (k == NBD and have.nbd_stream) or

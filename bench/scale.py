@@ -32,8 +32,10 @@ Usage: ``python bench/scale.py [--volumes N] [--disk-gib N]``.
 
 import argparse
 import configparser
+import contextlib
 import hashlib
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -43,11 +45,14 @@ import time
 from oslo_utils import units
 import psutil
 
-from cinder_asyncmig import opts
-from cinder_asyncmig.sandbox import ceph
-from cinder_asyncmig.sandbox import cloud
-from cinder_asyncmig.sandbox import process
-from cinder_asyncmig.volume import constants
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sources  # noqa: E402  (the bench next to this one)
+
+from cinder_asyncmig import opts  # noqa: E402
+from cinder_asyncmig.sandbox import ceph  # noqa: E402
+from cinder_asyncmig.sandbox import cloud  # noqa: E402
+from cinder_asyncmig.sandbox import process  # noqa: E402
+from cinder_asyncmig.volume import constants  # noqa: E402
 
 CHUNK = 4 * units.Mi
 SIZE = units.Gi
@@ -166,16 +171,22 @@ def main(argv=None):
                              'data in')
     parser.add_argument('--timeout', type=int, default=3600)
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, sources._stop_on_sigterm)
     directory = tempfile.mkdtemp(prefix='asyncmig-bench-')
     os.rmdir(directory)
-    sandbox = cloud.Sandbox.up(directory, disk_bytes=args.disk_gib * units.Gi)
-    client = sandbox.ceph.connect()
-    env = sandbox.env()
-    src = client.open_ioctx(env['ASYNCMIG_SOURCE_POOL'])
-    dst = client.open_ioctx(env['ASYNCMIG_TARGET_POOL'])
-    target = sandbox.service(cloud.VOLUME_TARGET)
-    bound = bound_of(target)
-    try:
+    with contextlib.ExitStack() as cleanup:
+        sandbox = cloud.Sandbox.up(directory,
+                                   disk_bytes=args.disk_gib * units.Gi)
+        cleanup.callback(sandbox.down)
+        client = sandbox.ceph.connect()
+        cleanup.callback(client.shutdown)
+        env = sandbox.env()
+        src = client.open_ioctx(env['ASYNCMIG_SOURCE_POOL'])
+        cleanup.callback(src.close)
+        dst = client.open_ioctx(env['ASYNCMIG_TARGET_POOL'])
+        cleanup.callback(dst.close)
+        target = sandbox.service(cloud.VOLUME_TARGET)
+        bound = bound_of(target)
         began = time.monotonic()
         digests = create(sandbox, src, args.volumes)
         print('created %d volumes of %d GiB (1/%d written) in %.0f s' % (
@@ -188,11 +199,6 @@ def main(argv=None):
         sampler.stop()
         wrong = [v for v in digests if states.get(v) != 'success' or
                  ceph.image_sha256(dst, 'volume-%s' % v) != digests[v]]
-    finally:
-        src.close()
-        dst.close()
-        client.shutdown()
-        sandbox.down()
 
     ended = [t for v, t in times.items() if v in states]
     attachable = [t['attachable'] - t['asked'] for t in ended]
