@@ -104,6 +104,21 @@ def remove_rate(status_path):
     _remove(rate_path(status_path))
 
 
+def log_path(status_path):
+    """Where the worker reporting to ``status_path`` logs."""
+    return status_path + '.log'
+
+
+def remove_files(status_path):
+    """Remove what the worker of a migration that has ended left.
+
+    Its status, cap and log; nothing reads them once the migration is
+    committed or rolled back.
+    """
+    for path in (status_path, rate_path(status_path), log_path(status_path)):
+        _remove(path)
+
+
 class Allocation(object):
     """Which objects of a migrating image hold data, to pace by data.
 
@@ -324,8 +339,7 @@ class ExecuteWorker(object):
                 args += [flag, value]
         _remove(status_path)
         write_rate(status_path, max_bytes_per_sec)
-        log_path = status_path + '.log'
-        with open(log_path, 'ab') as log:
+        with open(log_path(status_path), 'ab') as log:
             popen = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                      stdout=log, stderr=log,
                                      start_new_session=True, close_fds=True)

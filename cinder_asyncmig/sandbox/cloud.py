@@ -806,6 +806,20 @@ class Sandbox(process.Recorded):
                            exc.read().decode(errors='replace')) from exc
         return json.loads(text) if text else None
 
+    def restart_database(self, down=5.0, timeout=60):
+        """Shut MariaDB down cleanly, leave it down, then start it again.
+
+        What the services see of a database restart: their connections
+        break, and new ones are refused for ``down`` seconds.
+        """
+        db = self._mariadb()
+        db.shutdown(timeout=timeout)
+        time.sleep(down)
+        try:
+            db.start(timeout=timeout)
+        finally:
+            self._record('mariadb', db.to_dict())
+
     def set_quota(self, **limits):
         """Raise the admin project's quotas, as an operator would.
 

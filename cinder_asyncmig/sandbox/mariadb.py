@@ -19,6 +19,7 @@ need systemd or a system-wide setup). ``--no-defaults`` keeps
 """
 
 import os
+import signal
 import subprocess
 
 from cinder_asyncmig.sandbox import process
@@ -143,6 +144,13 @@ class MariaDB(object):
     def stop(self):
         """Kill the server (a throwaway database needs no clean stop)."""
         self.daemon.stop()
+
+    def shutdown(self, timeout=60):
+        """Stop the server cleanly, as an operator's restart does."""
+        alive = process.wait_gone(self.daemon.kill(signal.SIGTERM), timeout)
+        if alive:
+            raise MariaDBError('MariaDB %s did not shut down in %d s' % (
+                alive, timeout))
 
 
 def _run(args, stdin=None):

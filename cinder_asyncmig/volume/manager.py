@@ -39,6 +39,7 @@ from cinder.volume.drivers import remotefs
 from cinder.volume import manager
 from cinder.volume import volume_utils
 from oslo_config import cfg
+from oslo_db import exception as db_exc
 from oslo_log import log as logging
 import oslo_messaging as messaging
 from oslo_utils import excutils
@@ -53,6 +54,9 @@ from cinder_asyncmig.volume import slots
 from cinder_asyncmig.volume import throttle
 
 CONF = cfg.CONF
+# seconds a delete waits for the volume's completion to stop: one poll of
+# the copy, or a commit that is under way
+_STOP_TIMEOUT = 120
 LOG = logging.getLogger(__name__)
 
 
@@ -88,23 +92,39 @@ def _target_lacks_endpoint(exc):
         'UnsupportedVersion', 'NoSuchMethod')
 
 
+class _Stopped(Exception):
+    """A completion was asked to stop (its volume is being deleted)."""
+
+
+class _Completion(object):
+    """One running completion: ``stop`` asks it to end, ``ended`` tells."""
+
+    def __init__(self):
+        self.stop = threading.Event()
+        self.ended = threading.Event()
+
+
 class _ProgressRecorder(object):
     """Writes copy progress into the volume's metadata, throttled.
 
     At the same pace it reads the cap the metadata asks for
     (:data:`~cinder_asyncmig.volume.throttle.RATE_KEY`) and hands it to
     ``on_cap``: a user can change it while the volume copies, and a copy
-    worker started again mid-copy gets it back.
+    worker started again mid-copy gets it back. Once the event ``stop`` is
+    set, the next call raises :class:`_Stopped`.
     """
 
-    def __init__(self, db, ctxt, volume_id, interval, on_cap=None):
+    def __init__(self, db, ctxt, volume_id, interval, on_cap=None,
+                 stop=None):
         self._db = db
+        self._stop = stop
         self._ctxt = ctxt
         self._volume_id = volume_id
         self._interval = interval
         self._on_cap = on_cap
         self._last = 0.0
         self._refused = None
+        self._db_lost = False
 
     @staticmethod
     def render(progress):
@@ -121,6 +141,10 @@ class _ProgressRecorder(object):
         return text
 
     def __call__(self, progress):
+        if self._stop is not None and self._stop.is_set():
+            # out of the driver's copy loop; the worker goes on until
+            # whoever asked stops it
+            raise _Stopped()
         now = time.monotonic()
         if progress.get('phase') == 'copying' and (
                 now - self._last < self._interval):
@@ -128,7 +152,8 @@ class _ProgressRecorder(object):
         self._last = now
         self._write(self.render(progress))
         if self._on_cap is not None and progress.get('phase') == 'copying':
-            self._follow_cap()
+            with self._database():
+                self._follow_cap()
 
     def _follow_cap(self):
         metadata = self._db.volume_metadata_get(self._ctxt, self._volume_id)
@@ -154,9 +179,31 @@ class _ProgressRecorder(object):
             'err': type(exc).__name__, 'n': attempt, 'delay': delay})
 
     def _write(self, text):
-        self._db.volume_metadata_update(
-            self._ctxt, self._volume_id, {constants.PROGRESS_KEY: text},
-            False)
+        with self._database():
+            self._db.volume_metadata_update(
+                self._ctxt, self._volume_id, {constants.PROGRESS_KEY: text},
+                False)
+
+    @contextlib.contextmanager
+    def _database(self):
+        """Skip a progress write or cap read the database cannot take.
+
+        The progress is for people to read and the cap stays as it was:
+        neither is a reason to stop a copy. The next write tries again.
+        """
+        try:
+            yield
+        except db_exc.DBError as exc:
+            if not self._db_lost:
+                LOG.warning('Volume %(vol)s: its progress cannot be '
+                            'recorded (%(err)s); the copy goes on.',
+                            {'vol': self._volume_id, 'err': exc})
+            self._db_lost = True
+        else:
+            if self._db_lost:
+                LOG.info('Volume %s: its progress is recorded again.',
+                         self._volume_id)
+            self._db_lost = False
 
 
 def retry_delay(attempt, first, longest):
@@ -203,7 +250,8 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         super(AsyncMigrationVolumeManager, self).__init__(*args, **kwargs)
         self.additional_endpoints.append(AsyncMigrationEndpoint(self))
         self._asyncmig_rpcapi = None
-        self._completing = set()
+        # volume id -> its running _Completion
+        self._completing = {}
         self._completing_lock = threading.Lock()
         self.copy_slots = slots.CopySlots(self.driver.configuration.safe_get(
             'async_migration_max_concurrent_copies') or 0)
@@ -397,32 +445,94 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             if volume.id in self._completing:
                 LOG.info('Volume %s is already being completed.', volume.id)
                 return
-            self._completing.add(volume.id)
+            completion = self._completing[volume.id] = _Completion()
         try:
-            final = self._complete_with_retries(ctxt, volume)
+            final = self._until_db_answers(self._complete_with_retries, ctxt,
+                                           volume, completion.stop)
             if final is not None:
-                self._finish(ctxt, volume, final.get('source_left'))
+                self._until_db_answers(self._finish, ctxt, volume,
+                                       final.get('source_left'))
+        except _Stopped:
+            LOG.info('The background copy of volume %s stopped, as asked.',
+                     volume.id, resource=volume)
         finally:
             with self._completing_lock:
-                self._completing.discard(volume.id)
+                self._completing.pop(volume.id, None)
+            completion.ended.set()
 
-    def _complete_with_retries(self, ctxt, volume):
+    def _stop_completion(self, volume, timeout):
+        """Stop the completion of ``volume`` here and wait until it has.
+
+        Its copy worker may still run: whoever asked stops it, and no
+        completion starts another meanwhile.
+
+        :raises MigrationEngineError: it did not stop within ``timeout``.
+        """
+        with self._completing_lock:
+            completion = self._completing.get(volume.id)
+        if completion is None:
+            return
+        completion.stop.set()
+        # out of the line for a copy slot at once
+        self.copy_slots.wake()
+        if not completion.ended.wait(timeout):
+            raise exception.MigrationEngineError(
+                image=volume.name, step='stop',
+                reason=_('its background copy did not stop within %d s') %
+                timeout)
+
+    @staticmethod
+    def _until_db_answers(func, ctxt, volume, *args):
+        """Call ``func`` again while it fails on a lost database.
+
+        Every step of a completion can run again, so a database restart
+        or a lost connection only delays it ([asyncmig] retry_interval
+        doubling up to retry_max_interval); the volume stays
+        migrating_attachable meanwhile, with nothing else to resume it.
+        """
+        group = CONF[opts.GROUP]
+        attempt = 0
+        while True:
+            try:
+                return func(ctxt, volume, *args)
+            except db_exc.DBError as exc:
+                attempt += 1
+                delay = retry_delay(attempt, group.retry_interval,
+                                    group.retry_max_interval)
+                LOG.warning('The migration of volume %(vol)s lost the '
+                            'database (%(err)s); it carries on in %(delay)d '
+                            's.', {'vol': volume.id, 'err': exc,
+                                   'delay': delay}, resource=volume)
+                time.sleep(delay)
+
+    def _complete_with_retries(self, ctxt, volume, stop):
+        """The copy and commit, retried; None when it must not go on.
+
+        :param stop: an event that, once set, ends it with :class:`_Stopped`
+                     at the next poll of the copy, in line for a slot or
+                     while waiting for a retry.
+        """
         group = CONF[opts.GROUP]
         on_cap = None
         if hasattr(self.driver, 'set_copy_rate'):
             on_cap = functools.partial(self.driver.set_copy_rate, volume)
         recorder = _ProgressRecorder(self.db, ctxt.elevated(), volume.id,
-                                     group.progress_interval, on_cap)
+                                     group.progress_interval, on_cap, stop)
         attempt = 0
         while True:
             if not self.copy_slots.acquire(
                     volume.id, recorder.queued,
-                    functools.partial(self._no_longer_attachable, volume)):
+                    lambda: stop.is_set() or self._no_longer_attachable(
+                        volume)):
+                if stop.is_set():
+                    raise _Stopped()
                 return None
             try:
                 volume_utils.require_driver_initialized(self.driver)
                 return self.driver.complete_migration_target(
                     ctxt, volume, progress_callback=recorder)
+            except _Stopped:
+                raise
             except exception.MigrationLost:
                 LOG.exception('The migration of volume %s cannot be '
                               'completed.', volume.id, resource=volume)
@@ -443,13 +553,22 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                 recorder.retrying(attempt, delay, exc)
             finally:
                 self.copy_slots.release(volume.id)
-            time.sleep(delay)
+            if stop.wait(delay):
+                raise _Stopped()
             if self._no_longer_attachable(volume):
                 return None
 
     @staticmethod
     def _no_longer_attachable(volume):
-        volume.refresh()
+        try:
+            volume.refresh()
+        except db_exc.DBError as exc:
+            # nothing says it changed: the copy goes on, and the next
+            # check asks again
+            LOG.warning('Volume %(vol)s: cannot read its state (%(err)s); '
+                        'its background copy goes on.',
+                        {'vol': volume.id, 'err': exc}, resource=volume)
+            return False
         if volume.migration_status == constants.ATTACHABLE:
             return False
         LOG.info('Volume %(vol)s is no longer %(state)s; its background '
@@ -483,14 +602,18 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             LOG.info('Migration of volume %s completed.', volume.id,
                      resource=volume)
 
+    def _remove_source(self, ctxt, volume, source_host):
+        """Have the source backend remove the source."""
+        if not self.asyncmig_rpcapi.can_clean_up_source():
+            raise cinder_exception.ServiceTooOld(
+                _('the async migration RPC API is capped below 1.1'))
+        self.asyncmig_rpcapi.cleanup_migration_source(ctxt, volume,
+                                                      source_host)
+
     def _clean_up_source(self, ctxt, volume, source_host):
         """Have the source backend remove the source; True when done."""
         try:
-            if not self.asyncmig_rpcapi.can_clean_up_source():
-                raise cinder_exception.ServiceTooOld(
-                    _('the async migration RPC API is capped below 1.1'))
-            self.asyncmig_rpcapi.cleanup_migration_source(ctxt, volume,
-                                                          source_host)
+            self._remove_source(ctxt, volume, source_host)
             return True
         except Exception as exc:
             LOG.error('Volume %(vol)s is migrated and its data is safe, '
@@ -546,6 +669,50 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         LOG.info('Removed the source of migrated volume %(vol)s from '
                  '%(host)s.', {'vol': volume.id, 'host': src_host},
                  resource=volume)
+
+    # -- delete ------------------------------------------------------------
+
+    def delete_volume(self, context, volume, unmanage_only=False,
+                      cascade=False):
+        """Delete a volume, and the source of its migration to here.
+
+        A volume still migrating here, or migrated with its source not
+        removed yet, has data in two places. First its completion stops,
+        its migration is rolled back (an import-only one is discarded: the
+        volume goes anyway), and the source's host removes the source;
+        then Cinder deletes the volume here. When that fails the volume
+        ends in ``error_deleting`` and deleting it again retries.
+        """
+        source_host = None
+        if not unmanage_only:
+            source_host = self._admin_metadata(context, volume).get(
+                constants.SOURCE_KEY)
+        if source_host:
+            try:
+                self._drop_migration(context, volume, source_host)
+            except Exception:
+                with excutils.save_and_reraise_exception():
+                    LOG.exception('Volume %(vol)s is not deleted: the '
+                                  'source of its migration on %(src)s could '
+                                  'not be removed. Deleting it again '
+                                  'retries.', {'vol': volume.id,
+                                               'src': source_host},
+                                  resource=volume)
+                    volume.update({'status': 'error_deleting'})
+                    volume.save()
+        return super(AsyncMigrationVolumeManager, self).delete_volume(
+            context, volume, unmanage_only=unmanage_only, cascade=cascade)
+
+    def _drop_migration(self, ctxt, volume, source_host):
+        volume_utils.require_driver_initialized(self.driver)
+        self._stop_completion(volume, _STOP_TIMEOUT)
+        if hasattr(self.driver, 'abort_migration_target'):
+            # stops the copy worker; a linked source then holds the data
+            if self.driver.abort_migration_target(ctxt, volume, force=True):
+                LOG.info('The migration of volume %s, being deleted, is '
+                         'rolled back.', volume.id, resource=volume)
+        self._remove_source(ctxt, volume, source_host)
+        self._clear_marker(ctxt, volume, constants.SOURCE_KEY)
 
     # -- restarts ------------------------------------------------------------
 

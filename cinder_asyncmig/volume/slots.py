@@ -82,6 +82,11 @@ class CopySlots(object):
                     self._line.remove(key)
                     self._changed()
 
+    def wake(self):
+        """Have every waiter call its ``give_up`` now."""
+        with self._cond:
+            self._changed()
+
     def release(self, key):
         with self._cond:
             self._held.discard(key)

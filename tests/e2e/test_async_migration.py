@@ -36,11 +36,13 @@ import sqlalchemy
 import testtools
 from testtools import content
 
+from cinder_asyncmig.sandbox import cinderconf
 from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sandbox import settings as manager_settings
 from cinder_asyncmig.sources import kinds
 from cinder_asyncmig.volume import constants
+from cinder_asyncmig.volume import throttle
 from tests.functional import base as ceph_base
 
 SIZE = units.Gi
@@ -477,6 +479,67 @@ class AsyncMigrationTest(testtools.TestCase):
             service.kill()
             service.start()
         self.assert_migrated(volume_id, model, self.follow(volume_id))
+
+    def _slow_copy_under_way(self):
+        """A volume whose capped copy runs: about 700 MiB at 24 MiB/s."""
+        volume_id, model = self.create()
+        self.api('POST', '/volumes/%s/metadata' % volume_id, {'metadata': {
+            throttle.RATE_KEY: str(24 * units.Mi)}})
+        self.migrate_until_attachable(volume_id)
+        self.wait(volume_id, 'copying', lambda v: not v['metadata'].get(
+            constants.PROGRESS_KEY, '0.0%').startswith('0.0%'))
+        return volume_id, model
+
+    def test_database_restarted_mid_copy(self):
+        volume_id, model = self._slow_copy_under_way()
+        # longer than the progress interval: progress writes fail
+        self.sandbox.restart_database(down=8)
+        self.assertEqual(constants.ATTACHABLE,
+                         self.volume(volume_id)['migration_status'])
+        seen = self.follow(volume_id)
+        self.assert_migrated(volume_id, model, seen)
+        # the restart did hit the completion
+        with open(self.sandbox.service(cloud.VOLUME_TARGET).log) as f:
+            self.assertIn('its progress cannot be recorded', f.read())
+
+    def test_reset_and_force_deleted_mid_copy_leaves_nothing(self):
+        volume_id, _model = self._slow_copy_under_way()
+        service = self.sandbox.service(cloud.VOLUME_TARGET)
+        log_from = os.path.getsize(service.log)
+        self.api('POST', '/volumes/%s/action' % volume_id,
+                 {'os-reset_status': {'migration_status': 'error'}})
+        self.api('POST', '/volumes/%s/action' % volume_id,
+                 {'os-force_delete': {}})
+
+        def gone():
+            try:
+                self.volume(volume_id)
+            except cloud.ApiError as exc:
+                if exc.status == 404:
+                    return True
+                raise
+            return False
+        process.wait_for('volume %s deleted' % volume_id, gone, 120)
+        # its data nowhere: not rolled back into the source, and no copy
+        # worker, or the files of one, left
+        name = 'volume-%s' % volume_id
+        for pool in (self.src_pool, self.dst_pool):
+            self.assertNotIn(name, rbd.RBD().list(self.ioctx[pool]))
+        self.assertEqual([], [p for p in service.processes()
+                              if 'cinder_asyncmig.engine.worker' in
+                              process.cmdline(p)])
+        state_dir = cinderconf.path(
+            self.sandbox.deployment, 'state',
+            'asyncmig-%s' % manager_settings.TARGET.name)
+        self.assertEqual([], [n for n in os.listdir(state_dir)
+                              if volume_id in n])
+        # no copy worker started against the rolled-back image, and the
+        # completion ended before the volume did
+        with open(service.log) as f:
+            f.seek(log_from)
+            log = f.read()
+        self.assertNotIn('ReadOnlyImage', log)
+        self.assertNotIn('VolumeNotFound', log)
 
     def test_source_killed_mid_copy(self):
         volume_id, model = self.create()

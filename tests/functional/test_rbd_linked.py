@@ -60,7 +60,12 @@ class LinkedMigrationTest(base.FunctionalTestCase):
         self.assertEqual('success', final['phase'])
         self.assertEqual(model.sha256(),
                          base.image_sha256(self.dst_ioctx, volume.name))
+        self.assertEqual([], self._worker_files(volume))
         return took
+
+    def _worker_files(self, volume):
+        return [name for name in os.listdir(self.state_dir)
+                if volume.name in name]
 
     def _dst_names(self):
         return rbd.RBD().list(self.dst_ioctx)
@@ -288,12 +293,17 @@ class LinkedMigrationTest(base.FunctionalTestCase):
                           self.target_driver.complete_migration_target,
                           self.ctxt, volume, die)
         first = copy_worker.read_status(status_path)
+        seen = set()
+
+        def watch(progress):
+            # the worker's files go with the migration's end
+            seen.add(copy_worker.read_status(status_path).get('pid'))
         final = self.target_driver.complete_migration_target(self.ctxt,
-                                                             volume)
+                                                             volume, watch)
         self.assertEqual('success', final['phase'])
         # the worker of the first call finished the copy: no second worker
-        self.assertEqual(first['pid'],
-                         copy_worker.read_status(status_path)['pid'])
+        self.assertEqual({first['pid']}, seen - {None})
+        self.assertEqual([], self._worker_files(volume))
         self.assertEqual(model.sha256(),
                          base.image_sha256(self.dst_ioctx, volume.name))
 
@@ -348,6 +358,22 @@ class LinkedMigrationTest(base.FunctionalTestCase):
         self.assertIn(volume.name, self._src_names())
         self.assertEqual(model.sha256(),
                          base.image_sha256(self.src_ioctx, volume.name))
+
+    def test_abort_mid_copy_leaves_no_worker_files(self):
+        volume, model = self._prepared(256 * units.Mi)
+
+        def stop_mid_copy(progress):
+            if progress.get('percent', 0) > 0:
+                raise RuntimeError('the service stops here')
+        self.assertRaises(RuntimeError,
+                          self.target_driver.complete_migration_target,
+                          self.ctxt, volume, stop_mid_copy)
+        self.assertNotEqual([], self._worker_files(volume))
+
+        self.assertTrue(self.target_driver.abort_migration_target(
+            self.ctxt, volume))
+
+        self.assertEqual([], self._worker_files(volume))
 
     def test_linked_abort_after_writes_keeps_them(self):
         volume, model = self._prepared(256 * units.Mi)

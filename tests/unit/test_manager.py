@@ -13,11 +13,13 @@
 """Manager and RPC pieces that need no running service."""
 
 import threading
+import time
 from unittest import mock
 
 from cinder import exception as cinder_exception
 import fixtures
 from oslo_config import cfg
+from oslo_db import exception as db_exc
 import oslo_messaging as messaging
 import testtools
 
@@ -250,6 +252,17 @@ class _FakeRpc(object):
             raise messaging.MessagingTimeout()
 
 
+class _RecordedWaits(threading.Event):
+
+    def __init__(self, waits):
+        super(_RecordedWaits, self).__init__()
+        self.waits = waits
+
+    def wait(self, timeout=None):
+        self.waits.append(timeout)
+        return self.is_set()
+
+
 class CompletionTest(testtools.TestCase):
     """States a user sees when a copy, commit or clean-up fails."""
 
@@ -257,8 +270,8 @@ class CompletionTest(testtools.TestCase):
         super(CompletionTest, self).setUp()
         self.mgr = manager.AsyncMigrationVolumeManager.__new__(
             manager.AsyncMigrationVolumeManager)
-        self.mgr._completing = set()
-        self.mgr._completing_lock = mock.MagicMock()
+        self.mgr._completing = {}
+        self.mgr._completing_lock = threading.Lock()
         self.mgr.db = _FakeDB()
         self.mgr._asyncmig_rpcapi = _FakeRpc()
         self.mgr.copy_slots = slots.CopySlots(0)
@@ -266,6 +279,15 @@ class CompletionTest(testtools.TestCase):
         self.sleeps = []
         self.useFixture(fixtures.MockPatch('time.sleep',
                                            side_effect=self.sleeps.append))
+        sleeps = self.sleeps
+
+        class Completion(manager._Completion):
+            # the waits for a retry, recorded instead of waited
+            def __init__(self):
+                super(Completion, self).__init__()
+                self.stop = _RecordedWaits(sleeps)
+        self.useFixture(fixtures.MockPatch(
+            'cinder_asyncmig.volume.manager._Completion', Completion))
         self.ctxt = mock.Mock()
 
     def complete(self, driver):
@@ -302,6 +324,44 @@ class CompletionTest(testtools.TestCase):
         self.complete(driver)
         self.assertEqual(['error'], self.volume.saved)
         self.assertEqual([], self.sleeps)
+
+    def test_a_lost_database_delays_the_completion_but_never_ends_it(self):
+        # the database is gone for the first ``down`` calls that need it:
+        # a progress write, the retry's note, the state reads and the
+        # final save, as when MariaDB restarts in the middle of a copy
+        calls = {'n': 0}
+        down = 6
+
+        def database():
+            calls['n'] += 1
+            if calls['n'] <= down:
+                raise db_exc.DBConnectionError('Lost connection')
+        progress = []
+
+        def write(c, v, md, d):
+            database()
+            progress.append(md[constants.PROGRESS_KEY])
+        self.mgr.db.volume_metadata_update = write
+        self.mgr.db.volume_metadata_get = lambda c, v: database() or {}
+        self.volume.refresh = database
+        save = self.volume.save
+        self.volume.save = lambda: database() or save()
+
+        class Copying(_FakeDriver):
+            def complete_migration_target(self, ctxt, volume,
+                                          progress_callback=None):
+                progress_callback({'phase': 'copying', 'percent': 40.0})
+                return super(Copying, self).complete_migration_target(
+                    ctxt, volume, progress_callback)
+        driver = Copying(failures=1, error=exception.MigrationEngineError(
+            image='volume-1', step='execute', reason='worker died'))
+        self.complete(driver)
+        self.assertGreater(calls['n'], down)
+        self.assertEqual(2, driver.calls)
+        self.assertEqual(['success'], self.volume.saved)
+        self.assertNotIn(constants.PROGRESS_KEY, self.mgr.db.metadata)
+        # one retry of the copy, then the end waited for the database
+        self.assertEqual([10, 10, 20, 40], self.sleeps)
 
     def test_linked_source_gone_needs_no_source_host(self):
         self.mgr.db.admin[constants.SOURCE_KEY] = 'src@rbd#pool'
@@ -372,6 +432,43 @@ class CompletionTest(testtools.TestCase):
         self.assertEqual(['success'], self.volume.saved)
         self.assertEqual(['success'], second.saved)
         self.assertEqual(0, self.mgr.copy_slots.running())
+
+    def test_a_stopped_completion_ends_without_a_state_change(self):
+        copying = threading.Event()
+
+        class Driver(_FakeDriver):
+            def complete_migration_target(self, ctxt, volume,
+                                          progress_callback=None):
+                copying.set()
+                while True:
+                    progress_callback({'phase': 'copying'})
+                    time.sleep(0.01)
+        self.useFixture(fixtures.MockPatch('time.sleep'))  # real sleeps
+        self.mgr.driver = Driver()
+        completion = threading.Thread(target=self.mgr.complete_migration,
+                                      args=(self.ctxt, self.volume))
+        completion.start()
+        self.addCleanup(completion.join, 10)
+        self.assertTrue(copying.wait(10))
+        self.mgr._stop_completion(self.volume, 10)
+        self.assertFalse(completion.is_alive())
+        self.assertEqual({}, self.mgr._completing)
+        self.assertEqual([], self.volume.saved)
+        self.assertEqual(0, self.mgr.copy_slots.running())
+
+    def test_a_completion_in_line_for_a_slot_stops_at_once(self):
+        self.mgr.copy_slots = slots.CopySlots(1)
+        self.mgr.copy_slots.acquire('another volume')
+        self.mgr.driver = _FakeDriver()
+        completion = threading.Thread(target=self.mgr.complete_migration,
+                                      args=(self.ctxt, self.volume))
+        completion.start()
+        self.addCleanup(completion.join, 10)
+        process.wait_for('in line', self.mgr.copy_slots.waiting, 10, 0.01)
+        self.mgr._stop_completion(self.volume, 10)
+        self.assertEqual([], self.mgr.copy_slots.waiting())
+        self.assertEqual(0, self.mgr.driver.calls)
+        self.assertEqual([], self.volume.saved)
 
     def test_the_cast_returns_while_the_copy_runs(self):
         copying, may_end = threading.Event(), threading.Event()

@@ -294,6 +294,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                      kind=record.get('kind'),
                      source_left=kind.source_left(client, record))
         self.engine.clear_record(client.ioctx, volume.name)
+        copy_worker.remove_files(self._status_path(volume.name))
         if callback:
             callback(final)
         return final
@@ -434,7 +435,8 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                         reason=_('the copy worker stopped %(n)d times; see '
                                  'its log %(log)s') % {
                             'n': restarts,
-                            'log': self._status_path(name) + '.log'})
+                            'log': copy_worker.log_path(
+                                self._status_path(name))})
                 LOG.warning('Copy worker of %(img)s stopped; restarting it '
                             '(%(n)d of %(max)d).',
                             {'img': name, 'n': restarts,
@@ -532,6 +534,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                 worker.stop()
                 self._release_dead_worker(client, name, record, status_path)
             aborted = self.engine.abort(client.ioctx, name, force=force)
+        copy_worker.remove_files(status_path)
         self._stop_source(context, volume, kind, record)
         return aborted
 
