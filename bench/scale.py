@@ -33,8 +33,10 @@ Usage: ``python bench/scale.py [--volumes N] [--disk-gib N]``.
 import argparse
 import configparser
 import contextlib
+import datetime
 import hashlib
 import os
+import re
 import signal
 import statistics
 import sys
@@ -128,20 +130,32 @@ class Sampler(threading.Thread):
 
 
 def migrate_all(sandbox, ids, timeout):
-    """Migrate every volume at once; return per-volume times and states."""
+    """Migrate every volume at once; return per-volume times and states.
+
+    The calls go out one after the other in a thread while this one polls
+    the list, so that a volume's times count from its own call.
+    """
     times = {volume_id: {} for volume_id in ids}
     started = time.monotonic()
-    for volume_id in ids:
-        times[volume_id]['asked'] = time.monotonic() - started
-        sandbox.api('POST', '/volumes/%s/action' % volume_id,
-                    {'os-migrate_volume': {'host': sandbox.target_host,
-                                           'force_host_copy': False}})
+
+    def ask():
+        for volume_id in ids:
+            times[volume_id]['asked'] = time.monotonic() - started
+            sandbox.api('POST', '/volumes/%s/action' % volume_id,
+                        {'os-migrate_volume': {
+                            'host': sandbox.target_host,
+                            'force_host_copy': False}})
+            times[volume_id]['answered'] = time.monotonic() - started
+    asking = threading.Thread(target=ask, daemon=True)
+    asking.start()
     states = {}
     deadline = started + timeout
     while len(states) < len(ids) and time.monotonic() < deadline:
         now = time.monotonic() - started
         for volume_id, volume in listed(sandbox, ids).items():
             seen = times[volume_id]
+            if 'asked' not in seen:
+                continue
             status = volume['migration_status']
             progress = volume['metadata'].get(constants.PROGRESS_KEY, '')
             if status == constants.ATTACHABLE:
@@ -154,7 +168,40 @@ def migrate_all(sandbox, ids, timeout):
                 seen.setdefault('attachable', now)
                 seen.setdefault('copy_from', now)
         time.sleep(SAMPLE_INTERVAL)
+    asking.join(timeout=60)
     return times, states, time.monotonic() - started
+
+
+_TAKEN_OVER = re.compile(
+    r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) .* Volume (\S+) \(\d+ '
+    r'bytes, .* source\) taken over from .* in ([\d.]+) ms')
+
+
+def take_overs(service):
+    """``(start, end)`` of every take-over the target's log records.
+
+    In seconds; each line gives its end and how long it took.
+    """
+    spans = []
+    with open(service.log, errors='replace') as f:
+        for line in f:
+            found = _TAKEN_OVER.match(line)
+            if found:
+                end = datetime.datetime.strptime(
+                    found.group(1), '%Y-%m-%d %H:%M:%S.%f').timestamp()
+                spans.append((end - float(found.group(3)) / 1000, end))
+    return spans
+
+
+def most_at_once(spans):
+    """The most spans that overlap at one moment."""
+    events = sorted([(start, 1) for start, _ in spans] +
+                    [(end, -1) for _, end in spans])
+    most = current = 0
+    for _at, change in events:
+        current += change
+        most = max(most, current)
+    return most
 
 
 def spread(values):
@@ -199,6 +246,7 @@ def main(argv=None):
         sampler.stop()
         wrong = [v for v in digests if states.get(v) != 'success' or
                  ceph.image_sha256(dst, 'volume-%s' % v) != digests[v]]
+        spans = take_overs(target)
 
     ended = [t for v, t in times.items() if v in states]
     attachable = [t['attachable'] - t['asked'] for t in ended]
@@ -209,8 +257,19 @@ def main(argv=None):
           '%d wrong or unfinished' % (args.volumes, SIZE // units.Gi,
                                       sum(s == 'success' for s in
                                           states.values()), len(wrong)))
+    answered = [t['answered'] - t['asked'] for t in times.values()
+                if 'answered' in t]
     print('first migrate to last final  %.1f s' % wall)
+    print('migrate calls                %d answered in %.1f s; each (s) %s' % (
+        len(answered), max(t.get('answered', 0) for t in times.values()),
+        spread(answered)))
     print('to migrating_attachable (s)  %s' % spread(attachable))
+    if spans:
+        print('take-overs on the target     %d; each (s) %s; at most %d at '
+              'once; first start to last end %.1f s' % (
+                  len(spans), spread([end - start for start, end in spans]),
+                  most_at_once(spans),
+                  max(e for _, e in spans) - min(s for s, _ in spans)))
     print('migrate call to success (s)  %s' % spread(total))
     print('copy time per volume (s)     %s' % spread(copy))
     print('copy workers at once         %d (bound %s)' % (
