@@ -19,7 +19,10 @@ backend, then all asked to migrate to the async target at once, with the
 target's defaults (copy cap and copies at once). Reported:
 
 * wall time from the first migrate call to the last ``success``, and the
-  time to ``migrating_attachable`` (first, median, last);
+  time to ``migrating_attachable`` (first, median, last), each from the
+  volume's own call (the calls go out while the list is watched);
+* how long the API took to answer each call, and from the target's log
+  how long each take-over took and how many ran at once;
 * peak and final RSS of the target cinder-volume with its children (the
   copy workers), sampled twice a second;
 * the most copy workers seen at once, against the bound;
