@@ -820,6 +820,18 @@ class Sandbox(process.Recorded):
         finally:
             self._record('mariadb', db.to_dict())
 
+    def wait_volume_gone(self, volume_id, timeout=60):
+        """Wait until the API answers 404 for the volume."""
+        def gone():
+            try:
+                self.api('GET', '/volumes/%s' % volume_id)
+            except ApiError as exc:
+                if exc.status == 404:
+                    return True
+                raise
+            return False
+        process.wait_for('volume %s deleted' % volume_id, gone, timeout)
+
     def set_quota(self, **limits):
         """Raise the admin project's quotas, as an operator would.
 

@@ -510,16 +510,7 @@ class AsyncMigrationTest(testtools.TestCase):
                  {'os-reset_status': {'migration_status': 'error'}})
         self.api('POST', '/volumes/%s/action' % volume_id,
                  {'os-force_delete': {}})
-
-        def gone():
-            try:
-                self.volume(volume_id)
-            except cloud.ApiError as exc:
-                if exc.status == 404:
-                    return True
-                raise
-            return False
-        process.wait_for('volume %s deleted' % volume_id, gone, 120)
+        self.sandbox.wait_volume_gone(volume_id, timeout=120)
         # its data nowhere: not rolled back into the source, and no copy
         # worker, or the files of one, left
         name = 'volume-%s' % volume_id

@@ -92,17 +92,6 @@ class SandboxSmokeTest(testtools.TestCase):
             return volume['status'] == status
         process.wait_for('volume %s %s' % (volume_id, status), reached, 60)
 
-    def _wait_gone(self, volume_id):
-        def gone():
-            try:
-                self.sandbox.api('GET', '/volumes/%s' % volume_id)
-            except cloud.ApiError as exc:
-                if exc.status == 404:
-                    return True
-                raise
-            return False
-        process.wait_for('volume %s deleted' % volume_id, gone, 60)
-
     def _create(self, volume_type, host):
         """Create a 1 GiB volume with the stock client; check its host."""
         out = self.sandbox.cinder('create', '--volume-type', volume_type,
@@ -266,7 +255,7 @@ class SandboxSmokeTest(testtools.TestCase):
             sandbox.cinder('delete', volume_id)
             leftovers.append(volume_id)
         for volume_id in leftovers + [xcluster, shared]:
-            self._wait_gone(volume_id)
+            self.sandbox.wait_volume_gone(volume_id)
         self.assertEqual([], self._xcluster_rbd('ls', pool).split())
         self.assertEqual([], os.listdir(env['ASYNCMIG_FILE_DIR']))
 
