@@ -26,6 +26,19 @@ class MigrationSourceRefused(exception.Invalid):
                 "source: %(reason)s")
 
 
+class MigrationSourceInUse(MigrationSourceRefused):
+    message = _("Volume %(volume_id)s cannot be taken over from its "
+                "source: its image %(image)s is open by %(clients)d "
+                "client(s). Detach the volume (or stop whatever maps it) "
+                "and retry. A client that ended without closing the image "
+                "still counts for up to 30 s (osd_client_watch_timeout).")
+
+
+class MigrationSettingInvalid(MigrationSourceRefused):
+    message = _("Volume %(volume_id)s cannot be taken over from its "
+                "source: its metadata %(key)s must be %(expected)s.")
+
+
 class MigrationSourceNotFound(exception.NotFound):
     message = _("The source image %(image)s of volume %(volume_id)s does "
                 "not exist; nothing was migrated.")

@@ -340,7 +340,7 @@ def api_settings(deployment):
         ('DEFAULT', 'osapi_volume_listen', '127.0.0.1'),
         ('DEFAULT', 'osapi_volume_listen_port', str(deployment.api_port)),
         ('DEFAULT', 'osapi_volume_workers', '1'),
-    ]
+    ] + settings.api_options()
 
 
 def backend_settings(deployment, backend):

@@ -820,6 +820,21 @@ class Sandbox(process.Recorded):
         finally:
             self._record('mariadb', db.to_dict())
 
+    def restart_broker(self, down=5.0, timeout=60):
+        """Shut RabbitMQ down cleanly, leave it down, then start it again.
+
+        What the services see of a broker restart: their connections
+        close, their queues are gone, and new connections are refused for
+        ``down`` seconds.
+        """
+        mq = self._rabbitmq()
+        mq.shutdown(timeout=timeout)
+        time.sleep(down)
+        try:
+            mq.start(timeout=timeout)
+        finally:
+            self._record('rabbitmq', mq.to_dict())
+
     def wait_volume_gone(self, volume_id, timeout=60):
         """Wait until the API answers 404 for the volume."""
         def gone():

@@ -25,6 +25,7 @@ node, with its own distribution port) is needed.
 """
 
 import os
+import signal
 
 import amqp
 
@@ -139,9 +140,13 @@ class RabbitMQ(object):
             f.write('[].\n')
 
     def start(self, timeout=60):
-        """Start epmd, then the node; wait until AMQP logins work."""
+        """Start epmd, then the node; wait until AMQP logins work.
+
+        An epmd still running (the node alone was shut down) is kept.
+        """
         self.write_config()
-        self.epmd.start()
+        if not self.epmd.running():
+            self.epmd.start()
         process.wait_for('epmd on port %d' % self.ports['epmd'],
                          lambda: process.port_open(self.ports['epmd']),
                          timeout, daemons=[self.epmd])
@@ -163,6 +168,16 @@ class RabbitMQ(object):
         finally:
             conn.collect()
         return True
+
+    def shutdown(self, timeout=60):
+        """Stop the node cleanly, as an operator's restart does.
+
+        RabbitMQ takes SIGTERM as ``rabbitmqctl stop``; epmd keeps running.
+        """
+        alive = process.wait_gone(self.server.kill(signal.SIGTERM), timeout)
+        if alive:
+            raise process.DaemonError('RabbitMQ %s did not shut down in '
+                                      '%d s' % (alive, timeout))
 
     def stop(self):
         """Kill the node (with its port programs), then its epmd."""

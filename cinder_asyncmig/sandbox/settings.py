@@ -180,6 +180,13 @@ def manager_options(volume_manager=VOLUME_MANAGER):
     return [('DEFAULT', 'volume_manager', volume_manager)]
 
 
+def api_options():
+    """Return the cinder-api settings: Cinder's extensions and ours."""
+    return [('DEFAULT', 'osapi_volume_extension',
+             ['cinder.api.contrib.standard_extensions',
+              'cinder_asyncmig.api.async_migration.Async_migration'])]
+
+
 def iniset_lines(settings):
     """Render settings as ``section key value`` lines for ``iniset``.
 
@@ -199,7 +206,8 @@ def render_ini(settings):
     """Render settings as an ini file, sections in order of appearance.
 
     ``DEFAULT`` comes first; a key set twice in a section keeps its last
-    value, the way repeated ``iniset`` calls behave.
+    value, the way repeated ``iniset`` calls behave. A list value is one
+    line per item (a multi-valued option).
     """
     sections = {'DEFAULT': {}}
     for section, key, value in settings:
@@ -208,5 +216,6 @@ def render_ini(settings):
     for section, values in sections.items():
         if values or section != 'DEFAULT':
             chunks.append('[%s]\n%s' % (section, ''.join(
-                '%s = %s\n' % (key, value) for key, value in values.items())))
+                '%s = %s\n' % (key, item) for key, value in values.items()
+                for item in (value if isinstance(value, list) else [value]))))
     return '\n'.join(chunks)

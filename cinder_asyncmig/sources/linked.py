@@ -82,12 +82,9 @@ class LinkedKind(base.SourceKind):
                 reason=_('the source image is already part of a '
                          'migration'))
         if info.watchers:
-            raise exception.MigrationSourceRefused(
-                volume_id=volume.id,
-                reason=_('its image %(img)s is open by %(n)d client(s); '
-                         'detach the volume (or stop whatever maps it) '
-                         'and retry') % {'img': source.display,
-                                         'n': len(info.watchers)})
+            raise exception.MigrationSourceInUse(
+                volume_id=volume.id, image=source.display,
+                clients=len(info.watchers))
 
         started = time.monotonic()
         self.engine.prepare_linked(src_ioctx, source.image, client.ioctx,

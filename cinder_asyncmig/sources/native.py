@@ -157,12 +157,9 @@ class NativeKind(base.ImportKind):
                          'own cluster'))
         if info.watchers:
             # execute copies the image's current data, not the snapshot's
-            raise exception.MigrationSourceRefused(
-                volume_id=volume.id,
-                reason=_('its image %(img)s is open by %(n)d client(s); '
-                         'detach the volume (or stop whatever maps it) '
-                         'and retry') % {'img': source.display,
-                                         'n': len(info.watchers)})
+            raise exception.MigrationSourceInUse(
+                volume_id=volume.id, image=source.display,
+                clients=len(info.watchers))
         self.engine.freeze(ioctx, source.image, SNAPSHOT)
 
     def stop(self, context, volume, record=None):

@@ -46,6 +46,7 @@ from oslo_utils import excutils
 from oslo_utils import units
 
 from cinder_asyncmig import exception
+from cinder_asyncmig import messages
 from cinder_asyncmig import opts
 from cinder_asyncmig.sources import file as file_source
 from cinder_asyncmig.volume import constants
@@ -92,6 +93,21 @@ def _target_lacks_endpoint(exc):
         'UnsupportedVersion', 'NoSuchMethod')
 
 
+# what a target answers when it will not take a volume over (bad input:
+# the source is missing, open by a client, set up wrong), as the caller
+# receives it: plugin errors are rebuilt as their Cinder base
+_REFUSALS = (cinder_exception.Invalid, cinder_exception.NotFound)
+
+
+def _message_of(exc):
+    """The text of ``exc``, without the remote traceback of an RPC error.
+
+    oslo.messaging appends the remote side's traceback to the text of an
+    error it rebuilds; Cinder's errors keep the bare text in ``msg``.
+    """
+    return getattr(exc, 'msg', None) or str(exc)
+
+
 class _Stopped(Exception):
     """A completion was asked to stop (its volume is being deleted)."""
 
@@ -125,6 +141,8 @@ class _ProgressRecorder(object):
         self._last = 0.0
         self._refused = None
         self._db_lost = False
+        # the last copying progress, kept in the text of a retry
+        self._copied = None
 
     @staticmethod
     def render(progress):
@@ -146,9 +164,10 @@ class _ProgressRecorder(object):
             # whoever asked stops it
             raise _Stopped()
         now = time.monotonic()
-        if progress.get('phase') == 'copying' and (
-                now - self._last < self._interval):
-            return
+        if progress.get('phase') == 'copying':
+            self._copied = progress
+            if now - self._last < self._interval:
+                return
         self._last = now
         self._write(self.render(progress))
         if self._on_cap is not None and progress.get('phase') == 'copying':
@@ -175,8 +194,14 @@ class _ProgressRecorder(object):
             'next' if place == 1 else 'place %d' % place))
 
     def retrying(self, attempt, delay, exc):
-        self._write('interrupted by %(err)s; retry %(n)d in %(delay)d s' % {
-            'err': type(exc).__name__, 'n': attempt, 'delay': delay})
+        text = 'interrupted by %(err)s; retry %(n)d in %(delay)d s' % {
+            'err': type(exc).__name__, 'n': attempt, 'delay': delay}
+        if self._copied is not None:
+            text = '%.1f%% (%d of %d MiB) copied; %s' % (
+                self._copied.get('percent', 0.0),
+                self._copied.get('bytes_copied', 0) // units.Mi,
+                self._copied.get('bytes_total', 0) // units.Mi, text)
+        self._write(text)
 
     def _write(self, text):
         with self._database():
@@ -220,6 +245,8 @@ class AsyncMigrationEndpoint(object):
     def __init__(self, volume_manager):
         self.manager = volume_manager
 
+    # a refusal is an answer, not a server error: no traceback
+    @messaging.expected_exceptions(*_REFUSALS)
     def migrate_volume_target(self, context, volume, src_host):
         """Take ``volume`` over from its source (called on the target).
 
@@ -338,6 +365,14 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                 self.asyncmig_rpcapi.migrate_volume_target(
                     ctxt, volume, host['host'],
                     self._source_description(volume)))
+        except _REFUSALS as exc:
+            # the target said why, in its log and in a user message
+            LOG.error('Target %(host)s refused to take volume %(vol)s over; '
+                      'the volume stays on its source: %(err)s',
+                      {'host': host['host'], 'vol': volume.id,
+                       'err': _message_of(exc)}, resource=volume)
+            self._end_hand_over(ctxt, volume, status_update)
+            return
         except Exception as exc:
             if not _target_lacks_endpoint(exc):
                 with excutils.save_and_reraise_exception():
@@ -346,10 +381,11 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                               'source.', {'host': host['host'],
                                           'vol': volume.id},
                               resource=volume)
-                    self._clear_marker(ctxt, volume)
-                    volume.update(dict(status_update,
-                                       migration_status='error'))
-                    volume.save()
+                    if not isinstance(exc, (cinder_exception.CinderException,
+                                            messaging.RemoteError)):
+                        # the target never answered, so told nobody
+                        self._tell_user(ctxt, volume, exc)
+                    self._end_hand_over(ctxt, volume, status_update)
             # a target still on the stock volume manager (rolling
             # upgrade): nothing was prepared there
             LOG.warning('Target %(host)s does not serve the async migration '
@@ -392,6 +428,22 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                      resource=volume)
             self.asyncmig_rpcapi.complete_migration_target(ctxt, volume)
 
+    def _tell_user(self, ctxt, volume, exc):
+        """Leave a user message (``/messages``) on ``volume`` about ``exc``.
+
+        Cinder logs a message it cannot store and carries on, so the
+        message never hides the error it reports.
+        """
+        self.message_api.create(ctxt, messages.MIGRATE,
+                                resource_uuid=volume.id,
+                                detail=messages.detail_of(exc))
+
+    def _end_hand_over(self, ctxt, volume, status_update):
+        """The volume stays on its source: its migration ended in error."""
+        self._clear_marker(ctxt, volume)
+        volume.update(dict(status_update, migration_status='error'))
+        volume.save()
+
     def _set_marker(self, ctxt, volume, target_host):
         self.db.volume_admin_metadata_update(
             ctxt.elevated(), volume.id, {constants.TARGET_KEY: target_host},
@@ -427,8 +479,17 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         if not hasattr(self.driver, 'migrate_volume_target'):
             return False, False, None
         with _rpc_safe_errors():
-            return tuple(self.driver.migrate_volume_target(ctxt, volume,
-                                                           src_host))
+            try:
+                return tuple(self.driver.migrate_volume_target(
+                    ctxt, volume, src_host))
+            except _REFUSALS as exc:
+                LOG.warning('Volume %(vol)s was not taken over: %(err)s',
+                            {'vol': volume.id, 'err': exc}, resource=volume)
+                self._tell_user(ctxt, volume, exc)
+                raise
+            except Exception as exc:
+                self._tell_user(ctxt, volume, exc)
+                raise
 
     def complete_migration(self, ctxt, volume):
         """Run the background copy, commit and clean up (on the target).
@@ -533,9 +594,10 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                     ctxt, volume, progress_callback=recorder)
             except _Stopped:
                 raise
-            except exception.MigrationLost:
+            except exception.MigrationLost as exc:
                 LOG.exception('The migration of volume %s cannot be '
                               'completed.', volume.id, resource=volume)
+                self._tell_user(ctxt, volume, exc)
                 volume.refresh()
                 volume.migration_status = 'error'
                 volume.save()

@@ -51,13 +51,12 @@ def cap(volume, backend_cap):
     """The cap of one migration: the lower of volume and backend.
 
     :param backend_cap: bytes per second, 0 for none.
-    :raises MigrationSourceRefused: the volume's value is not a number.
+    :raises MigrationSettingInvalid: the volume's value is not a number.
     """
     try:
         wanted = requested(volume.metadata)
     except ValueError:
-        raise exception.MigrationSourceRefused(
-            volume_id=volume.id,
-            reason=_('its metadata %s must be a number of bytes per '
-                     'second') % RATE_KEY)
+        raise exception.MigrationSettingInvalid(
+            volume_id=volume.id, key=RATE_KEY,
+            expected=_('a whole number of bytes per second'))
     return lowest(wanted, backend_cap)

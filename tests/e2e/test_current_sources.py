@@ -303,6 +303,10 @@ class CurrentSourcesTest(testtools.TestCase):
             volume = self.wait(volume_id, 'refused', lambda v: v[
                 'migration_status'] not in ('starting', 'migrating'))
         self.assertEqual('error', volume['migration_status'])
+        told = self.sandbox.api('GET', '/messages?resource_uuid=%s' %
+                                volume_id)['messages']
+        self.assertEqual(1, len(told), told)
+        self.assertIn('open by another client', told[0]['user_message'])
         self.assertEqual(self.env['ASYNCMIG_XCLUSTER_HOST'],
                          volume['os-vol-host-attr:host'])
         self.assertEqual([], self.source_snapshots(volume_id))

@@ -386,6 +386,11 @@ class OtherSourcesTest(testtools.TestCase):
         self.assertEqual(self.env['ASYNCMIG_XCLUSTER_HOST'],
                          volume['os-vol-host-attr:host'])
         self.assertEqual('available', volume['status'])
+        told = self.sandbox.api('GET', '/messages?resource_uuid=%s' %
+                                volume_id)['messages']
+        self.assertEqual(1, len(told), told)
+        self.assertIn('could not take the volume over',
+                      told[0]['user_message'])
         self.assertNotIn('volume-%s' % volume_id,
                          rbd.RBD().list(self.dst_ioctx))
         self.assert_nothing_left(volume_id)

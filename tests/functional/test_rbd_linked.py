@@ -240,6 +240,11 @@ class LinkedMigrationTest(base.FunctionalTestCase):
         holders = {p.get('copy_in') for p in seen
                    if p.get('phase') == 'copying'} - {None}
         self.assertEqual([hypervisor], [h.split()[0] for h in holders])
+        # the holder's progress reaches the worker, as librbd notifies it
+        copied = [p['bytes_copied'] for p in seen
+                  if p.get('phase') == 'copying' and p.get('copy_in')]
+        self.assertEqual(sorted(copied), copied)
+        self.assertGreater(len(set(copied) - {0, units.Gi}), 2, copied)
         # what the hypervisor's librbd read for the copy: one at a time
         self.assertEqual({'1'}, ops)
         with rbd.Image(self.dst_ioctx, volume.name, read_only=True) as image:
@@ -263,9 +268,18 @@ class LinkedMigrationTest(base.FunctionalTestCase):
 
     def test_worker_killed_mid_copy_resumes(self):
         volume, model = self._prepared(1024 * units.Mi, density=1.0)
-        killed = []
+        killed, copied = [], []
+        kill = self._kill_worker_mid_copy(volume, killed)
+
+        def watch(progress):
+            if progress.get('phase') == 'copying':
+                copied.append(progress['bytes_copied'])
+            kill(progress)
         final = self.target_driver.complete_migration_target(
-            self.ctxt, volume, self._kill_worker_mid_copy(volume, killed))
+            self.ctxt, volume, watch)
+        # the new worker's execute counts from object 0 again: the
+        # progress waits for it to pass what was copied, never goes back
+        self.assertEqual(sorted(copied), copied)
 
         self.assertEqual(1, len(killed), 'the worker was never killed')
         pid, addr, _at, _percent = killed[0]
@@ -276,6 +290,43 @@ class LinkedMigrationTest(base.FunctionalTestCase):
         self.assertEqual(model.sha256(),
                          base.image_sha256(self.dst_ioctx, volume.name))
         self.assertNotIn(volume.name, self._src_names())
+
+    def test_progress_after_a_restart_starts_where_the_copy_was(self):
+        # slowed so that the record is written mid-copy (every 10 s)
+        volume, model = self._prepared(1024 * units.Mi, density=1.0)
+        volume.metadata = {throttle.RATE_KEY: str(48 * units.Mi)}
+        status_path = self.target_driver._status_path(volume.name)
+
+        class ServiceDied(Exception):
+            pass
+
+        def die(progress):
+            # the service and its worker die together
+            if progress.get('phase') == 'copying' and (
+                    progress['percent'] >= 60):
+                os.kill(copy_worker.read_status(status_path)['pid'],
+                        signal.SIGKILL)
+                raise ServiceDied()
+
+        self.assertRaises(ServiceDied,
+                          self.target_driver.complete_migration_target,
+                          self.ctxt, volume, die)
+        recorded = self.target_driver.engine.read_record(
+            self.dst_ioctx, volume.name)['progress']['bytes_copied']
+        self.assertGreater(recorded, 0)
+        volume.metadata = {}
+        copied = []
+
+        def watch(progress):
+            if progress.get('phase') == 'copying':
+                copied.append(progress['bytes_copied'])
+        final = self.target_driver.complete_migration_target(self.ctxt,
+                                                             volume, watch)
+        self.assertEqual('success', final['phase'])
+        self.assertGreaterEqual(min(copied), recorded)
+        self.assertEqual(sorted(copied), copied)
+        self.assertEqual(model.sha256(),
+                         base.image_sha256(self.dst_ioctx, volume.name))
 
     def test_service_crash_then_completion_adopts_running_worker(self):
         volume, model = self._prepared(1024 * units.Mi, density=1.0)

@@ -24,6 +24,7 @@ import oslo_messaging as messaging
 import testtools
 
 from cinder_asyncmig import exception
+from cinder_asyncmig import messages
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sources import kinds
 from cinder_asyncmig.volume import constants
@@ -112,6 +113,23 @@ class ProgressRecorderTest(testtools.TestCase):
                    for c in db.volume_metadata_update.call_args_list]
         self.assertEqual(3, len(written))
         self.assertTrue(written[-1].startswith('100.0%'))
+
+    def test_a_retry_keeps_what_was_copied_in_view(self):
+        db = mock.Mock()
+        rec = manager._ProgressRecorder(db, 'ctxt', 'vol', interval=5)
+        rec.retrying(1, 10, RuntimeError())
+        rec({'phase': 'copying', 'percent': 42.0,
+             'bytes_copied': 430 * 2 ** 20, 'bytes_total': 2 ** 30,
+             'rate_bytes_per_sec': 180 * 2 ** 20})
+        rec.retrying(2, 20, exception.MigrationEngineError(
+            image='i', step='execute', reason='r'))
+        written = [c.args[2][constants.PROGRESS_KEY]
+                   for c in db.volume_metadata_update.call_args_list]
+        self.assertEqual(
+            ['interrupted by RuntimeError; retry 1 in 10 s',
+             '42.0% (430 of 1024 MiB, 180 MiB/s)',
+             '42.0% (430 of 1024 MiB) copied; interrupted by '
+             'MigrationEngineError; retry 2 in 20 s'], written)
 
 
 class StockReasonTest(testtools.TestCase):
@@ -252,6 +270,16 @@ class _FakeRpc(object):
             raise messaging.MessagingTimeout()
 
 
+class _FakeMessages(object):
+    """Cinder's message API: the (volume, detail) of each message."""
+
+    def __init__(self):
+        self.left = []
+
+    def create(self, ctxt, action, resource_uuid=None, detail=None):
+        self.left.append((resource_uuid, detail))
+
+
 class _RecordedWaits(threading.Event):
 
     def __init__(self, waits):
@@ -275,6 +303,7 @@ class CompletionTest(testtools.TestCase):
         self.mgr.db = _FakeDB()
         self.mgr._asyncmig_rpcapi = _FakeRpc()
         self.mgr.copy_slots = slots.CopySlots(0)
+        self.mgr.message_api = _FakeMessages()
         self.volume = _FakeVolume()
         self.sleeps = []
         self.useFixture(fixtures.MockPatch('time.sleep',
@@ -324,6 +353,8 @@ class CompletionTest(testtools.TestCase):
         self.complete(driver)
         self.assertEqual(['error'], self.volume.saved)
         self.assertEqual([], self.sleeps)
+        self.assertEqual([(self.volume.id, messages.COPY_LOST)],
+                         self.mgr.message_api.left)
 
     def test_a_lost_database_delays_the_completion_but_never_ends_it(self):
         # the database is gone for the first ``down`` calls that need it:

@@ -22,6 +22,7 @@ import tempfile
 
 import fixtures
 from os_brick.remotefs import remotefs as brick_remotefs
+from oslo_config import cfg
 import testtools
 
 from cinder_asyncmig.cmd import sandbox as sandbox_cmd
@@ -70,7 +71,8 @@ def _deployment(directory, privileged=False):
 
 
 def _parse(text):
-    parser = configparser.RawConfigParser()
+    # not strict: a multi-valued option is one line per value
+    parser = configparser.RawConfigParser(strict=False)
     parser.read_string(text)
     return parser
 
@@ -209,6 +211,20 @@ class CinderConfTest(testtools.TestCase):
                          conf.get('DEFAULT', 'osapi_volume_listen_port'))
         self.assertEqual(os.path.join(self.dir, 'etc', 'api-paste.ini'),
                          conf.get('DEFAULT', 'api_paste_config'))
+
+    def test_api_loads_cinders_extensions_and_the_plugins(self):
+        path = os.path.join(self.dir, 'cinder-api.conf')
+        with open(path, 'w') as f:
+            f.write(settings.render_ini(cinderconf.service_settings(
+                self.deployment, cinderconf.service_spec(cinderconf.API))))
+        # read the way cinder-api reads it
+        conf = cfg.ConfigOpts()
+        conf.register_opt(cfg.MultiStrOpt('osapi_volume_extension'))
+        conf(args=[], default_config_files=[path])
+        self.assertEqual(
+            ['cinder.api.contrib.standard_extensions',
+             'cinder_asyncmig.api.async_migration.Async_migration'],
+            conf.osapi_volume_extension)
 
     def test_volume_services_get_one_backend_and_the_manager(self):
         privileged = _deployment(self.dir, privileged=True)

@@ -413,6 +413,10 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         meter = _RateMeter()
         last_done, last_change = -1, time.monotonic()
         recorded_at = size = None
+        # every execute counts from object 0 and first walks past what the
+        # runs before it copied (in a moment, unless the cluster is stuck):
+        # the copy's progress is the most any run has reached
+        reached = (record.get('progress') or {}).get('bytes_copied', 0)
         holding = self._holding(volume)
         while True:
             report = worker.read()
@@ -460,9 +464,9 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
             if phase == copy_worker.DONE:
                 done = total = max(total, 1)
             progress = state.Progress.from_objects(done, total, size)
-            progress = state.Progress(progress.bytes_copied,
-                                      progress.bytes_total,
-                                      meter.update(progress.bytes_copied))
+            reached = max(reached, progress.bytes_copied)
+            progress = state.Progress(reached, progress.bytes_total,
+                                      meter.update(reached))
             changes = {'phase': 'copying', 'progress': progress.as_dict(),
                        'copy_in': report.get('copy_in')}
             moved = changes['copy_in'] != record.get('copy_in')
