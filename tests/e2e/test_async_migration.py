@@ -215,6 +215,28 @@ class AsyncMigrationTest(testtools.TestCase):
             '%s/volume-%s' % (self.dst_pool, volume_id))
         return json.loads(status).get('migration', {}).get('state')
 
+    def log_since(self, name, offset):
+        with open(self.sandbox.service(name).log, errors='replace') as f:
+            f.seek(offset)
+            return f.read()
+
+    def assert_no_worker_left(self, volume_id):
+        """No copy worker of the volume runs, and none left its files."""
+        service = self.sandbox.service(cloud.VOLUME_TARGET)
+        self.assertEqual([], [p for p in service.processes()
+                              if 'cinder_asyncmig.engine.worker' in
+                              process.cmdline(p)])
+        state_dir = cinderconf.path(
+            self.sandbox.deployment, 'state',
+            'asyncmig-%s' % manager_settings.TARGET.name)
+        self.assertEqual([], [n for n in os.listdir(state_dir)
+                              if volume_id in n])
+
+    def write_through_attachment(self, volume_id, model):
+        attachment = self.attach(volume_id)
+        self.hypervisor_write(model, attachment['connection_info'])
+        self.api('DELETE', '/attachments/%s' % attachment['id'])
+
     # -- the flow --------------------------------------------------------
 
     def test_async_migration_states_progress_and_bytes(self):
@@ -345,9 +367,9 @@ class AsyncMigrationTest(testtools.TestCase):
                          sorted(rbd.RBD().list(self.ioctx[self.dst_pool])))
 
     def test_take_over_refusals_are_told_in_user_messages(self):
-        services = [self.sandbox.service(name)
-                    for name in (cloud.VOLUME_SOURCE, cloud.VOLUME_TARGET)]
-        logs_from = [os.path.getsize(s.log) for s in services]
+        names = (cloud.VOLUME_SOURCE, cloud.VOLUME_TARGET)
+        logs_from = [os.path.getsize(self.sandbox.service(name).log)
+                     for name in names]
         in_use, in_use_model = self.create(fill=False)
         bad_rate, bad_rate_model = self.create(fill=False)
         self.api('POST', '/volumes/%s/metadata' % bad_rate,
@@ -382,10 +404,8 @@ class AsyncMigrationTest(testtools.TestCase):
             self.assertNotIn('volume-%s' % volume_id,
                              rbd.RBD().list(self.ioctx[self.dst_pool]))
         # an answer in the logs, not a server error
-        for service, log_from in zip(services, logs_from):
-            with open(service.log) as f:
-                f.seek(log_from)
-                log = f.read()
+        for name, log_from in zip(names, logs_from):
+            log = self.log_since(name, log_from)
             self.assertNotIn('Exception during message handling', log)
             self.assertNotIn('Traceback', log)
         self.assertIn('open by 1 client(s)', log)
@@ -491,9 +511,7 @@ class AsyncMigrationTest(testtools.TestCase):
     def test_target_killed_mid_copy(self):
         volume_id, model = self.create()
         self.migrate_until_attachable(volume_id)
-        attachment = self.attach(volume_id)
-        self.hypervisor_write(model, attachment['connection_info'])
-        self.api('DELETE', '/attachments/%s' % attachment['id'])
+        self.write_through_attachment(volume_id, model)
         self.wait(volume_id, 'copying', lambda v: not v['metadata'].get(
             constants.PROGRESS_KEY, '0.0%').startswith('0.0%') or
             v['migration_status'] in FINAL)
@@ -535,28 +553,6 @@ class AsyncMigrationTest(testtools.TestCase):
         self.wait(volume_id, 'copying', lambda v: not v['metadata'].get(
             constants.PROGRESS_KEY, '0.0%').startswith('0.0%'))
         return volume_id, model
-
-    def log_since(self, name, offset):
-        with open(self.sandbox.service(name).log, errors='replace') as f:
-            f.seek(offset)
-            return f.read()
-
-    def assert_no_worker_left(self, volume_id):
-        """No copy worker of the volume runs, and none left its files."""
-        service = self.sandbox.service(cloud.VOLUME_TARGET)
-        self.assertEqual([], [p for p in service.processes()
-                              if 'cinder_asyncmig.engine.worker' in
-                              process.cmdline(p)])
-        state_dir = cinderconf.path(
-            self.sandbox.deployment, 'state',
-            'asyncmig-%s' % manager_settings.TARGET.name)
-        self.assertEqual([], [n for n in os.listdir(state_dir)
-                              if volume_id in n])
-
-    def write_through_attachment(self, volume_id, model):
-        attachment = self.attach(volume_id)
-        self.hypervisor_write(model, attachment['connection_info'])
-        self.api('DELETE', '/attachments/%s' % attachment['id'])
 
     def test_broker_restarted_mid_copy(self):
         volume_id, model = self._slow_copy_under_way()
@@ -637,9 +633,7 @@ class AsyncMigrationTest(testtools.TestCase):
         self.assert_no_worker_left(volume_id)
         # no copy worker started against the rolled-back image, and the
         # completion ended before the volume did
-        with open(service.log) as f:
-            f.seek(log_from)
-            log = f.read()
+        log = self.log_since(cloud.VOLUME_TARGET, log_from)
         self.assertNotIn('ReadOnlyImage', log)
         self.assertNotIn('VolumeNotFound', log)
 
@@ -676,9 +670,7 @@ class AsyncMigrationTest(testtools.TestCase):
         self.assertEqual(constants.ATTACHABLE, volume['migration_status'])
         self.assertIn('retry 1 in', volume['metadata'][constants.PROGRESS_KEY])
         # usable meanwhile, and the writes are part of the result
-        attachment = self.attach(volume_id)
-        self.hypervisor_write(model, attachment['connection_info'])
-        self.api('DELETE', '/attachments/%s' % attachment['id'])
+        self.write_through_attachment(volume_id, model)
         self.assert_migrated(volume_id, model, self.follow(volume_id))
 
     def _as_if_the_source_died_handing_over(self, volume_id):
