@@ -65,19 +65,32 @@ def free_port_range(count, low=20000, high=32000, rng=None):
         count, low, high))
 
 
-def free_ports(count):
+def free_ports(count, low=20000, high=32000, rng=None):
     """Return ``count`` distinct TCP ports free on 127.0.0.1 right now.
 
-    The sockets stay bound until all ports are picked, so the ports differ
-    from each other; another program may still take one before its daemon
-    binds it, which a failed start then reports.
+    Below Linux's ephemeral ports, as :func:`free_port_range`: a port the
+    kernel hands out for a listener is one it hands out to outgoing
+    connections too, and a client that reconnects often (librados under
+    socket faults) took a sandbox's database port that way before the
+    database bound it. The sockets stay bound until all ports are picked,
+    so the ports differ from each other.
     """
+    rng = rng or random.SystemRandom()
     sockets = []
+    attempts = 50 * count
     try:
-        for _i in range(count):
+        while len(sockets) < count:
+            if not attempts:
+                raise DaemonError('no %d free ports in %d-%d' % (
+                    count, low, high))
+            attempts -= 1
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind(('127.0.0.1', rng.randrange(low, high)))
+            except OSError:
+                sock.close()
+                continue
             sockets.append(sock)
-            sock.bind(('127.0.0.1', 0))
         return [sock.getsockname()[1] for sock in sockets]
     finally:
         for sock in sockets:

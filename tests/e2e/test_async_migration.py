@@ -39,6 +39,7 @@ from testtools import content
 from cinder_asyncmig.sandbox import cinderconf
 from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.sandbox import process
+from cinder_asyncmig.sandbox import roots
 from cinder_asyncmig.sandbox import settings as manager_settings
 from cinder_asyncmig.sources import kinds
 from cinder_asyncmig.volume import constants
@@ -587,6 +588,11 @@ class AsyncMigrationTest(testtools.TestCase):
         self.assert_no_worker_left(volume_id)
 
     def test_messenger_faults_on_the_copy(self):
+        if roots.current() != roots.HOST:
+            # 20.2 clients pay far more for each fault: the same case took
+            # 817 s on Tentacle against 54 s on Pacific
+            self.skipTest('socket faults are injected on the host\'s '
+                          'release only (%s), for time' % roots.HOST)
         # every librados client of the services' Ceph user that connects
         # from now on (the copy worker too) drops its connection to a
         # daemon at one message in 100; the sandbox's clients log nowhere,

@@ -108,7 +108,8 @@ class DaemonTest(testtools.TestCase):
         self.assertFalse([p for p in range(first, last + 1)
                           if process.port_open(p)])
 
-    def test_free_ports_differ(self):
+    def test_free_ports_differ_and_are_below_ephemeral_ports(self):
         ports = process.free_ports(8)
         self.assertEqual(8, len(set(ports)))
         self.assertFalse([p for p in ports if process.port_open(p)])
+        self.assertFalse([p for p in ports if not 20000 <= p < 32768])
