@@ -812,13 +812,7 @@ class Sandbox(process.Recorded):
         What the services see of a database restart: their connections
         break, and new ones are refused for ``down`` seconds.
         """
-        db = self._mariadb()
-        db.shutdown(timeout=timeout)
-        time.sleep(down)
-        try:
-            db.start(timeout=timeout)
-        finally:
-            self._record('mariadb', db.to_dict())
+        self._restart('mariadb', self._mariadb(), down, timeout)
 
     def restart_broker(self, down=5.0, timeout=60):
         """Shut RabbitMQ down cleanly, leave it down, then start it again.
@@ -827,13 +821,16 @@ class Sandbox(process.Recorded):
         close, their queues are gone, and new connections are refused for
         ``down`` seconds.
         """
-        mq = self._rabbitmq()
-        mq.shutdown(timeout=timeout)
+        self._restart('rabbitmq', self._rabbitmq(), down, timeout)
+
+    def _restart(self, key, server, down, timeout):
+        """Shut ``server`` down, wait ``down`` s, start it, record it."""
+        server.shutdown(timeout=timeout)
         time.sleep(down)
         try:
-            mq.start(timeout=timeout)
+            server.start(timeout=timeout)
         finally:
-            self._record('rabbitmq', mq.to_dict())
+            self._record(key, server.to_dict())
 
     def wait_volume_gone(self, volume_id, timeout=60):
         """Wait until the API answers 404 for the volume."""
