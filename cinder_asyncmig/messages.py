@@ -53,10 +53,15 @@ COPY_LOST = ('AM06', _(
     'The background copy of the volume cannot be completed: its migration '
     'was lost on the target backend. The target service\'s log says '
     'why.'))
+COPY_FAILED = ('AM07', _(
+    'The background copy of the volume stopped on an unexpected error and '
+    'is not retried; the target service\'s log says why. The volume stays '
+    'usable on its target backend and its data is safe. Once the cause is '
+    'fixed, restarting the target volume service resumes the copy.'))
 
 _ACTIONS = (MIGRATE,)
 _DETAILS = (SOURCE_IN_USE, SETTING_INVALID, SOURCE_NOT_FOUND, SOURCE_REFUSED,
-            TAKE_OVER_FAILED, COPY_LOST)
+            TAKE_OVER_FAILED, COPY_LOST, COPY_FAILED)
 
 # the most specific class first
 _DETAIL_OF = (

@@ -102,9 +102,11 @@ target_opts = [
                     'first served: their volumes are usable here meanwhile '
                     '(migrating_attachable), and their progress '
                     '("async_migration_progress") gives their place in '
-                    'line. 0 means no bound. Each copy is a worker process '
-                    'with its own Ceph client; see the README\'s scale '
-                    'benchmark.'),
+                    'line, with nothing running for them. 0 means no '
+                    'bound. Each copy is a worker process with its own Ceph '
+                    'client, watched from a thread of the volume manager\'s '
+                    'pool: keep this below backend_native_threads_pool_size '
+                    '(see the README\'s scale benchmark).'),
     cfg.IntOpt('async_migration_stall_timeout',
                default=600, min=30,
                help='Seconds the background copy may go without progress '

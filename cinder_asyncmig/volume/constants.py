@@ -26,3 +26,9 @@ SOURCE_KEY = 'asyncmig_source_host'
 # migration_status of a migrated volume whose source could not be removed
 # (Cinder's own meaning of it); the volume is fully usable
 SOURCE_LEFT = 'deleting'
+# admin metadata key of a migration whose copy stopped on an error no retry
+# gets past (its migration_status is "error"): the error's type; a restart
+# of the target volume service resumes the copy
+FAILED_KEY = 'asyncmig_copy_failed'
+# name of a volume's lock in Cinder's coordination: its id, then this
+LOCK_SUFFIX = '-asyncmig'

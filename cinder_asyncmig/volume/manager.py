@@ -32,6 +32,7 @@ import threading
 import time
 
 from cinder import context as cinder_context
+from cinder import coordination
 from cinder import exception as cinder_exception
 from cinder.i18n import _
 from cinder import objects
@@ -44,6 +45,7 @@ from oslo_log import log as logging
 import oslo_messaging as messaging
 from oslo_utils import excutils
 from oslo_utils import units
+import tooz
 
 from cinder_asyncmig import exception
 from cinder_asyncmig import messages
@@ -59,6 +61,10 @@ CONF = cfg.CONF
 # the copy, or a commit that is under way
 _STOP_TIMEOUT = 120
 LOG = logging.getLogger(__name__)
+# a volume's lock, through Cinder's coordination (tooz), so it also holds
+# across the hosts of a cluster: its take-over, a copy attempt, the end of
+# its migration and the roll-back of a delete never overlap
+LOCK = '{volume.id}' + constants.LOCK_SUFFIX
 
 
 @contextlib.contextmanager
@@ -113,11 +119,41 @@ class _Stopped(Exception):
 
 
 class _Completion(object):
-    """One running completion: ``stop`` asks it to end, ``ended`` tells."""
+    """One migration completed here: in line, copying or waiting to retry.
+
+    ``stop`` asks it to end, ``ended`` tells it has.
+    """
 
     def __init__(self):
         self.stop = threading.Event()
         self.ended = threading.Event()
+        self.recorder = None
+        # failed attempts so far, and the wait before the next one
+        self.attempt = 0
+        self.delay = 0
+
+
+# what an attempt answers when it failed on an error that can heal
+_RETRY = object()
+
+# errors a later attempt can get past: the cluster's and the engine's (a
+# worker that died, an OSD or a pool back), the network's and the
+# services' (a database, broker or coordination backend restarted), a
+# driver still starting
+_HEALING = (cinder_exception.VolumeBackendAPIException,
+            cinder_exception.DriverNotInitialized,
+            cinder_exception.LockCreationFailed, OSError, db_exc.DBError,
+            messaging.MessagingException, tooz.ToozError)
+
+
+def _can_heal(exc):
+    """Whether another attempt may succeed where ``exc`` stopped one.
+
+    librados and librbd errors belong to the cluster; they are told by
+    their module, as the bindings are not imported here.
+    """
+    return (isinstance(exc, _HEALING) or
+            type(exc).__module__ in ('rados', 'rbd'))
 
 
 class _ProgressRecorder(object):
@@ -257,12 +293,11 @@ class AsyncMigrationEndpoint(object):
     def complete_migration_target(self, context, volume):
         """Copy, commit and set ``success`` (cast to the target).
 
-        In a thread of its own: a copy may wait in line for a slot and
-        run for hours, and must not hold one of the RPC server's executor
-        threads meanwhile (a few dozen migrations would hold them all).
+        Returns at once: a copy may wait in line for a slot and run for
+        hours, and must not hold one of the RPC server's executor threads
+        meanwhile (a few dozen migrations would hold them all).
         """
-        self.manager._spawn(self.manager.complete_migration, context,
-                            volume)
+        self.manager.complete_migration(context, volume)
 
     def cleanup_migration_source(self, context, volume, src_host):
         """Remove a migrated volume's source (called on the source)."""
@@ -282,6 +317,16 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         self._completing_lock = threading.Lock()
         self.copy_slots = slots.CopySlots(self.driver.configuration.safe_get(
             'async_migration_max_concurrent_copies') or 0)
+        pool = self.configuration.backend_native_threads_pool_size
+        if not self.copy_slots.limit or self.copy_slots.limit >= pool:
+            # each running copy holds a thread of the manager's pool
+            LOG.warning('async_migration_max_concurrent_copies (%(copies)s) '
+                        'is not below backend_native_threads_pool_size '
+                        '(%(pool)d): copies may take every thread of the '
+                        'volume manager\'s pool, and Cinder\'s own tasks '
+                        'that run there wait for them.',
+                        {'copies': self.copy_slots.limit or 'no bound',
+                         'pool': pool})
 
     @property
     def asyncmig_rpcapi(self):
@@ -428,15 +473,18 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                      resource=volume)
             self.asyncmig_rpcapi.complete_migration_target(ctxt, volume)
 
-    def _tell_user(self, ctxt, volume, exc):
+    def _tell_user(self, ctxt, volume, exc, detail=None):
         """Leave a user message (``/messages``) on ``volume`` about ``exc``.
 
         Cinder logs a message it cannot store and carries on, so the
         message never hides the error it reports.
+
+        :param detail: the message's detail; by default the one that
+                       tells of ``exc``.
         """
         self.message_api.create(ctxt, messages.MIGRATE,
                                 resource_uuid=volume.id,
-                                detail=messages.detail_of(exc))
+                                detail=detail or messages.detail_of(exc))
 
     def _end_hand_over(self, ctxt, volume, status_update):
         """The volume stays on its source: its migration ended in error."""
@@ -469,6 +517,7 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
 
     # -- target side: blueprint steps 2 and 4-5 ------------------------------
 
+    @coordination.synchronized(LOCK)
     def take_over(self, ctxt, volume, src_host):
         """Have the driver take ``volume`` over (RPC, on the target).
 
@@ -492,34 +541,155 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                 raise
 
     def complete_migration(self, ctxt, volume):
-        """Run the background copy, commit and clean up (on the target).
+        """Copy, commit and clean up in the background (on the target).
 
-        One run per volume at a time: a resume at start-up and a cast for
-        the same volume do not race. A failed copy or commit is retried
-        with a growing interval (``[asyncmig] retry_interval`` doubling up
-        to ``retry_max_interval``) while the volume stays
-        ``migrating_attachable`` and usable; the progress key says so.
-        Only a migration that cannot go on (its destination image is
-        gone) ends in ``error``.
+        Returns at once. The volume waits in line for a copy slot
+        (``async_migration_max_concurrent_copies``) with nothing running
+        for it; each attempt then runs on the manager's pool. An attempt
+        that fails on an error that can heal (the cluster's, the network's,
+        a service's) is retried with a growing interval
+        (``[asyncmig] retry_interval`` doubling up to
+        ``retry_max_interval``) while the volume stays
+        ``migrating_attachable`` and usable; the progress key says so. A
+        migration that cannot go on (its destination image is gone) or an
+        error no retry gets past (a defect) ends in ``error``, with a user
+        message.
+
+        One completion per volume at a time: a resume at start-up and a
+        cast for the same volume do not race.
         """
         with self._completing_lock:
             if volume.id in self._completing:
                 LOG.info('Volume %s is already being completed.', volume.id)
                 return
             completion = self._completing[volume.id] = _Completion()
+        completion.recorder = self._recorder(ctxt, volume, completion.stop)
+        self._queue(ctxt, volume, completion)
+
+    def _recorder(self, ctxt, volume, stop):
+        on_cap = None
+        if hasattr(self.driver, 'set_copy_rate'):
+            on_cap = functools.partial(self.driver.set_copy_rate, volume)
+        return _ProgressRecorder(self.db, ctxt.elevated(), volume.id,
+                                 CONF[opts.GROUP].progress_interval, on_cap,
+                                 stop)
+
+    def _queue(self, ctxt, volume, completion):
+        """Put the completion in line for a copy slot."""
+        self.copy_slots.request(
+            volume.id,
+            functools.partial(self._add_to_threadpool, self._attempt, ctxt,
+                              volume, completion),
+            completion.recorder.queued)
+        # a stop asked meanwhile found nothing in line to take out
+        if completion.stop.is_set() and self.copy_slots.leave(volume.id):
+            self._ended(volume, completion)
+
+    def _attempt(self, ctxt, volume, completion):
+        """One copy and commit, holding a copy slot (on the manager's pool).
+
+        Then the migration ends, or after a wait it is in line again.
+        """
+        again = False
         try:
-            final = self._until_db_answers(self._complete_with_retries, ctxt,
-                                           volume, completion.stop)
-            if final is not None:
+            try:
+                final = self._until_db_answers(self._copy, ctxt, volume,
+                                               completion)
+            finally:
+                self.copy_slots.release(volume.id)
+            if final is _RETRY:
+                if completion.stop.wait(completion.delay):
+                    raise _Stopped()
+                again = not self._no_longer_attachable(volume)
+            elif final is not None:
                 self._until_db_answers(self._finish, ctxt, volume,
                                        final.get('source_left'))
         except _Stopped:
             LOG.info('The background copy of volume %s stopped, as asked.',
                      volume.id, resource=volume)
+        except Exception as exc:
+            self._fail(ctxt, volume, exc)
         finally:
-            with self._completing_lock:
-                self._completing.pop(volume.id, None)
-            completion.ended.set()
+            if again:
+                self._queue(ctxt, volume, completion)
+            else:
+                self._ended(volume, completion)
+
+    def _copy(self, ctxt, volume, completion):
+        """One attempt at the copy and commit.
+
+        :returns: the driver's final progress; ``_RETRY`` after an error
+                  that can heal; None when the migration does not go on.
+        :raises _Stopped: the completion was asked to stop.
+        """
+        if completion.stop.is_set():
+            raise _Stopped()
+        if self._no_longer_attachable(volume):
+            return None
+        try:
+            return self._run_copy(ctxt, volume, completion)
+        except exception.MigrationLost as exc:
+            LOG.exception('The migration of volume %s cannot be '
+                          'completed.', volume.id, resource=volume)
+            self._tell_user(ctxt, volume, exc)
+            volume.refresh()
+            volume.migration_status = 'error'
+            volume.save()
+            return None
+        except Exception as exc:
+            if not _can_heal(exc):
+                raise
+            completion.attempt += 1
+            group = CONF[opts.GROUP]
+            completion.delay = retry_delay(completion.attempt,
+                                           group.retry_interval,
+                                           group.retry_max_interval)
+            LOG.warning('Background copy or commit of volume %(vol)s '
+                        'failed (attempt %(n)d): %(err)s. Its data is '
+                        'safe and it stays usable here; retrying in '
+                        '%(delay)d s.',
+                        {'vol': volume.id, 'n': completion.attempt,
+                         'err': exc, 'delay': completion.delay},
+                        resource=volume)
+            completion.recorder.retrying(completion.attempt,
+                                         completion.delay, exc)
+            return _RETRY
+
+    @coordination.synchronized(LOCK)
+    def _run_copy(self, ctxt, volume, completion):
+        volume_utils.require_driver_initialized(self.driver)
+        return self.driver.complete_migration_target(
+            ctxt, volume, progress_callback=completion.recorder)
+
+    def _fail(self, ctxt, volume, exc):
+        """End a completion on an error no retry gets past (a defect).
+
+        The volume stays usable here, its data in the migration librbd
+        keeps; ``init_host`` resumes it once the service restarts.
+        """
+        LOG.error('The background copy of volume %(vol)s stopped on an '
+                  'unexpected error and is not retried. The volume stays '
+                  'usable here and its data is safe; its migration_status '
+                  'is "error", and restarting this volume service resumes '
+                  'the copy.', {'vol': volume.id}, exc_info=exc,
+                  resource=volume)
+        try:
+            self._tell_user(ctxt, volume, exc, messages.COPY_FAILED)
+            self.db.volume_admin_metadata_update(
+                ctxt.elevated(), volume.id,
+                {constants.FAILED_KEY: type(exc).__name__}, False)
+            volume.refresh()
+            volume.migration_status = 'error'
+            volume.save()
+        except Exception:
+            LOG.exception('Volume %s: its state could not be recorded.',
+                          volume.id, resource=volume)
+
+    def _ended(self, volume, completion):
+        with self._completing_lock:
+            if self._completing.get(volume.id) is completion:
+                del self._completing[volume.id]
+        completion.ended.set()
 
     def _stop_completion(self, volume, timeout):
         """Stop the completion of ``volume`` here and wait until it has.
@@ -534,8 +704,9 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         if completion is None:
             return
         completion.stop.set()
-        # out of the line for a copy slot at once
-        self.copy_slots.wake()
+        if self.copy_slots.leave(volume.id):
+            # it was in line: nothing runs for it
+            self._ended(volume, completion)
         if not completion.ended.wait(timeout):
             raise exception.MigrationEngineError(
                 image=volume.name, step='stop',
@@ -566,60 +737,6 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                                    'delay': delay}, resource=volume)
                 time.sleep(delay)
 
-    def _complete_with_retries(self, ctxt, volume, stop):
-        """The copy and commit, retried; None when it must not go on.
-
-        :param stop: an event that, once set, ends it with :class:`_Stopped`
-                     at the next poll of the copy, in line for a slot or
-                     while waiting for a retry.
-        """
-        group = CONF[opts.GROUP]
-        on_cap = None
-        if hasattr(self.driver, 'set_copy_rate'):
-            on_cap = functools.partial(self.driver.set_copy_rate, volume)
-        recorder = _ProgressRecorder(self.db, ctxt.elevated(), volume.id,
-                                     group.progress_interval, on_cap, stop)
-        attempt = 0
-        while True:
-            if not self.copy_slots.acquire(
-                    volume.id, recorder.queued,
-                    lambda: stop.is_set() or self._no_longer_attachable(
-                        volume)):
-                if stop.is_set():
-                    raise _Stopped()
-                return None
-            try:
-                volume_utils.require_driver_initialized(self.driver)
-                return self.driver.complete_migration_target(
-                    ctxt, volume, progress_callback=recorder)
-            except _Stopped:
-                raise
-            except exception.MigrationLost as exc:
-                LOG.exception('The migration of volume %s cannot be '
-                              'completed.', volume.id, resource=volume)
-                self._tell_user(ctxt, volume, exc)
-                volume.refresh()
-                volume.migration_status = 'error'
-                volume.save()
-                return None
-            except Exception as exc:
-                attempt += 1
-                delay = retry_delay(attempt, group.retry_interval,
-                                    group.retry_max_interval)
-                LOG.warning('Background copy or commit of volume %(vol)s '
-                            'failed (attempt %(n)d): %(err)s. Its data is '
-                            'safe and it stays usable here; retrying in '
-                            '%(delay)d s.',
-                            {'vol': volume.id, 'n': attempt, 'err': exc,
-                             'delay': delay}, resource=volume)
-                recorder.retrying(attempt, delay, exc)
-            finally:
-                self.copy_slots.release(volume.id)
-            if stop.wait(delay):
-                raise _Stopped()
-            if self._no_longer_attachable(volume):
-                return None
-
     @staticmethod
     def _no_longer_attachable(volume):
         try:
@@ -639,6 +756,7 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                  resource=volume)
         return True
 
+    @coordination.synchronized(LOCK)
     def _finish(self, ctxt, volume, source_left):
         volume.refresh()
         source_host = self._admin_metadata(ctxt, volume).get(
@@ -767,7 +885,12 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
 
     def _drop_migration(self, ctxt, volume, source_host):
         volume_utils.require_driver_initialized(self.driver)
+        # first, outside the lock its copy attempt holds
         self._stop_completion(volume, _STOP_TIMEOUT)
+        self._roll_back(ctxt, volume, source_host)
+
+    @coordination.synchronized(LOCK)
+    def _roll_back(self, ctxt, volume, source_host):
         if hasattr(self.driver, 'abort_migration_target'):
             # stops the copy worker; a linked source then holds the data
             if self.driver.abort_migration_target(ctxt, volume, force=True):
@@ -784,11 +907,14 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             added_to_cluster=added_to_cluster, **kwargs)
         ctxt = cinder_context.get_admin_context()
         for volume in objects.VolumeList.get_all_by_host(ctxt, self.host):
+            if (volume.migration_status == 'error' and
+                    volume.admin_metadata.get(constants.FAILED_KEY)):
+                self._clear_failure(ctxt, volume)
             if volume.migration_status == constants.ATTACHABLE:
                 LOG.info('Resuming the background copy of volume %s.',
                          volume.id, resource=volume)
                 self._ensure_migration_source(ctxt, volume)
-                self._spawn(self.complete_migration, ctxt, volume)
+                self.complete_migration(ctxt, volume)
             elif (volume.migration_status == 'migrating' and
                     volume.admin_metadata.get(constants.TARGET_KEY)):
                 LOG.info('Resuming the hand-over of volume %(vol)s to '
@@ -796,13 +922,15 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                          {'vol': volume.id,
                           'host': volume.admin_metadata[constants.TARGET_KEY]},
                          resource=volume)
-                self._spawn(self._resume_hand_over, ctxt, volume)
+                self._add_to_threadpool(self._resume_hand_over, ctxt,
+                                        volume)
             elif (volume.migration_status == constants.SOURCE_LEFT and
                     self._admin_metadata(ctxt, volume).get(
                         constants.SOURCE_KEY)):
                 LOG.info('Retrying the removal of the source of migrated '
                          'volume %s.', volume.id, resource=volume)
-                self._spawn(self._retry_source_cleanup, ctxt, volume)
+                self._add_to_threadpool(self._retry_source_cleanup, ctxt,
+                                        volume)
 
     def _ensure_migration_source(self, ctxt, volume):
         # at once, not in the background: hypervisors may read through
@@ -817,12 +945,16 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                           'its background copy retries.', volume.id,
                           resource=volume)
 
-    @staticmethod
-    def _spawn(func, *args):
-        # a green thread under eventlet (threading is monkey patched), a
-        # native one otherwise
-        thread = threading.Thread(target=func, args=args, daemon=True)
-        thread.start()
+    def _clear_failure(self, ctxt, volume):
+        """Make a copy stopped by an unexpected error resumable again."""
+        LOG.info('Volume %(vol)s: its background copy stopped on %(err)s '
+                 'before this restart; trying again.',
+                 {'vol': volume.id,
+                  'err': volume.admin_metadata[constants.FAILED_KEY]},
+                 resource=volume)
+        volume.migration_status = constants.ATTACHABLE
+        volume.save()
+        self._clear_marker(ctxt, volume, constants.FAILED_KEY)
 
     def _resume_hand_over(self, ctxt, volume):
         target = volume.admin_metadata[constants.TARGET_KEY]

@@ -13,8 +13,9 @@
 """A bound on the background copies a target backend runs at once.
 
 The volumes beyond it wait in line, first come first served, and stay
-``migrating_attachable`` and usable while they wait. Under eventlet the
-lock and condition are green (cinder-volume monkey patches threading).
+``migrating_attachable`` and usable while they wait. Nothing runs for a
+volume in line: the slot, once free, starts it. Under eventlet the lock is
+green (cinder-volume monkey patches threading).
 """
 
 import collections
@@ -25,76 +26,75 @@ class CopySlots(object):
     """At most ``limit`` holders at once (0: no bound); the rest in line.
 
     :param limit: how many copies may run at once.
-    :param poll: seconds between two calls of ``give_up`` while waiting.
     """
 
-    def __init__(self, limit, poll=30.0):
+    def __init__(self, limit):
         self.limit = limit
-        self._poll = poll
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._held = set()
-        self._line = collections.deque()
-        self._changes = 0
+        # key -> (start, on_place, last place told), in order of arrival
+        self._line = collections.OrderedDict()
 
     def running(self):
-        with self._cond:
+        with self._lock:
             return len(self._held)
 
     def waiting(self):
-        with self._cond:
+        with self._lock:
             return list(self._line)
 
-    def acquire(self, key, on_wait=None, give_up=None):
-        """Wait in line for a slot.
+    def request(self, key, start, on_place=None):
+        """Call ``start()`` once ``key`` holds a slot: now, or later.
 
-        :param key: who waits (a volume id); one wait per key at a time.
-        :param on_wait: called with the place in line (1: next) each time
-            it changes, outside the lock.
-        :param give_up: called every ``poll`` seconds and after each
-            change of the line; True leaves the line.
-        :returns: True once the slot is held, False when given up.
+        ``start`` runs in the thread that frees the slot, so it should
+        only hand the work over (to a pool); the holder gives the slot
+        back with :meth:`release`.
+
+        :param key: who asks (a volume id); one request per key at a time.
+        :param on_place: called with the place in line (1: next) each time
+            it changes while ``key`` waits.
         """
-        told = None
-        with self._cond:
-            self._line.append(key)
-        try:
-            while True:
-                with self._cond:
-                    if self._line[0] == key and self._free():
-                        self._line.popleft()
-                        self._held.add(key)
-                        self._changed()
-                        return True
-                    place = self._line.index(key) + 1
-                    seen = self._changes
-                if place != told:
-                    told = place
-                    if on_wait is not None:
-                        on_wait(place)
-                if give_up is not None and give_up():
-                    return False
-                with self._cond:
-                    if self._changes == seen:
-                        self._cond.wait(self._poll)
-        finally:
-            with self._cond:
-                if key in self._line:
-                    self._line.remove(key)
-                    self._changed()
+        with self._lock:
+            self._line[key] = (start, on_place, None)
+        self._grant()
 
-    def wake(self):
-        """Have every waiter call its ``give_up`` now."""
-        with self._cond:
-            self._changed()
+    def leave(self, key):
+        """Take ``key`` out of the line.
+
+        :returns: True when it was waiting (its ``start`` never runs),
+                  False when it was not in line.
+        """
+        with self._lock:
+            found = self._line.pop(key, None) is not None
+        if found:
+            self._grant()
+        return found
 
     def release(self, key):
-        with self._cond:
+        with self._lock:
             self._held.discard(key)
-            self._changed()
+        self._grant()
 
-    def _free(self):
-        return not self.limit or len(self._held) < self.limit
+    def _grant(self):
+        """Start whoever the free slots let in; tell the rest their place.
 
-    def _changed(self):
-        self._changes += 1
-        self._cond.notify_all()
+        The callbacks run outside the lock: they may write to a database.
+        """
+        starts, places = [], []
+        with self._lock:
+            while self._line and (not self.limit or
+                                  len(self._held) < self.limit):
+                key, (start, _on_place, _told) = self._line.popitem(
+                    last=False)
+                self._held.add(key)
+                starts.append(start)
+            for place, (key, (start, on_place, told)) in enumerate(
+                    self._line.items(), 1):
+                if place != told:
+                    self._line[key] = (start, on_place, place)
+                    if on_place is not None:
+                        places.append((on_place, place))
+        for start in starts:
+            start()
+        for on_place, place in places:
+            on_place(place)

@@ -12,22 +12,28 @@
 
 """Manager and RPC pieces that need no running service."""
 
+import os
 import threading
 import time
 from unittest import mock
 
+from cinder import coordination
 from cinder import exception as cinder_exception
 import fixtures
+import futurist
 from oslo_config import cfg
+from oslo_config import fixture as config_fixture
 from oslo_db import exception as db_exc
 import oslo_messaging as messaging
 import testtools
+import tooz.coordination
 
 from cinder_asyncmig import exception
 from cinder_asyncmig import messages
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sources import kinds
 from cinder_asyncmig.volume import constants
+from cinder_asyncmig.volume.drivers import rbd as rbd_driver
 from cinder_asyncmig.volume import manager
 from cinder_asyncmig.volume import rpcapi
 from cinder_asyncmig.volume import slots
@@ -303,6 +309,16 @@ class CompletionTest(testtools.TestCase):
         self.mgr.db = _FakeDB()
         self.mgr._asyncmig_rpcapi = _FakeRpc()
         self.mgr.copy_slots = slots.CopySlots(0)
+        # Cinder's coordination on tooz's file backend, as cinder-volume
+        # runs it by default
+        self.lock_dir = self.useFixture(fixtures.TempDir()).path
+        self.useFixture(config_fixture.Config(CONF)).config(
+            backend_url='file://' + self.lock_dir, group='coordination')
+        coordination.COORDINATOR.start()
+        self.addCleanup(coordination.COORDINATOR.stop)
+        # the manager's pool, as cinder-volume runs it without eventlet
+        self.mgr._tpe = futurist.ThreadPoolExecutor(4)
+        self.addCleanup(self.mgr._tpe.shutdown)
         self.mgr.message_api = _FakeMessages()
         self.volume = _FakeVolume()
         self.sleeps = []
@@ -322,6 +338,13 @@ class CompletionTest(testtools.TestCase):
     def complete(self, driver):
         self.mgr.driver = driver
         self.mgr.complete_migration(self.ctxt, self.volume)
+        self.until_ended()
+
+    def until_ended(self):
+        # on the events: time.sleep is recorded, not slept
+        while self.mgr._completing:
+            for completion in list(self.mgr._completing.values()):
+                self.assertTrue(completion.ended.wait(10))
 
     def test_failures_are_retried_while_the_volume_stays_usable(self):
         driver = _FakeDriver(
@@ -338,14 +361,70 @@ class CompletionTest(testtools.TestCase):
                          '40 s', progress[-1])
 
     def test_retries_stop_when_the_migration_is_no_longer_running(self):
-        driver = _FakeDriver(failures=5, error=RuntimeError('boom'))
+        driver = _FakeDriver(failures=5, error=OSError(110, 'timed out'))
 
         def aborted():
-            self.volume.migration_status = 'error'
+            if driver.calls:
+                self.volume.migration_status = 'error'
         self.volume.refresh = aborted
         self.complete(driver)
         self.assertEqual(1, driver.calls)
         self.assertEqual([], self.volume.saved)
+
+    def test_only_errors_that_can_heal_are_retried(self):
+        class ClusterError(Exception):
+            pass
+        # as librbd's errors are: told by their module
+        ClusterError.__module__ = 'rbd'
+        for error in (ClusterError('timed out'), OSError(5, 'EIO'),
+                      exception.MigrationNoSpace(image='volume-1',
+                                                 step='execute'),
+                      db_exc.DBConnectionError(),
+                      messaging.MessagingTimeout(),
+                      tooz.coordination.LockAcquireFailed('etcd is down'),
+                      cinder_exception.DriverNotInitialized()):
+            self.assertTrue(manager._can_heal(error), error)
+        for error in (TypeError(), KeyError('phase'), AttributeError(),
+                      ValueError(), AssertionError()):
+            self.assertFalse(manager._can_heal(error), error)
+
+    def test_a_defect_ends_in_error_at_once_and_a_restart_resumes(self):
+        driver = _FakeDriver(failures=1, error=KeyError('phase'))
+        self.complete(driver)
+        self.assertEqual(1, driver.calls)
+        self.assertEqual([], self.sleeps)
+        self.assertEqual(['error'], self.volume.saved)
+        self.assertEqual([(self.volume.id, messages.COPY_FAILED)],
+                         self.mgr.message_api.left)
+        self.assertEqual({constants.FAILED_KEY: 'KeyError'},
+                         self.mgr.db.admin)
+        self.volume.admin_metadata = dict(self.mgr.db.admin)
+        self.mgr._clear_failure(self.ctxt, self.volume)
+        self.assertEqual(constants.ATTACHABLE, self.volume.migration_status)
+        self.assertEqual({}, self.mgr.db.admin)
+        self.complete(driver)
+        self.assertEqual(['error', constants.ATTACHABLE, 'success'],
+                         self.volume.saved)
+
+    def test_a_copy_waits_for_the_volume_lock(self):
+        # held, as by a take-over or a delete's roll-back of this volume
+        lock = coordination.COORDINATOR.get_lock(
+            manager.LOCK.format(volume=self.volume))
+        lock.acquire()
+        driver = _FakeDriver()
+        self.mgr.driver = driver
+        self.mgr.complete_migration(self.ctxt, self.volume)
+        self.assertFalse(self.mgr._completing[self.volume.id].ended.wait(
+            0.3))
+        self.assertEqual(0, driver.calls)
+        lock.release()
+        self.until_ended()
+        self.assertEqual(['success'], self.volume.saved)
+        # tooz's file backend leaves the lock's file; a delete removes it
+        lock_file = os.path.join(self.lock_dir, 'cinder-vol-1-asyncmig')
+        self.assertTrue(os.path.exists(lock_file))
+        rbd_driver.AsyncMigrationRBDDriver.clean_volume_file_locks('vol-1')
+        self.assertFalse(os.path.exists(lock_file))
 
     def test_lost_migration_ends_in_error(self):
         driver = _FakeDriver(failures=1, error=exception.MigrationLost(
@@ -391,8 +470,8 @@ class CompletionTest(testtools.TestCase):
         self.assertEqual(2, driver.calls)
         self.assertEqual(['success'], self.volume.saved)
         self.assertNotIn(constants.PROGRESS_KEY, self.mgr.db.metadata)
-        # one retry of the copy, then the end waited for the database
-        self.assertEqual([10, 10, 20, 40], self.sleeps)
+        # the retry's wait, then the next attempt waited for the database
+        self.assertEqual([10, 10], self.sleeps)
 
     def test_linked_source_gone_needs_no_source_host(self):
         self.mgr.db.admin[constants.SOURCE_KEY] = 'src@rbd#pool'
@@ -442,24 +521,17 @@ class CompletionTest(testtools.TestCase):
         self.mgr.driver = Driver()
         second = _FakeVolume()
         second.id = 'vol-2'
-        first = threading.Thread(target=self.mgr.complete_migration,
-                                 args=(self.ctxt, self.volume))
-        first.start()
-        self.addCleanup(first.join, 10)
+        self.mgr.complete_migration(self.ctxt, self.volume)
         self.assertTrue(first_copying.wait(10))
-        waiting = threading.Thread(target=self.mgr.complete_migration,
-                                   args=(self.ctxt, second))
-        waiting.start()
-        self.addCleanup(waiting.join, 10)
-        process.wait_for('vol-2 queued', lambda: progress, 10, 0.01)
+        # returns at once, with nothing running for it
+        self.mgr.complete_migration(self.ctxt, second)
         self.assertEqual(['vol-2'], self.mgr.copy_slots.waiting())
         self.assertEqual([], second.saved)
         self.assertEqual(constants.ATTACHABLE, second.migration_status)
         self.assertEqual(
             [('vol-2', 'queued for a copy slot: next in line')], progress)
         first_may_end.set()
-        first.join(10)
-        waiting.join(10)
+        self.until_ended()
         self.assertEqual(['success'], self.volume.saved)
         self.assertEqual(['success'], second.saved)
         self.assertEqual(0, self.mgr.copy_slots.running())
@@ -476,27 +548,21 @@ class CompletionTest(testtools.TestCase):
                     time.sleep(0.01)
         self.useFixture(fixtures.MockPatch('time.sleep'))  # real sleeps
         self.mgr.driver = Driver()
-        completion = threading.Thread(target=self.mgr.complete_migration,
-                                      args=(self.ctxt, self.volume))
-        completion.start()
-        self.addCleanup(completion.join, 10)
+        self.mgr.complete_migration(self.ctxt, self.volume)
         self.assertTrue(copying.wait(10))
         self.mgr._stop_completion(self.volume, 10)
-        self.assertFalse(completion.is_alive())
         self.assertEqual({}, self.mgr._completing)
         self.assertEqual([], self.volume.saved)
         self.assertEqual(0, self.mgr.copy_slots.running())
 
     def test_a_completion_in_line_for_a_slot_stops_at_once(self):
         self.mgr.copy_slots = slots.CopySlots(1)
-        self.mgr.copy_slots.acquire('another volume')
+        self.mgr.copy_slots.request('another volume', lambda: None)
         self.mgr.driver = _FakeDriver()
-        completion = threading.Thread(target=self.mgr.complete_migration,
-                                      args=(self.ctxt, self.volume))
-        completion.start()
-        self.addCleanup(completion.join, 10)
-        process.wait_for('in line', self.mgr.copy_slots.waiting, 10, 0.01)
+        self.mgr.complete_migration(self.ctxt, self.volume)
+        self.assertEqual([self.volume.id], self.mgr.copy_slots.waiting())
         self.mgr._stop_completion(self.volume, 10)
+        self.assertEqual({}, self.mgr._completing)
         self.assertEqual([], self.mgr.copy_slots.waiting())
         self.assertEqual(0, self.mgr.driver.calls)
         self.assertEqual([], self.volume.saved)

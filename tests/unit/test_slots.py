@@ -10,75 +10,62 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The bound on concurrent copies, with real threads."""
-
-import threading
+"""The bound on concurrent copies."""
 
 import testtools
 
-from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.volume import slots
-
-_WAIT = 10
 
 
 class CopySlotsTest(testtools.TestCase):
 
-    def _waiter(self, copy_slots, key, places, acquired, give_up=None):
-        def run():
-            held = copy_slots.acquire(key, places.setdefault(key, []).append,
-                                      give_up)
-            acquired.append((key, held))
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        self.addCleanup(thread.join, _WAIT)
-        return thread
+    def setUp(self):
+        super(CopySlotsTest, self).setUp()
+        self.started = []
+        self.places = {}
 
-    @staticmethod
-    def _until(predicate):
-        process.wait_for('the slots', predicate, _WAIT, interval=0.01)
+    def _request(self, copy_slots, key):
+        copy_slots.request(key, lambda: self.started.append(key),
+                           self.places.setdefault(key, []).append)
 
     def test_beyond_the_limit_wait_in_line_first_come_first_served(self):
         copy_slots = slots.CopySlots(2)
-        places, acquired = {}, []
-        for key in ('a', 'b'):
-            self.assertTrue(copy_slots.acquire(key))
-        for place, key in enumerate(('c', 'd', 'e'), 1):
-            self._waiter(copy_slots, key, places, acquired)
-            self._until(lambda: places.get(key) == [place])
+        for key in 'abcde':
+            self._request(copy_slots, key)
+        self.assertEqual(['a', 'b'], self.started)
         self.assertEqual(['c', 'd', 'e'], copy_slots.waiting())
         self.assertEqual(2, copy_slots.running())
         copy_slots.release('a')
-        self._until(lambda: places['e'] == [3, 2] and places['d'] == [2, 1])
-        self.assertEqual([('c', True)], acquired)
+        self.assertEqual(['a', 'b', 'c'], self.started)
         copy_slots.release('c')
-        self._until(lambda: places['e'] == [3, 2, 1])
-        self.assertEqual([('c', True), ('d', True)], acquired)
         copy_slots.release('b')
-        self._until(lambda: len(acquired) == 3)
-        self.assertEqual([('c', True), ('d', True), ('e', True)], acquired)
-        self.assertEqual({'c': [1], 'd': [2, 1], 'e': [3, 2, 1]}, places)
+        self.assertEqual(list('abcde'), self.started)
+        self.assertEqual({'a': [], 'b': [], 'c': [1], 'd': [2, 1],
+                          'e': [3, 2, 1]}, self.places)
         self.assertEqual([], copy_slots.waiting())
+        self.assertEqual(2, copy_slots.running())
 
-    def test_a_waiter_that_gives_up_leaves_the_line(self):
-        copy_slots = slots.CopySlots(1, poll=0.01)
-        self.assertTrue(copy_slots.acquire('a'))
-        places, acquired = {}, []
-        gone = threading.Event()
-        self._waiter(copy_slots, 'b', places, acquired, gone.is_set)
-        self._waiter(copy_slots, 'c', places, acquired)
-        self._until(lambda: places.get('c') == [2])
-        gone.set()
-        self._until(lambda: acquired == [('b', False)])
+    def test_one_that_leaves_the_line_never_starts(self):
+        copy_slots = slots.CopySlots(1)
+        for key in 'abc':
+            self._request(copy_slots, key)
+        self.assertTrue(copy_slots.leave('b'))
+        self.assertFalse(copy_slots.leave('b'))
+        self.assertFalse(copy_slots.leave('a'))  # holds its slot
         self.assertEqual(['c'], copy_slots.waiting())
-        # told after the line changed, outside the lock
-        self._until(lambda: places['c'] == [2, 1])
+        self.assertEqual([2, 1], self.places['c'])
         copy_slots.release('a')
-        self._until(lambda: len(acquired) == 2)
-        self.assertEqual(('c', True), acquired[1])
+        self.assertEqual(['a', 'c'], self.started)
+
+    def test_a_start_may_give_its_slot_back_at_once(self):
+        copy_slots = slots.CopySlots(1)
+        copy_slots.request('a', lambda: copy_slots.release('a'))
+        self._request(copy_slots, 'b')
+        self.assertEqual(['b'], self.started)
+        self.assertEqual([], self.places['b'])
 
     def test_no_limit_never_waits(self):
         copy_slots = slots.CopySlots(0)
         for key in range(50):
-            self.assertTrue(copy_slots.acquire(key, self.fail, self.fail))
+            copy_slots.request(key, lambda: None, self.fail)
         self.assertEqual(50, copy_slots.running())

@@ -28,6 +28,7 @@ import os
 import socket
 import time
 
+from cinder import coordination
 from cinder.i18n import _
 from cinder.volume.drivers import rbd as cinder_rbd
 from oslo_log import log as logging
@@ -41,6 +42,7 @@ from cinder_asyncmig import opts
 from cinder_asyncmig.sources import base as source_base
 from cinder_asyncmig.sources import kinds as source_kinds
 from cinder_asyncmig.sources import registry
+from cinder_asyncmig.volume import constants
 from cinder_asyncmig.volume import throttle
 
 LOG = logging.getLogger(__name__)
@@ -115,6 +117,17 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         kinds = self._source_kinds()
         self._stats['async_migration_target'] = bool(kinds)
         self._stats['async_migration_source_kinds'] = kinds
+
+    @classmethod
+    def clean_volume_file_locks(cls, volume_id):
+        """Remove the volume's migration lock once the volume is gone.
+
+        The manager takes it through Cinder's coordination; tooz's file
+        backend leaves a file per lock.
+        """
+        super(AsyncMigrationRBDDriver, cls).clean_volume_file_locks(
+            volume_id)
+        coordination.synchronized_remove(volume_id + constants.LOCK_SUFFIX)
 
     def _source_kinds(self):
         return list(self.configuration.async_migration_source_kinds or [])
