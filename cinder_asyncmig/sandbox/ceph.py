@@ -34,7 +34,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -43,6 +42,7 @@ import uuid
 from oslo_log import log as logging
 from oslo_utils import units
 
+from cinder_asyncmig import children
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sandbox import roots
 
@@ -326,31 +326,24 @@ class CephCluster(process.Recorded):
 
     def down(self):
         """Stop every daemon and remove the cluster's directory."""
-        pids = self._daemon_pids()
-        for pid in pids:
-            # memstore writes all its data to disk on a clean stop: a
-            # throwaway cluster has nothing to keep, so kill at once.
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 30
-        while any(process.pid_alive(p) for p in pids):
-            if time.monotonic() > deadline:
-                raise CephClusterError('daemons %s did not stop' % pids)
-            time.sleep(0.05)
-        for proc in self._children.values():
-            proc.wait()
+        # memstore writes all its data to disk on a clean stop: a throwaway
+        # cluster has nothing to keep, so kill at once.
+        for name, pid in self._state.get('daemons', {}).items():
+            child = (self._children.get(pid) or
+                     children.Child.adopt(pid, self.conf_path))
+            if child is not None and not child.stop(30, term=False):
+                raise CephClusterError('%s (pid %d) did not stop' %
+                                       (name, pid))
         self._children.clear()
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def daemon_pids(self):
         """The pids of the cluster's daemons that still run."""
-        return [pid for pid in self._daemon_pids() if process.pid_alive(pid)]
+        return [pid for pid in self._daemon_pids() if children.alive(pid)]
 
     def is_running(self):
         pids = self._daemon_pids()
-        return bool(pids) and all(process.pid_alive(p) for p in pids)
+        return bool(pids) and all(children.alive(p) for p in pids)
 
     # -- pools and clients ----------------------------------------------
 
@@ -477,20 +470,16 @@ class CephCluster(process.Recorded):
             self.release,
             ['ceph-%s' % kind, '-f', '-c', self.conf_path, '-i', ident],
             binds=[self.directory])
-        with open(log, 'ab') as out:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                start_new_session=True, close_fds=True, env=env,
-                # as under systemd: Debian sid's build has a relative
-                # default osd_class_dir, which must resolve from /
-                cwd='/')
-        self._children[proc.pid] = proc
-        self._state['daemons']['%s.%s' % (kind, ident)] = proc.pid
+        # as under systemd: Debian sid's build has a relative default
+        # osd_class_dir, which must resolve from /
+        child = children.Child.spawn(argv, log, env=env, cwd='/')
+        self._children[child.pid] = child
+        self._state['daemons']['%s.%s' % (kind, ident)] = child.pid
         self._save()
         time.sleep(0.1)
-        if proc.poll() is not None:
+        if not child.running():
             raise CephClusterError('ceph-%s.%s exited with %s: %s' % (
-                kind, ident, proc.returncode, self._log_tail(kind, ident)))
+                kind, ident, child.returncode, self._log_tail(kind, ident)))
 
     def _start_mon(self):
         self._start_daemon('mon', 'a')
@@ -545,6 +534,6 @@ class CephCluster(process.Recorded):
         pids = []
         for pid in self._state.get('daemons', {}).values():
             # a pid reused by something else is not ours to kill
-            if self.conf_path in process.cmdline(pid):
+            if self.conf_path in children.cmdline(pid):
                 pids.append(pid)
         return pids

@@ -54,6 +54,7 @@ from oslo_log import log as logging
 from oslo_utils import excutils
 from oslo_utils import units
 
+from cinder_asyncmig import children
 from cinder_asyncmig.engine import features
 from cinder_asyncmig.sandbox import ceph
 from cinder_asyncmig.sandbox import cinderconf
@@ -231,7 +232,7 @@ class Service(object):
         """
         pids = self.daemon.kill(sig)
         if sig == signal.SIGKILL:
-            alive = process.wait_gone(pids, timeout)
+            alive = children.wait_gone(pids, timeout)
             if alive:
                 raise SandboxError('%s: %s survived SIGKILL' % (self.name,
                                                                 alive))

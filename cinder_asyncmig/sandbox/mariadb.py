@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 
+from cinder_asyncmig import children
 from cinder_asyncmig.sandbox import process
 
 MARIADBD = '/usr/sbin/mariadbd'
@@ -147,7 +148,7 @@ class MariaDB(object):
 
     def shutdown(self, timeout=60):
         """Stop the server cleanly, as an operator's restart does."""
-        alive = process.wait_gone(self.daemon.kill(signal.SIGTERM), timeout)
+        alive = children.wait_gone(self.daemon.kill(signal.SIGTERM), timeout)
         if alive:
             raise MariaDBError('MariaDB %s did not shut down in %d s' % (
                 alive, timeout))

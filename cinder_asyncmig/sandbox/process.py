@@ -27,10 +27,11 @@ import os
 import random
 import signal
 import socket
-import subprocess
 import time
 
 from oslo_log import log as logging
+
+from cinder_asyncmig import children
 
 LOG = logging.getLogger(__name__)
 
@@ -106,76 +107,6 @@ def port_open(port, host='127.0.0.1', timeout=0.5):
         return False
 
 
-def _stat(pid):
-    """Return (state, ppid, session) of a process, or None when gone."""
-    try:
-        with open('/proc/%d/stat' % pid) as f:
-            # the command name may hold spaces and parentheses
-            fields = f.read().rsplit(')', 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return fields[0], int(fields[1]), int(fields[3])
-
-
-def pid_alive(pid):
-    """Whether ``pid`` is a running (not zombie) process."""
-    stat = _stat(pid)
-    return stat is not None and stat[0] != 'Z'
-
-
-def cmdline(pid):
-    """The command line of ``pid`` as one string ('' when gone)."""
-    try:
-        with open('/proc/%d/cmdline' % pid, 'rb') as f:
-            return f.read().replace(b'\0', b' ').decode(errors='replace')
-    except OSError:
-        return ''
-
-
-def _all_stats():
-    stats = {}
-    for name in os.listdir('/proc'):
-        if name.isdigit():
-            stat = _stat(int(name))
-            if stat is not None:
-                stats[int(name)] = stat
-    return stats
-
-
-def process_tree(pid):
-    """Return ``pid``, its descendants and the rest of its session.
-
-    Descendants are found through their parent pids, so the ones that
-    started sessions of their own (Erlang's port programs do) are included;
-    the members of the session ``pid`` leads are found even after their
-    parent died. Zombies are left out. The leader comes first.
-    """
-    stats = _all_stats()
-    children = {}
-    for child, (_state, ppid, _sid) in stats.items():
-        children.setdefault(ppid, []).append(child)
-    found = []
-    todo = [pid] + [p for p, (_s, _pp, sid) in stats.items()
-                    if sid == pid and p != pid]
-    while todo:
-        current = todo.pop(0)
-        if current in found or current not in stats:
-            continue
-        found.append(current)
-        todo.extend(children.get(current, ()))
-    return [p for p in found if stats[p][0] != 'Z']
-
-
-def wait_gone(pids, timeout):
-    """Wait until none of ``pids`` runs; return the ones still running."""
-    deadline = time.monotonic() + timeout
-    while True:
-        alive = [p for p in pids if pid_alive(p)]
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.05)
-
-
 class Daemon(object):
     """One program of the sandbox, running in a session of its own.
 
@@ -226,15 +157,12 @@ class Daemon(object):
         env = dict(os.environ)
         env.update(self.env)
         os.makedirs(os.path.dirname(self.log), exist_ok=True)
-        with open(self.log, 'ab') as out:
-            try:
-                self._proc = subprocess.Popen(
-                    self.argv, stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=subprocess.STDOUT, env=env, cwd=self.cwd,
-                    start_new_session=True, close_fds=True)
-            except OSError as exc:
-                raise DaemonError('cannot start %s (%s): %s' % (
-                    self.name, self.argv[0], exc)) from exc
+        try:
+            self._proc = children.Child.spawn(self.argv, self.log, env=env,
+                                              cwd=self.cwd)
+        except OSError as exc:
+            raise DaemonError('cannot start %s (%s): %s' % (
+                self.name, self.argv[0], exc)) from exc
         self.pid = self._proc.pid
         self.started_at = time.time()
         LOG.debug('Started %(name)s as pid %(pid)d',
@@ -246,41 +174,31 @@ class Daemon(object):
     def check(self):
         """Raise :class:`DaemonError` with its log tail if it stopped."""
         if not self.running():
-            if self._proc is not None:
-                self._proc.poll()
             raise DaemonError('%s (pid %s) stopped: %s' % (
                 self.name, self.pid, self.log_tail()))
 
     def running(self):
         """Whether the recorded pid runs and is this daemon."""
-        if not self.pid:
-            return False
+        return self._child() is not None
+
+    def _child(self):
         if self._proc is not None:
-            # our own child: poll() reaps it once it has exited
-            return self._proc.poll() is None
-        return pid_alive(self.pid) and self.marker in cmdline(self.pid)
+            # started here: it is reaped once it has exited
+            return self._proc if self._proc.running() else None
+        return children.Child.adopt(self.pid, self.marker)
 
     def processes(self):
         """The pids of every process of this daemon (leader first)."""
-        if not self.running():
-            return []
-        return process_tree(self.pid)
+        child = self._child()
+        return [proc.pid for proc in child.processes()] if child else []
 
     def kill(self, sig=signal.SIGKILL):
         """Send ``sig`` to every process of the daemon, leader first.
 
-        The leader goes first so that a supervisor (oslo.service's process
-        launcher, the RabbitMQ start script) cannot respawn or signal the
-        others in between.
-
         :returns: the pids signalled.
         """
-        pids = self.processes()
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
+        child = self._child()
+        pids = child.signal(sig, tree=True) if child else []
         if pids:
             LOG.debug('Sent signal %(sig)d to %(name)s: %(pids)s',
                       {'sig': sig, 'name': self.name, 'pids': pids})
@@ -288,14 +206,12 @@ class Daemon(object):
 
     def stop(self, timeout=30):
         """Kill every process of the daemon and wait until all are gone."""
-        pids = self.kill(signal.SIGKILL)
-        alive = wait_gone(pids, timeout)
-        if self._proc is not None:
-            self._proc.wait(timeout=timeout)
-            self._proc = None
-        if alive:
+        child = self._child()
+        if child is not None and not child.stop(timeout, tree=True,
+                                                term=False):
             raise DaemonError('%s: processes %s did not stop' %
-                              (self.name, alive))
+                              (self.name, [p.pid for p in child.processes()]))
+        self._proc = None
 
     def log_tail(self, lines=15):
         """The last ``lines`` lines of the daemon's log."""

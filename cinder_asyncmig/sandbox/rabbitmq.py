@@ -29,6 +29,7 @@ import signal
 
 import amqp
 
+from cinder_asyncmig import children
 from cinder_asyncmig.sandbox import process
 
 RABBITMQ_SERVER = '/usr/lib/rabbitmq/bin/rabbitmq-server'
@@ -174,7 +175,7 @@ class RabbitMQ(object):
 
         RabbitMQ takes SIGTERM as ``rabbitmqctl stop``; epmd keeps running.
         """
-        alive = process.wait_gone(self.server.kill(signal.SIGTERM), timeout)
+        alive = children.wait_gone(self.server.kill(signal.SIGTERM), timeout)
         if alive:
             raise process.DaemonError('RabbitMQ %s did not shut down in '
                                       '%d s' % (alive, timeout))

@@ -36,6 +36,7 @@ import sqlalchemy
 import testtools
 from testtools import content
 
+from cinder_asyncmig import children
 from cinder_asyncmig.sandbox import cinderconf
 from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.sandbox import process
@@ -226,7 +227,7 @@ class AsyncMigrationTest(testtools.TestCase):
         service = self.sandbox.service(cloud.VOLUME_TARGET)
         self.assertEqual([], [p for p in service.processes()
                               if 'cinder_asyncmig.engine.worker' in
-                              process.cmdline(p)])
+                              children.cmdline(p)])
         state_dir = cinderconf.path(
             self.sandbox.deployment, 'state',
             'asyncmig-%s' % manager_settings.TARGET.name)
@@ -529,7 +530,7 @@ class AsyncMigrationTest(testtools.TestCase):
                   lambda v: constants.PROGRESS_KEY in v['metadata'])
         service = self.sandbox.service(cloud.VOLUME_TARGET)
         workers = [p for p in service.processes()
-                   if 'cinder_asyncmig.engine.worker' in process.cmdline(p)]
+                   if 'cinder_asyncmig.engine.worker' in children.cmdline(p)]
         self.assertEqual(1, len(workers))
         # freeze cinder-volume but not its copy worker: the copy ends,
         # nobody commits, and then the service dies
@@ -663,7 +664,7 @@ class AsyncMigrationTest(testtools.TestCase):
             # up on this attempt and schedules a retry
             for pid in service.processes():
                 if pid not in killed and ('cinder_asyncmig.engine.worker' in
-                                          process.cmdline(pid)):
+                                          children.cmdline(pid)):
                     killed.add(pid)
                     os.kill(pid, signal.SIGKILL)
             progress = self.volume(volume_id)['metadata'].get(

@@ -35,6 +35,7 @@ import psutil
 import rbd
 import testtools
 
+from cinder_asyncmig import children
 from cinder_asyncmig.engine import features
 from cinder_asyncmig.engine import worker
 from cinder_asyncmig.sandbox import cinderconf
@@ -223,7 +224,7 @@ class CurrentSourcesTest(testtools.TestCase):
                               if n.startswith('exporter.%s' % volume_id)])
         self.assertEqual([], [p for p in self.sandbox.service(
             cloud.VOLUME_TARGET).processes() if 'qemu-nbd' in
-            process.cmdline(p)])
+            children.cmdline(p)])
 
     def source_snapshots(self, volume_id):
         with rbd.Image(self.x_ioctx, 'volume-%s' % volume_id,
@@ -239,7 +240,7 @@ class CurrentSourcesTest(testtools.TestCase):
         self.assertEqual([], self.target_listeners())
         self.assertEqual([], [p for p in self.sandbox.service(
             cloud.VOLUME_TARGET).processes() if WORKER_MODULE in
-            process.cmdline(p)])
+            children.cmdline(p)])
 
     # -- tests -----------------------------------------------------------
 

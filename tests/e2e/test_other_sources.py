@@ -40,6 +40,7 @@ import rados
 import rbd
 import testtools
 
+from cinder_asyncmig import children
 from cinder_asyncmig.engine import features
 from cinder_asyncmig.sandbox import cinderconf
 from cinder_asyncmig.sandbox import cloud
@@ -215,7 +216,7 @@ class OtherSourcesTest(testtools.TestCase):
     def target_processes(self, module):
         return [pid for pid in
                 self.sandbox.service(cloud.VOLUME_TARGET).processes()
-                if module in process.cmdline(pid)]
+                if module in children.cmdline(pid)]
 
     def assert_nothing_left(self, volume_id, port=None):
         """No exporter, listener, record or attachment of the volume."""

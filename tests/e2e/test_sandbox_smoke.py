@@ -27,6 +27,7 @@ import rados
 import rbd
 import testtools
 
+from cinder_asyncmig import children
 from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.sandbox import process
 
@@ -308,7 +309,7 @@ class SandboxSmokeTest(testtools.TestCase):
         old_pids = target.processes()
         killed = target.kill()
         self.assertEqual(sorted(old_pids), sorted(killed))
-        self.assertFalse([p for p in killed if process.pid_alive(p)])
+        self.assertFalse([p for p in killed if children.alive(p)])
         self.assertTrue(sandbox.service(cloud.VOLUME_SOURCE).running())
         sandbox.wait_service_down(cloud.VOLUME_TARGET, timeout=60)
         new_pid = target.start()
@@ -333,5 +334,5 @@ class SandboxSmokeTest(testtools.TestCase):
             {name for name, pids in running.items() if pids})
         pids = sum(running.values(), [])
         sandbox.down()
-        self.assertEqual([], [p for p in pids if process.pid_alive(p)])
+        self.assertEqual([], [p for p in pids if children.alive(p)])
         self.assertFalse(os.path.exists(sandbox.directory))

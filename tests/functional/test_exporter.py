@@ -20,7 +20,6 @@ import hashlib
 from http import client as http_client
 import os
 import random
-import signal
 import socket
 import time
 from urllib import parse as urlparse
@@ -29,6 +28,7 @@ import fixtures
 from oslo_utils import units
 import rbd
 
+from cinder_asyncmig import children
 from cinder_asyncmig.engine import specs
 from cinder_asyncmig.engine import state
 from cinder_asyncmig.engine import worker as copy_worker
@@ -181,8 +181,7 @@ class ExporterImportTest(base.FunctionalTestCase):
         report = self._wait(job, lambda s: 0 < s.get('done', 0) and
                             s['done'] < s['total'] / 2)
         self.assertEqual(copy_worker.RUNNING, report.get('phase'), report)
-        os.kill(handle.pid, signal.SIGKILL)
-        handle._popen.wait()
+        handle._kill()
         self.assertIsNone(exporter.Exporter.adopt(self.exports, self.name))
 
         again = exporter.Exporter.resume(self.exports, self.name)
@@ -199,7 +198,7 @@ class ExporterImportTest(base.FunctionalTestCase):
                          base.image_sha256(self.dst_ioctx, self.name))
 
         again.stop()
-        self.assertFalse(copy_worker.pid_running(again.pid))
+        self.assertFalse(children.alive(again.pid))
         self.assertRaises(ConnectionRefusedError, socket.create_connection,
                           (again.address, again.port), 5)
         self.assertEqual([], os.listdir(self.exports))

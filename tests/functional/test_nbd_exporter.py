@@ -31,6 +31,7 @@ from oslo_utils import units
 import psutil
 import rbd
 
+from cinder_asyncmig import children
 from cinder_asyncmig.engine import features
 from cinder_asyncmig import exception
 from cinder_asyncmig.sandbox import pki
@@ -157,7 +158,7 @@ class NbdExporterTest(base.FunctionalTestCase):
         handle = self._export(max_bytes_per_sec=64 * units.Mi)
         server_pid = handle.status()['server_pid']
         os.kill(handle.pid, signal.SIGKILL)
-        self.assertEqual([], process.wait_gone([handle.pid, server_pid], 30))
+        self.assertEqual([], children.wait_gone([handle.pid, server_pid], 30))
         self.assertIsNone(exporter.Exporter.adopt(self.exports, self.name))
         again = exporter.Exporter.restart(self.exports, self.name)
         self.assertEqual(handle.url, again.url)
@@ -165,7 +166,7 @@ class NbdExporterTest(base.FunctionalTestCase):
                          self._client(again.url))
         server_pid = again.status()['server_pid']
         exporter.Exporter.forget(self.exports, self.name)
-        self.assertFalse(process.pid_alive(server_pid))
+        self.assertFalse(children.alive(server_pid))
         self.assertFalse(process.port_open(again.port))
         self.assertEqual([], [n for n in os.listdir(self.exports)
                               if self.name in n])

@@ -25,6 +25,7 @@ import rados
 import rbd
 import testtools
 
+from cinder_asyncmig import children
 from cinder_asyncmig.engine import migration
 from cinder_asyncmig.engine import specs
 from cinder_asyncmig.engine import state
@@ -283,7 +284,7 @@ class LinkedMigrationTest(base.FunctionalTestCase):
 
         self.assertEqual(1, len(killed), 'the worker was never killed')
         pid, addr, _at, _percent = killed[0]
-        self.assertFalse(copy_worker.pid_running(pid))
+        self.assertFalse(children.alive(pid))
         # the dead worker was blocklisted instead of waited for
         self.assertIn(addr, self.cluster.blocklist())
         self.assertEqual('success', final['phase'])
@@ -618,7 +619,7 @@ class ConcurrentClustersTest(base.FunctionalTestCase):
         finally:
             other.down()
         self.assertFalse(os.path.exists(other.directory))
-        self.assertFalse([p for p in pids if copy_worker.pid_running(p)])
+        self.assertFalse([p for p in pids if children.alive(p)])
         self.assertTrue(self.cluster.is_running())
 
     def test_cluster_on_disk_holds_more_than_its_ram(self):

@@ -224,7 +224,7 @@ class ExportedSourceTest(testtools.TestCase):
         # the exporter dies: it is served again, at the same URL
         url = served.url
         os.kill(served.pid, signal.SIGKILL)
-        served._popen.wait()
+        served._process.wait()
         served = source.ensure_served()
         self.assertEqual(url, served.url)
         source.stop(mock.Mock(), self.volume)
@@ -238,7 +238,7 @@ class ExportedSourceTest(testtools.TestCase):
         kind = exported.ExporterKind(driver)
         self.assertTrue(kind.holds_local_state(self.volume))
         os.kill(served.pid, signal.SIGKILL)
-        served._popen.wait()
+        served._process.wait()
         kind.ensure_served(self.volume)
         again = exporter.Exporter.adopt(self.state_dir, self.volume.id)
         self.assertTrue(again.running())

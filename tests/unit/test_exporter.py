@@ -39,9 +39,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from oslo_config import cfg
 from oslo_utils import units
+import psutil
 import testtools
 
-from cinder_asyncmig.engine import worker
+from cinder_asyncmig import children
 from cinder_asyncmig import exception
 from cinder_asyncmig import opts
 from cinder_asyncmig.sandbox import process
@@ -723,12 +724,9 @@ class FuzzTest(testtools.TestCase):
 
 def _exporter_pids(config_path):
     """Live processes whose command line names ``config_path``."""
-    pids = []
-    for entry in os.listdir('/proc'):
-        if entry.isdigit() and worker.pid_running(int(entry)):
-            if config_path.encode() in worker.pid_cmdline(int(entry)):
-                pids.append(int(entry))
-    return pids
+    return [proc.pid for proc in psutil.process_iter()
+            if children.alive(proc.pid) and
+            config_path in children.cmdline(proc.pid)]
 
 
 class ExporterProcessTest(testtools.TestCase):
@@ -788,8 +786,7 @@ class ExporterProcessTest(testtools.TestCase):
 
         mode = os.stat(handle.config_path).st_mode
         self.assertEqual(0o600, stat.S_IMODE(mode))
-        self.assertNotIn(self.token.encode(),
-                         b' '.join(worker.pid_cmdline(handle.pid)))
+        self.assertNotIn(self.token, children.cmdline(handle.pid))
         status = handle.status()
         self.assertEqual((handle.pid, 'serving', handle.port),
                          (status['pid'], status['phase'], status['port']))
@@ -816,7 +813,7 @@ class ExporterProcessTest(testtools.TestCase):
 
         adopted.stop()
 
-        self.assertFalse(worker.pid_running(handle.pid))
+        self.assertFalse(children.alive(handle.pid))
         self.assertEqual([], _exporter_pids(handle.config_path))
         self.assertEqual([], self._state_files())
         self.assertRaises(ConnectionRefusedError, socket.create_connection,
@@ -825,7 +822,7 @@ class ExporterProcessTest(testtools.TestCase):
     def test_sigterm_stops_the_child_cleanly(self):
         handle = self._start()
         os.kill(handle.pid, signal.SIGTERM)
-        self.assertEqual(0, handle._popen.wait(timeout=10))
+        self.assertEqual(0, handle._process.wait(timeout=10))
         self.assertEqual('stopped', handle.status()['phase'])
         self.assertIsNone(exporter.Exporter.adopt(self.state_dir,
                                                   'volume-1'))
@@ -834,7 +831,7 @@ class ExporterProcessTest(testtools.TestCase):
         handle = self._start()
         url = handle.url
         os.kill(handle.pid, signal.SIGKILL)
-        handle._popen.wait()
+        handle._process.wait()
         self.assertIsNone(exporter.Exporter.adopt(self.state_dir,
                                                   'volume-1'))
 
@@ -854,7 +851,7 @@ class ExporterProcessTest(testtools.TestCase):
     def test_restart_fails_clearly_when_the_port_is_taken(self):
         handle = self._start()
         os.kill(handle.pid, signal.SIGKILL)
-        handle._popen.wait()
+        handle._process.wait()
         squatter = socket.socket()
         self.addCleanup(squatter.close)
         squatter.bind(('127.0.0.1', handle.port))
@@ -888,7 +885,7 @@ class ExporterProcessTest(testtools.TestCase):
         low, _high = self.ports
         first = self._start('volume-1', port_range=(low, low + 1))
         os.kill(first.pid, signal.SIGKILL)
-        first._popen.wait()
+        first._process.wait()
 
         second = self._start('volume-2', port_range=(low, low + 1))
 
@@ -947,7 +944,7 @@ class ExporterProcessTest(testtools.TestCase):
     def test_config_readable_by_others_is_refused(self):
         handle = self._start()
         os.kill(handle.pid, signal.SIGKILL)
-        handle._popen.wait()
+        handle._process.wait()
         os.chmod(handle.config_path, 0o644)
         self.assertRaises(exception.ExporterInvalid,
                           exporter.Exporter.restart, self.state_dir,
@@ -956,7 +953,7 @@ class ExporterProcessTest(testtools.TestCase):
     def test_forget_without_process(self):
         handle = self._start()
         os.kill(handle.pid, signal.SIGKILL)
-        handle._popen.wait()
+        handle._process.wait()
         exporter.Exporter.forget(self.state_dir, 'volume-1')
         exporter.Exporter.forget(self.state_dir, 'volume-1')
         self.assertEqual([], self._state_files())

@@ -17,8 +17,10 @@ import signal
 import time
 
 import fixtures
+import psutil
 import testtools
 
+from cinder_asyncmig import children
 from cinder_asyncmig.sandbox import process
 
 
@@ -52,7 +54,7 @@ class DaemonTest(testtools.TestCase):
         pids = self._wait_for_processes(daemon, 3)
         self.assertEqual(daemon.pid, pids[0])
         daemon.stop()
-        self.assertEqual([], [p for p in pids if process.pid_alive(p)])
+        self.assertEqual([], [p for p in pids if children.alive(p)])
         self.assertFalse(daemon.running())
 
     def test_session_members_are_found_after_their_parent_died(self):
@@ -62,13 +64,13 @@ class DaemonTest(testtools.TestCase):
         while True:
             self.assertLess(time.monotonic(), deadline)
             orphans = [p for p in daemon.processes()[1:]
-                       if process._stat(p)[1] != daemon.pid]
+                       if psutil.Process(p).ppid() != daemon.pid]
             # the subshell has exited and its child was reparented
-            if orphans and 'sleep 60' in process.cmdline(orphans[0]):
+            if orphans and 'sleep 60' in children.cmdline(orphans[0]):
                 break
             time.sleep(0.02)
         daemon.stop()
-        self.assertFalse(process.pid_alive(orphans[0]))
+        self.assertFalse(children.alive(orphans[0]))
 
     def test_a_loaded_record_is_stopped_from_another_object(self):
         # no exec: the marker must stay in the command line
@@ -77,7 +79,7 @@ class DaemonTest(testtools.TestCase):
         loaded = process.Daemon.from_dict(daemon.to_dict())
         self.assertTrue(loaded.running())
         loaded.stop()
-        self.assertFalse(process.pid_alive(daemon.pid))
+        self.assertFalse(children.alive(daemon.pid))
 
     def test_a_reused_pid_is_never_signalled(self):
         # our own pid, recorded under a marker our command line lacks

@@ -21,6 +21,7 @@ import time
 
 import testtools
 
+from cinder_asyncmig import children
 from cinder_asyncmig.engine import worker
 
 
@@ -41,7 +42,7 @@ class WorkerHandleTest(testtools.TestCase):
         self.addCleanup(proc.kill)
         # until exec, /proc shows the parent's command line
         deadline = time.monotonic() + 10
-        while (b'--status-file' not in worker.pid_cmdline(proc.pid) and
+        while ('--status-file' not in children.cmdline(proc.pid) and
                time.monotonic() < deadline):
             time.sleep(0.01)
         with open(self.status, 'w') as f:

@@ -20,8 +20,6 @@ and takes it down with :meth:`Exporter.stop` or :meth:`Exporter.forget`.
 """
 
 import os
-import signal
-import subprocess
 import sys
 import time
 
@@ -29,6 +27,7 @@ from cinder.i18n import _
 from oslo_log import log as logging
 from oslo_utils import excutils
 
+from cinder_asyncmig import children
 from cinder_asyncmig.engine import worker
 from cinder_asyncmig import exception
 from cinder_asyncmig.sources.exporter import child
@@ -49,15 +48,14 @@ class Exporter(object):
     child's status, no token) and ``exporter.ID.log``.
     """
 
-    def __init__(self, state_dir, config, pid, popen=None, status=None):
+    def __init__(self, state_dir, config, process, status=None):
         """Get handles from :meth:`start`, :meth:`adopt`, :meth:`resume`."""
         self.state_dir = state_dir
         self.export_id = config['export_id']
         self.config_path, self.status_path, self.log_path = child._paths(
             state_dir, self.export_id)
         self._config = config
-        self.pid = pid
-        self._popen = popen
+        self._process = process
         self._status = status or {}
 
     # -- lifecycle ---------------------------------------------------------
@@ -161,13 +159,11 @@ class Exporter(object):
         configuration._check_export_id(export_id)
         config_path, status_path, _log = child._paths(state_dir, export_id)
         status = worker.read_status(status_path)
-        pid = status.get('pid')
-        if (not pid or status.get('phase') != child.SERVING or
-                not worker.pid_running(pid)):
+        if status.get('phase') != child.SERVING:
             return None
-        cmdline = worker.pid_cmdline(pid)
-        if (_MODULE.encode() not in cmdline or
-                config_path.encode() not in cmdline):
+        process = children.Child.adopt(status.get('pid'), _MODULE,
+                                       config_path)
+        if process is None:
             return None
         try:
             config = configuration.check_config(
@@ -175,8 +171,8 @@ class Exporter(object):
         except (OSError, ValueError, exception.ExporterInvalid):
             return None
         LOG.info('Adopting exporter %(pid)d of %(id)s.',
-                 {'pid': pid, 'id': export_id})
-        return cls(state_dir, config, pid, status=status)
+                 {'pid': process.pid, 'id': export_id})
+        return cls(state_dir, config, process, status=status)
 
     @classmethod
     def resume(cls, state_dir, export_id,
@@ -212,11 +208,8 @@ class Exporter(object):
                                                           config['export_id'])
         child._remove(status_path)
         args = [sys.executable, '-m', _MODULE, '--config', config_path]
-        with open(log_path, 'ab', opener=configuration._private_opener) as log:
-            popen = subprocess.Popen(args, stdin=subprocess.DEVNULL,
-                                     stdout=log, stderr=log,
-                                     start_new_session=True, close_fds=True)
-        handle = cls(state_dir, config, popen.pid, popen)
+        handle = cls(state_dir, config, children.Child.spawn(
+            args, log_path, opener=configuration._private_opener))
         try:
             handle._status = handle._wait_listening(start_timeout)
             if config['port'] != handle._status['port']:
@@ -245,7 +238,7 @@ class Exporter(object):
                 raise exception.ExporterStartError(
                     export_id=self.export_id,
                     reason=_('the exporter exited with code %(code)s: '
-                             '%(log)s') % {'code': self._popen.returncode,
+                             '%(log)s') % {'code': self._process.returncode,
                                            'log': self._log_tail()})
             if time.monotonic() > deadline:
                 raise exception.ExporterStartError(
@@ -271,12 +264,7 @@ class Exporter(object):
             lines[-1] if lines else '', self._config['token'])
 
     def _kill(self):
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        if self._popen is not None:
-            self._popen.wait(timeout=30)
+        self._process.stop(timeout=30, term=False)
 
     # -- what the caller uses ----------------------------------------------
 
@@ -326,11 +314,13 @@ class Exporter(object):
         """
         return worker.read_status(self.status_path)
 
+    @property
+    def pid(self):
+        return self._process.pid
+
     def running(self):
         """:returns: whether the exporter process is alive."""
-        if self._popen is not None:
-            return self._popen.poll() is None
-        return worker.pid_running(self.pid)
+        return self._process.running()
 
     def stop(self, timeout=10):
         """Stop the exporter (SIGTERM, then SIGKILL) and remove its files.
@@ -339,7 +329,7 @@ class Exporter(object):
         :raises ExporterError: when the process does not die; its files
             are kept then.
         """
-        if not worker.terminate(self.pid, self.running, timeout):
+        if not self._process.stop(timeout):
             raise exception.ExporterError(
                 export_id=self.export_id,
                 reason=_('process %d did not stop') % self.pid)
