@@ -50,6 +50,9 @@ from tests.functional import base as ceph_base
 SIZE = units.Gi
 # 'deleting': migrated, the source's removal pending
 FINAL = ('success', 'error', constants.SOURCE_LEFT)
+# seconds the target volume service stays dead in the long outage case:
+# minutes, as an operator's repair takes
+TARGET_DOWN_FOR = 120
 
 
 def _test_dir():
@@ -519,6 +522,28 @@ class AsyncMigrationTest(testtools.TestCase):
             v['migration_status'] in FINAL)
         self._restart_target()
         self.assert_migrated(volume_id, model, self.follow(volume_id))
+
+    def test_target_killed_and_left_down_for_minutes(self):
+        volume_id, model = self._slow_copy_under_way()
+        service = self.sandbox.service(cloud.VOLUME_TARGET)
+        service.kill()
+        down_since = time.monotonic()
+        self.sandbox.wait_service_down(cloud.VOLUME_TARGET)
+        # what an operator sees meanwhile: the copy where it was, and a
+        # volume whose data path needs no volume service
+        volume = self.volume(volume_id)
+        self.assertEqual(constants.ATTACHABLE, volume['migration_status'])
+        self.assertFalse(volume['metadata'][
+            constants.PROGRESS_KEY].startswith('0.0%'))
+        self.hypervisor_write(model, {
+            'name': '%s/volume-%s' % (self.dst_pool, volume_id)})
+        # past every timeout of the dead clients (watches: 30 s)
+        time.sleep(max(0, TARGET_DOWN_FOR - (time.monotonic() -
+                                             down_since)))
+        service.start()
+        self.sandbox.wait_service_up(cloud.VOLUME_TARGET)
+        self.assert_migrated(volume_id, model, self.follow(volume_id))
+        self.assert_no_worker_left(volume_id)
 
     def test_target_killed_after_copy_before_commit(self):
         # big enough that the copy outlasts the steps before the freeze
