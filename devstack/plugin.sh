@@ -81,6 +81,18 @@ function configure_asyncmig_cinder {
             "${backends:+$backends,}$name"
     fi
     sudo install -d -o "$STACK_USER" "$ASYNCMIG_STATE_DIR"
+    configure_asyncmig_api
+}
+
+# configure_asyncmig_api - cinder-api loads Cinder's extensions and the
+# plugin's (the text of its user messages)
+function configure_asyncmig_api {
+    local extensions
+    mapfile -t extensions < <(
+        "$(get_python_exec_prefix)/cinder-asyncmig-sandbox" print-settings \
+            --api | awk '$2 == "osapi_volume_extension" { print $3 }')
+    iniset_multiline "$CINDER_CONF" DEFAULT osapi_volume_extension \
+        "${extensions[@]}"
 }
 
 # create_asyncmig_volume_type - a volume type pinned to the target backend

@@ -119,6 +119,9 @@ def _parser():
     show.add_argument('--format', choices=('iniset', 'ini'),
                       default='iniset',
                       help='"section key value" lines, or an ini file')
+    show.add_argument('--api', action='store_true',
+                      help='print the cinder-api settings instead: '
+                           'Cinder\'s API extensions and the plugin\'s')
     show.add_argument('--backend', action='append',
                       choices=[b.role for b in settings.DEVSTACK_BACKENDS],
                       help='backend(s) to print (default: all)')
@@ -201,6 +204,17 @@ def _down(args):
 
 
 def _print_settings(args):
+    if args.api:
+        result = settings.api_options()
+    else:
+        result = _backend_settings(args)
+    if args.format == 'ini':
+        sys.stdout.write(settings.render_ini(result))
+    else:
+        sys.stdout.write(settings.iniset_lines(result))
+
+
+def _backend_settings(args):
     roles = args.backend or [b.role for b in settings.DEVSTACK_BACKENDS]
     if (args.name or args.pool) and len(roles) != 1:
         raise ValueError('--name and --pool need exactly one --backend')
@@ -210,10 +224,7 @@ def _print_settings(args):
             settings.backend(role), args.ceph_conf, args.rbd_user,
             args.secret_uuid, pool=args.pool, name=args.name,
             state_dir=args.state_dir)
-    if args.format == 'ini':
-        sys.stdout.write(settings.render_ini(result))
-    else:
-        sys.stdout.write(settings.iniset_lines(result))
+    return result
 
 
 def main(argv=None):

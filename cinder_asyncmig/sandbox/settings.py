@@ -191,15 +191,20 @@ def iniset_lines(settings):
     """Render settings as ``section key value`` lines for ``iniset``.
 
     The value is last, so ``read -r section key value`` keeps its spaces.
+    A list value (a multi-valued option) gives one line per item.
     """
+    lines = []
     for section, key, value in settings:
         for part in (section, key):
             if not part or any(c.isspace() for c in part):
                 raise ValueError('section and key must be single words: '
                                  '%r %r' % (section, key))
-        if '\n' in str(value):
-            raise ValueError('value of %s.%s spans lines' % (section, key))
-    return ''.join('%s %s %s\n' % setting for setting in settings)
+        for item in value if isinstance(value, list) else [value]:
+            if '\n' in str(item):
+                raise ValueError('value of %s.%s spans lines' % (section,
+                                                                 key))
+            lines.append('%s %s %s\n' % (section, key, item))
+    return ''.join(lines)
 
 
 def render_ini(settings):

@@ -62,7 +62,7 @@ function iniset {
     "$PYTHON" - "$@" <<'EOF'
 import configparser, sys
 path, section, key, value = sys.argv[1:]
-config = configparser.RawConfigParser()
+config = configparser.RawConfigParser(strict=False)
 config.optionxform = str
 config.read(path)
 if section != 'DEFAULT' and not config.has_section(section):
@@ -72,11 +72,31 @@ with open(path, 'w') as f:
     config.write(f)
 EOF
 }
+function iniset_multiline {
+    "$PYTHON" - "$@" <<'EOF'
+import sys
+path, section, key = sys.argv[1:4]
+header = '[%s]' % section
+with open(path) as f:
+    lines = f.read().splitlines()
+current, kept = None, []
+for line in lines:
+    if line.startswith('['):
+        current = line.strip()
+    elif current == header and line.split('=')[0].strip() == key:
+        continue
+    kept.append(line)
+at = kept.index(header) + 1
+kept[at:at] = ['%s = %s' % (key, value) for value in sys.argv[4:]]
+with open(path, 'w') as f:
+    f.write('\n'.join(kept) + '\n')
+EOF
+}
 function iniget {
     "$PYTHON" - "$@" <<'EOF'
 import configparser, sys
 path, section, key = sys.argv[1:]
-config = configparser.RawConfigParser()
+config = configparser.RawConfigParser(strict=False)
 config.read(path)
 print(config.get(section, key, fallback=''))
 EOF
@@ -129,8 +149,15 @@ class DevstackPluginTest(testtools.TestCase):
         self.plugin()
         # again, as a re-stack does: nothing doubles
         self.plugin()
-        conf = configparser.RawConfigParser()
+        conf = configparser.RawConfigParser(strict=False)
         conf.read(self.cinder_conf)
+        # a multi-valued option: one line per value, once each
+        with open(self.cinder_conf) as f:
+            extensions = [line.split('=', 1)[1].strip() for line in f
+                          if line.startswith('osapi_volume_extension')]
+        self.assertEqual(['cinder.api.contrib.standard_extensions',
+                          'cinder_asyncmig.api.async_migration.'
+                          'Async_migration'], extensions)
         self.assertEqual('ceph,rbd-async',
                          conf.get('DEFAULT', 'enabled_backends'))
         self.assertEqual(

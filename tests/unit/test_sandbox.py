@@ -175,6 +175,15 @@ class SettingsTest(testtools.TestCase):
             input=text, capture_output=True, text=True, check=True).stdout
         self.assertEqual('DEFAULT|k|a b  c\nrbd-async|rbd_pool|p\n', out)
 
+    def test_iniset_lines_repeat_a_multi_valued_option(self):
+        self.assertEqual(
+            'DEFAULT osapi_volume_extension a.b\n'
+            'DEFAULT osapi_volume_extension c.D\n',
+            settings.iniset_lines([('DEFAULT', 'osapi_volume_extension',
+                                    ['a.b', 'c.D'])]))
+        self.assertRaises(ValueError, settings.iniset_lines,
+                          [('DEFAULT', 'k', ['fine', 'line\nbreak'])])
+
     def test_iniset_lines_refuse_what_read_cannot_split(self):
         self.assertRaises(ValueError, settings.iniset_lines,
                           [('DEFAULT', 'two words', 'v')])
