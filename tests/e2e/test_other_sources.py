@@ -252,6 +252,27 @@ class OtherSourcesTest(testtools.TestCase):
             self.assertNotIn('volume-%s' % volume_id,
                              rbd.RBD().list(self.x_ioctx))
 
+    def reset_and_force_delete_mid_copy(self, kind, volume_id):
+        """The admin's way out of a stuck migration leaves nothing."""
+        served = self.exporter_handle(volume_id)
+        self.api('POST', '/volumes/%s/action' % volume_id,
+                 {'os-reset_status': {'migration_status': 'error'}})
+        self.api('POST', '/volumes/%s/action' % volume_id,
+                 {'os-force_delete': {}})
+        self.sandbox.wait_volume_gone(volume_id, timeout=120)
+        # its data nowhere: the destination discarded (import-only), the
+        # source removed through its own volume service
+        name = 'volume-%s' % volume_id
+        self.assertNotIn(name, rbd.RBD().list(self.dst_ioctx))
+        if kind == kinds.SHARED_FILE:
+            self.assertFalse(os.path.exists(self.file_path(volume_id)))
+        else:
+            self.assertNotIn(name, rbd.RBD().list(self.x_ioctx))
+        self.assert_nothing_left(volume_id, served and served.port)
+        self.assertEqual([], self.target_processes(WORKER_MODULE))
+        self.assertEqual([], [n for n in os.listdir(self.state_dir)
+                              if volume_id in n])
+
     # -- shared-file ---------------------------------------------------------
 
     def test_file_source_usable_at_once_and_copied_with_writes(self):
@@ -263,6 +284,14 @@ class OtherSourcesTest(testtools.TestCase):
         seen = self.follow(volume_id)
         self.assert_migrated(volume_id, model, seen, kinds.SHARED_FILE)
         self.assert_nothing_left(volume_id)
+
+    def test_file_source_reset_and_force_deleted_mid_copy(self):
+        volume_id, _model = self.create(
+            'file', metadata={throttle.RATE_KEY: str(CAP)}, density=0.9)
+        self.migrate_until_attachable(volume_id)
+        self.wait(volume_id, 'copying', lambda v: not v['metadata'].get(
+            constants.PROGRESS_KEY, '0.0%').startswith('0.0%'))
+        self.reset_and_force_delete_mid_copy(kinds.SHARED_FILE, volume_id)
 
     def test_file_source_target_killed_mid_copy(self):
         volume_id, model = self.create('file', density=0.9)
@@ -360,6 +389,15 @@ class OtherSourcesTest(testtools.TestCase):
         self.hypervisor_write(model, volume_id)
         self.assert_migrated(volume_id, model, self.follow(volume_id),
                              kinds.EXPORTER)
+
+    def test_exported_source_reset_and_force_deleted_mid_copy(self):
+        volume_id, _model = self.create(
+            'xcluster', metadata={throttle.RATE_KEY: str(CAP)}, density=0.9)
+        self.migrate_until_attachable(volume_id)
+        self.wait(volume_id, 'copying', lambda v: not v['metadata'].get(
+            constants.PROGRESS_KEY, '0.0%').startswith('0.0%'))
+        self.assertIsNotNone(self.exporter_handle(volume_id))
+        self.reset_and_force_delete_mid_copy(kinds.EXPORTER, volume_id)
 
     def test_failed_take_over_leaves_nothing(self):
         # every port of the exporter's range is taken: it cannot start
