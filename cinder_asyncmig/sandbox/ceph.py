@@ -337,9 +337,13 @@ class CephCluster(process.Recorded):
         self._children.clear()
         shutil.rmtree(self.directory, ignore_errors=True)
 
-    def daemon_pids(self):
-        """The pids of the cluster's daemons that still run."""
-        return [pid for pid in self._daemon_pids() if children.alive(pid)]
+    def daemon_pids(self, kind=None):
+        """The pids of the cluster's daemons that still run.
+
+        :param kind: only those of this kind ('mon', 'osd', 'mgr').
+        """
+        return [pid for pid in self._daemon_pids(kind)
+                if children.alive(pid)]
 
     def is_running(self):
         pids = self._daemon_pids()
@@ -530,9 +534,11 @@ class CephCluster(process.Recorded):
         except OSError:
             return 'no log at %s' % path
 
-    def _daemon_pids(self):
+    def _daemon_pids(self, kind=None):
         pids = []
-        for pid in self._state.get('daemons', {}).values():
+        for name, pid in self._state.get('daemons', {}).items():
+            if kind is not None and name.split('.')[0] != kind:
+                continue
             # a pid reused by something else is not ours to kill
             if self.conf_path in children.cmdline(pid):
                 pids.append(pid)
