@@ -39,6 +39,8 @@ from cinder import objects
 from cinder.volume.drivers import remotefs
 from cinder.volume import manager
 from cinder.volume import volume_utils
+from os_brick import exception as brick_exception
+from oslo_concurrency import processutils
 from oslo_config import cfg
 from oslo_db import exception as db_exc
 from oslo_log import log as logging
@@ -138,12 +140,15 @@ _RETRY = object()
 
 # errors a later attempt can get past: the cluster's and the engine's (a
 # worker that died, an OSD or a pool back), the network's and the
-# services' (a database, broker or coordination backend restarted), a
-# driver still starting
+# services' (a database, broker or coordination backend restarted), an
+# attached source's (os-brick and the commands it runs), a driver still
+# starting
 _HEALING = (cinder_exception.VolumeBackendAPIException,
             cinder_exception.DriverNotInitialized,
             cinder_exception.LockCreationFailed, OSError, db_exc.DBError,
-            messaging.MessagingException, tooz.ToozError)
+            messaging.MessagingException, tooz.ToozError,
+            brick_exception.BrickException,
+            processutils.ProcessExecutionError)
 
 
 def _can_heal(exc):

@@ -21,6 +21,8 @@ from cinder import coordination
 from cinder import exception as cinder_exception
 import fixtures
 import futurist
+from os_brick import exception as brick_exception
+from oslo_concurrency import processutils
 from oslo_config import cfg
 from oslo_config import fixture as config_fixture
 from oslo_db import exception as db_exc
@@ -382,6 +384,8 @@ class CompletionTest(testtools.TestCase):
                       db_exc.DBConnectionError(),
                       messaging.MessagingTimeout(),
                       tooz.coordination.LockAcquireFailed('etcd is down'),
+                      brick_exception.VolumeDeviceNotFound(device='/dev/sdx'),
+                      processutils.ProcessExecutionError(exit_code=21),
                       cinder_exception.DriverNotInitialized()):
             self.assertTrue(manager._can_heal(error), error)
         for error in (TypeError(), KeyError('phase'), AttributeError(),
