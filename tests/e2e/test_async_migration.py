@@ -228,6 +228,21 @@ class AsyncMigrationTest(testtools.TestCase):
             f.seek(offset)
             return f.read()
 
+    def assert_attachable_where_it_was(self, volume_id):
+        """What an operator sees during a fault: usable, copy kept."""
+        volume = self.volume(volume_id)
+        self.assertEqual(constants.ATTACHABLE, volume['migration_status'])
+        self.assertFalse(volume['metadata'][
+            constants.PROGRESS_KEY].startswith('0.0%'))
+
+    def reset_and_force_delete(self, volume_id):
+        """An admin's way out of a migration: reset it, force-delete."""
+        self.api('POST', '/volumes/%s/action' % volume_id,
+                 {'os-reset_status': {'migration_status': 'error'}})
+        self.api('POST', '/volumes/%s/action' % volume_id,
+                 {'os-force_delete': {}})
+        self.sandbox.wait_volume_gone(volume_id, timeout=120)
+
     def _state_dir(self):
         return cinderconf.path(self.sandbox.deployment, 'state',
                                'asyncmig-%s' % manager_settings.TARGET.name)
@@ -537,12 +552,8 @@ class AsyncMigrationTest(testtools.TestCase):
         service.kill()
         down_since = time.monotonic()
         self.sandbox.wait_service_down(cloud.VOLUME_TARGET)
-        # what an operator sees meanwhile: the copy where it was, and a
-        # volume whose data path needs no volume service
-        volume = self.volume(volume_id)
-        self.assertEqual(constants.ATTACHABLE, volume['migration_status'])
-        self.assertFalse(volume['metadata'][
-            constants.PROGRESS_KEY].startswith('0.0%'))
+        # a volume whose data path needs no volume service
+        self.assert_attachable_where_it_was(volume_id)
         self.hypervisor_write(model, {
             'name': '%s/volume-%s' % (self.dst_pool, volume_id)})
         # past every timeout of the dead clients (watches: 30 s)
@@ -608,12 +619,7 @@ class AsyncMigrationTest(testtools.TestCase):
         self._stop(cloud.VOLUME_TARGET, signal.SIGSTOP)
         try:
             self.sandbox.wait_service_down(cloud.VOLUME_TARGET)
-            # what an operator sees meanwhile: the copy where it was
-            volume = self.volume(volume_id)
-            self.assertEqual(constants.ATTACHABLE,
-                             volume['migration_status'])
-            self.assertFalse(volume['metadata'][
-                constants.PROGRESS_KEY].startswith('0.0%'))
+            self.assert_attachable_where_it_was(volume_id)
         finally:
             self._stop(cloud.VOLUME_TARGET, signal.SIGCONT)
         self.sandbox.wait_service_up(cloud.VOLUME_TARGET)
@@ -665,13 +671,8 @@ class AsyncMigrationTest(testtools.TestCase):
         os.kill(osds[0], signal.SIGSTOP)
         try:
             time.sleep(OSD_STOPPED_FOR)
-            # what an operator sees meanwhile: still usable here, the copy
-            # where it stalled (librbd reports no progress while it waits)
-            volume = self.volume(volume_id)
-            self.assertEqual(constants.ATTACHABLE,
-                             volume['migration_status'])
-            self.assertFalse(volume['metadata'][
-                constants.PROGRESS_KEY].startswith('0.0%'))
+            # librbd reports no progress while it waits
+            self.assert_attachable_where_it_was(volume_id)
         finally:
             os.kill(osds[0], signal.SIGCONT)
 
@@ -714,11 +715,7 @@ class AsyncMigrationTest(testtools.TestCase):
         volume_id, _model = self._slow_copy_under_way()
         service = self.sandbox.service(cloud.VOLUME_TARGET)
         log_from = os.path.getsize(service.log)
-        self.api('POST', '/volumes/%s/action' % volume_id,
-                 {'os-reset_status': {'migration_status': 'error'}})
-        self.api('POST', '/volumes/%s/action' % volume_id,
-                 {'os-force_delete': {}})
-        self.sandbox.wait_volume_gone(volume_id, timeout=120)
+        self.reset_and_force_delete(volume_id)
         # its data nowhere: not rolled back into the source, and no copy
         # worker, or the files of one, left
         name = 'volume-%s' % volume_id

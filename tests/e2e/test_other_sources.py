@@ -155,6 +155,7 @@ class OtherSourcesTest(testtools.TestCase):
     attach = base_e2e.AsyncMigrationTest.attach
     delete_quietly = base_e2e.AsyncMigrationTest.delete_quietly
     follow = base_e2e.AsyncMigrationTest.follow
+    reset_and_force_delete = base_e2e.AsyncMigrationTest.reset_and_force_delete
 
     def create(self, kind, metadata=None, density=0.5):
         """A 1 GiB volume of ``kind`` ('file' or 'xcluster') with data."""
@@ -181,6 +182,15 @@ class OtherSourcesTest(testtools.TestCase):
                 _fill(model, lambda at, p: image.write(p, at), self.rng,
                       density)
                 image.flush()
+        return volume_id, model
+
+    def capped_copy_under_way(self, kind):
+        """A dense volume of ``kind`` whose copy, capped, has begun."""
+        volume_id, model = self.create(
+            kind, metadata={throttle.RATE_KEY: str(CAP)}, density=0.9)
+        self.migrate_until_attachable(volume_id)
+        self.wait(volume_id, 'copying', lambda v: not v['metadata'].get(
+            constants.PROGRESS_KEY, '0.0%').startswith('0.0%'))
         return volume_id, model
 
     def file_path(self, volume_id):
@@ -255,11 +265,7 @@ class OtherSourcesTest(testtools.TestCase):
     def reset_and_force_delete_mid_copy(self, kind, volume_id):
         """The admin's way out of a stuck migration leaves nothing."""
         served = self.exporter_handle(volume_id)
-        self.api('POST', '/volumes/%s/action' % volume_id,
-                 {'os-reset_status': {'migration_status': 'error'}})
-        self.api('POST', '/volumes/%s/action' % volume_id,
-                 {'os-force_delete': {}})
-        self.sandbox.wait_volume_gone(volume_id, timeout=120)
+        self.reset_and_force_delete(volume_id)
         # its data nowhere: the destination discarded (import-only), the
         # source removed through its own volume service
         name = 'volume-%s' % volume_id
@@ -286,11 +292,7 @@ class OtherSourcesTest(testtools.TestCase):
         self.assert_nothing_left(volume_id)
 
     def test_file_source_reset_and_force_deleted_mid_copy(self):
-        volume_id, _model = self.create(
-            'file', metadata={throttle.RATE_KEY: str(CAP)}, density=0.9)
-        self.migrate_until_attachable(volume_id)
-        self.wait(volume_id, 'copying', lambda v: not v['metadata'].get(
-            constants.PROGRESS_KEY, '0.0%').startswith('0.0%'))
+        volume_id, _model = self.capped_copy_under_way('file')
         self.reset_and_force_delete_mid_copy(kinds.SHARED_FILE, volume_id)
 
     def test_file_source_target_killed_mid_copy(self):
@@ -363,11 +365,7 @@ class OtherSourcesTest(testtools.TestCase):
             self.assertNotIn(token, text, path)
 
     def test_exporter_killed_mid_copy_is_served_again(self):
-        volume_id, model = self.create(
-            'xcluster', metadata={throttle.RATE_KEY: str(CAP)}, density=0.9)
-        self.migrate_until_attachable(volume_id)
-        self.wait(volume_id, 'copying', lambda v: not v['metadata'].get(
-            constants.PROGRESS_KEY, '0.0%').startswith('0.0%'))
+        volume_id, model = self.capped_copy_under_way('xcluster')
         served = self.exporter_handle(volume_id)
         os.kill(served.pid, signal.SIGKILL)
         seen = self.follow(volume_id)
@@ -391,11 +389,7 @@ class OtherSourcesTest(testtools.TestCase):
                              kinds.EXPORTER)
 
     def test_exported_source_reset_and_force_deleted_mid_copy(self):
-        volume_id, _model = self.create(
-            'xcluster', metadata={throttle.RATE_KEY: str(CAP)}, density=0.9)
-        self.migrate_until_attachable(volume_id)
-        self.wait(volume_id, 'copying', lambda v: not v['metadata'].get(
-            constants.PROGRESS_KEY, '0.0%').startswith('0.0%'))
+        volume_id, _model = self.capped_copy_under_way('xcluster')
         self.assertIsNotNone(self.exporter_handle(volume_id))
         self.reset_and_force_delete_mid_copy(kinds.EXPORTER, volume_id)
 
