@@ -10,7 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""What the sandbox writes: Cinder configuration, api-paste.ini, openrc.
+"""What the sandbox writes: Cinder configuration and openrc.
 
 Pure functions of the sandbox's layout and ports; :mod:`.cloud` writes
 their output and starts the services. Backend and manager settings come
@@ -18,12 +18,11 @@ from :mod:`.settings`, shared with the devstack plugin.
 """
 
 import collections
-import configparser
 import hashlib
-import io
 import os
 import shlex
 
+from cinder_asyncmig.sandbox import keystone
 from cinder_asyncmig.sandbox import pki
 from cinder_asyncmig.sandbox import settings
 
@@ -37,14 +36,6 @@ VOLUME_FILE = 'volume-file'
 
 #: The ``host`` of every service; volume services are ``host@backend``.
 HOST = 'sandbox'
-
-#: noauth identities: an admin, and a member of another project. Project
-#: ids must look like Keystone's (``[0-9a-f-]+``, Cinder's
-#: ``project_id_regex``): the client puts them in the URL.
-ADMIN_USER = 'admin'
-ADMIN_PROJECT = 'ad' * 16
-MEMBER_USER = 'demo'
-MEMBER_PROJECT = 'de' * 16
 
 #: python-cinderclient 9.x and Cinder 29 both top out at 3.71.
 API_MICROVERSION = '3.71'
@@ -98,7 +89,11 @@ Deployment = collections.namedtuple('Deployment', [
     'exporter_ports',
     # the exporter serves over NBD with TLS (librbd 20.2 and privileged)
     'nbd_tls',
-], defaults=(None, None, None, None, None))
+    # Keystone's OS_AUTH_URL, and each keystone.IDENTITIES key's password,
+    # user_id and project_id (the ids once Keystone has them)
+    'auth_url',
+    'identities',
+], defaults=(None, None, None, None, None, None, None))
 
 
 def service_spec(name):
@@ -330,9 +325,21 @@ def common_settings(deployment):
 
 
 def api_settings(deployment):
-    """The cinder-api settings: noauth, loopback, one worker."""
+    """The cinder-api settings: Keystone, loopback, one worker."""
+    service = keystone.SERVICE
     return [
-        ('DEFAULT', 'auth_strategy', 'noauth'),
+        ('DEFAULT', 'auth_strategy', 'keystone'),
+        ('keystone_authtoken', 'www_authenticate_uri', deployment.auth_url),
+        ('keystone_authtoken', 'auth_url', deployment.auth_url),
+        ('keystone_authtoken', 'auth_type', 'password'),
+        ('keystone_authtoken', 'username', service.user),
+        ('keystone_authtoken', 'password',
+         deployment.identities[service.key]['password']),
+        ('keystone_authtoken', 'project_name', service.project),
+        ('keystone_authtoken', 'user_domain_id', keystone.DOMAIN),
+        ('keystone_authtoken', 'project_domain_id', keystone.DOMAIN),
+        ('keystone_authtoken', 'region_name', keystone.REGION),
+        ('keystone_authtoken', 'interface', 'public'),
         ('DEFAULT', 'api_paste_config',
          path(deployment, 'etc', 'api-paste.ini')),
         ('DEFAULT', 'resource_query_filters_file',
@@ -466,47 +473,31 @@ def service_argv(deployment, spec):
     return _in_mounts(bind_mounts(deployment, spec), argv)
 
 
-def api_paste(installed_text, admin_users=(ADMIN_USER,)):
-    """Return Cinder's api-paste.ini with the sandbox's noauth filter.
-
-    :param installed_text: the api-paste.ini Cinder installs.
-    :param admin_users: user ids that get the admin role.
-    """
-    paste = configparser.RawConfigParser()
-    paste.optionxform = str
-    paste.read_string(installed_text)
-    if not paste.has_section('filter:noauth'):
-        raise ValueError('api-paste.ini has no [filter:noauth]')
-    paste.remove_section('filter:noauth')
-    paste.add_section('filter:noauth')
-    paste.set('filter:noauth', 'paste.filter_factory',
-              'cinder_asyncmig.sandbox.noauth:NoAuthMiddleware.factory')
-    paste.set('filter:noauth', 'admin_users', ' '.join(admin_users))
-    out = io.StringIO()
-    paste.write(out)
-    return out.getvalue()
-
-
 def openrc_env(deployment, member=False):
     """The variables of the sandbox's openrc.
 
     :param member: for the non-admin identity instead of the admin.
     :returns: a dict of variable names to values.
     """
-    user, project = ((MEMBER_USER, MEMBER_PROJECT) if member
-                     else (ADMIN_USER, ADMIN_PROJECT))
+    identity = keystone.MEMBER if member else keystone.ADMIN
+    ids = deployment.identities
     source, target = settings.SOURCE, settings.TARGET
     env = {
-        'OS_AUTH_TYPE': 'noauth',
-        'OS_USER_ID': user,
-        'OS_PROJECT_ID': project,
-        'CINDER_ENDPOINT': 'http://127.0.0.1:%d/v3' % deployment.api_port,
+        'OS_AUTH_URL': deployment.auth_url,
+        'OS_IDENTITY_API_VERSION': '3',
+        'OS_USERNAME': identity.user,
+        'OS_PASSWORD': ids[identity.key]['password'],
+        'OS_PROJECT_NAME': identity.project,
+        'OS_USER_DOMAIN_ID': keystone.DOMAIN,
+        'OS_PROJECT_DOMAIN_ID': keystone.DOMAIN,
+        'OS_REGION_NAME': keystone.REGION,
+        'OS_INTERFACE': 'public',
         'OS_VOLUME_API_VERSION': API_MICROVERSION,
         'ASYNCMIG_SANDBOX_DIR': deployment.directory,
-        'ASYNCMIG_ADMIN_USER_ID': ADMIN_USER,
-        'ASYNCMIG_ADMIN_PROJECT_ID': ADMIN_PROJECT,
-        'ASYNCMIG_MEMBER_USER_ID': MEMBER_USER,
-        'ASYNCMIG_MEMBER_PROJECT_ID': MEMBER_PROJECT,
+        'ASYNCMIG_ADMIN_USER_ID': ids[keystone.ADMIN.key]['user_id'],
+        'ASYNCMIG_ADMIN_PROJECT_ID': ids[keystone.ADMIN.key]['project_id'],
+        'ASYNCMIG_MEMBER_USER_ID': ids[keystone.MEMBER.key]['user_id'],
+        'ASYNCMIG_MEMBER_PROJECT_ID': ids[keystone.MEMBER.key]['project_id'],
         'ASYNCMIG_SOURCE_HOST': pool_host(source),
         'ASYNCMIG_TARGET_HOST': pool_host(target),
         'ASYNCMIG_SOURCE_TYPE': source.name,
@@ -541,10 +532,12 @@ def openrc_env(deployment, member=False):
 def render_openrc(deployment, member=False):
     """Return the text of an openrc file for ``.``-sourcing."""
     env = openrc_env(deployment, member=member)
-    who = 'non-admin (%s)' % MEMBER_USER if member else 'admin'
+    who = ('non-admin (%s)' % keystone.MEMBER.user if member
+           else keystone.ADMIN.user)
     lines = ['# cinder-asyncmig sandbox in %s, as the %s user.' %
              (deployment.directory, who),
              '# Generated by cinder-asyncmig-sandbox; . this file.',
+             '# It holds a password: it is readable by its owner only.',
              'export PATH=%s:"$PATH"' % shlex.quote(deployment.bin_dir),
              '# loopback never goes through a proxy of the environment',
              'export no_proxy=127.0.0.1,localhost${no_proxy:+,$no_proxy}',

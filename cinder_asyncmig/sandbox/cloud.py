@@ -20,7 +20,9 @@
   sandbox, with the pool of the ``rbd-xcluster`` backend;
 - MariaDB (:mod:`.mariadb`) and RabbitMQ with its own epmd
   (:mod:`.rabbitmq`);
-- cinder-api (noauth, :mod:`.noauth`), cinder-scheduler and one
+- Keystone (:mod:`.keystone`), with an admin, a member of another
+  project and Cinder's service user;
+- cinder-api (behind keystonemiddleware), cinder-scheduler and one
   cinder-volume per backend of :mod:`.settings` (the stock RBD driver as
   the source, ``AsyncMigrationRBDDriver`` as the target, the stock RBD
   driver on the second cluster, the stock NFS driver on a directory of
@@ -34,7 +36,6 @@ another process (``cinder-asyncmig-sandbox down``) can stop everything by
 pid. ``openrc`` points the stock ``cinder`` client and ``rbd`` at it.
 """
 
-import concurrent.futures
 import datetime
 import json
 import os
@@ -58,6 +59,7 @@ from cinder_asyncmig import children
 from cinder_asyncmig.engine import features
 from cinder_asyncmig.sandbox import ceph
 from cinder_asyncmig.sandbox import cinderconf
+from cinder_asyncmig.sandbox import keystone
 from cinder_asyncmig.sandbox import mariadb
 from cinder_asyncmig.sandbox import pki
 from cinder_asyncmig.sandbox import process
@@ -74,6 +76,8 @@ DEFAULT_TIMEOUT = 120
 CEPH_CLIENT = 'cinder'
 DATABASE = 'cinder'
 DB_USER = 'cinder'
+KEYSTONE_DATABASE = 'keystone'
+KEYSTONE_DB_USER = 'keystone'
 AMQP_USER = 'cinder'
 AMQP_VHOST = 'cinder'
 CLI_TIMEOUT = 120
@@ -90,7 +94,7 @@ VOLUME_FILE = cinderconf.VOLUME_FILE
 SERVICES = tuple(spec.name for spec in cinderconf.SERVICES)
 
 _BINARIES = ('cinder-api', 'cinder-scheduler', 'cinder-volume',
-             'cinder-manage', 'cinder')
+             'cinder-manage', 'cinder', 'keystone-manage', 'openstack')
 
 
 class SandboxError(Exception):
@@ -110,15 +114,16 @@ class ApiError(SandboxError):
 
 
 class CinderCommandError(SandboxError):
-    """The ``cinder`` client exited non-zero.
+    """A stock client (``cinder``, ``openstack``) exited non-zero.
 
+    :param argv: its command line.
     :param returncode: its exit status; ``stdout`` and ``stderr`` its output.
     """
 
-    def __init__(self, args, returncode, stdout, stderr):
+    def __init__(self, argv, returncode, stdout, stderr):
         super(CinderCommandError, self).__init__(
-            'cinder %s: exit %d: %s' % (' '.join(args), returncode,
-                                        stderr.strip()[-1000:]))
+            '%s: exit %d: %s' % (' '.join(argv), returncode,
+                                 stderr.strip()[-1000:]))
         self.returncode = returncode
         self.stdout = stdout
         self.stderr = stderr
@@ -267,6 +272,8 @@ class Sandbox(process.Recorded):
         self.directory = os.path.abspath(directory)
         self._state = state
         self._lock = threading.Lock()
+        # keystoneauth sessions by identity: one token each, renewed
+        self._sessions = {}
 
     # -- record ------------------------------------------------------------
 
@@ -367,11 +374,13 @@ class Sandbox(process.Recorded):
     @staticmethod
     def _new_state(directory, bin_dir, memstore_bytes, volume_manager,
                    xcluster_memstore_bytes, cluster_release, disk_bytes=None):
-        api, db, amqp_port, dist, epmd = process.free_ports(5)
+        api, db, amqp_port, dist, epmd, identity = process.free_ports(6)
         ceph_dir = os.path.join(directory, 'ceph')
         xcluster_dir = os.path.join(directory, 'xcluster')
         db_password = secrets.token_hex(12)
         amqp_password = secrets.token_hex(12)
+        identities = {i.key: {'password': secrets.token_hex(12)}
+                      for i in keystone.IDENTITIES}
         deployment = cinderconf.Deployment(
             directory=directory, api_port=api,
             transport_url=None, database_url=None,
@@ -387,22 +396,27 @@ class Sandbox(process.Recorded):
                 xcluster_dir, 'ceph.client.%s.keyring' % CEPH_CLIENT),
             xcluster_secret_uuid=str(uuid.uuid4()),
             exporter_ports=list(process.free_port_range(EXPORTER_PORTS)),
-            nbd_tls=_can_fake_etc_ceph() and _has_nbd_stream())
+            nbd_tls=_can_fake_etc_ceph() and _has_nbd_stream(),
+            auth_url='http://127.0.0.1:%d/v3' % identity,
+            identities=identities)
         return {
             'directory': directory,
             'ports': {'api': api, 'mariadb': db, 'amqp': amqp_port,
-                      'erlang_dist': dist, 'epmd': epmd},
+                      'erlang_dist': dist, 'epmd': epmd,
+                      'keystone': identity},
             'memstore_bytes': int(memstore_bytes),
             'disk_bytes': int(disk_bytes or 0),
             'xcluster_memstore_bytes': int(xcluster_memstore_bytes),
             'ceph_release': roots.current(),
             'cluster_release': cluster_release or ceph.default_release(),
-            'passwords': {'database': db_password, 'amqp': amqp_password},
+            'passwords': {'database': db_password, 'amqp': amqp_password,
+                          'keystone_database': secrets.token_hex(12)},
             'deployment': deployment._asdict(),
             'ceph_dir': ceph_dir,
             'xcluster_dir': xcluster_dir,
             'mariadb': None,
             'rabbitmq': None,
+            'keystone': None,
             'services': {},
             'warnings': [],
             'timings': {},
@@ -420,21 +434,12 @@ class Sandbox(process.Recorded):
         self._complete_deployment()
         self._write_files()
         # the slow parts do not depend on each other
-        with concurrent.futures.ThreadPoolExecutor(5) as pool:
-            futures = [
-                pool.submit(self._timed, 'ceph', self._start_ceph),
-                pool.submit(self._timed, 'ceph-xcluster',
-                            self._start_xcluster),
-                pool.submit(self._timed, 'mariadb+db_sync',
-                            self._start_database, timeout),
-                pool.submit(self._timed, 'rabbitmq', self._start_rabbitmq,
-                            timeout),
-                pool.submit(self._timed, 'volume_manager',
-                            self._pick_volume_manager),
-            ]
-            concurrent.futures.wait(futures)
-        for future in futures:
-            future.result()
+        process.together(
+            (self._timed, 'ceph', self._start_ceph),
+            (self._timed, 'ceph-xcluster', self._start_xcluster),
+            (self._start_databases, timeout),
+            (self._timed, 'rabbitmq', self._start_rabbitmq, timeout),
+            (self._timed, 'volume_manager', self._pick_volume_manager))
         self._timed('cinder', self._start_cinder, timeout)
 
     def _complete_deployment(self):
@@ -451,10 +456,14 @@ class Sandbox(process.Recorded):
         deployment = self.deployment._replace(
             transport_url=mq.transport_url,
             database_url=db.url(DATABASE, DB_USER, passwords['database']))
+        identity = keystone.Keystone(
+            os.path.join(self.directory, 'keystone'), ports['keystone'],
+            self.deployment.bin_dir, self._log_dir())
         with self._lock:
             self._state['deployment'] = deployment._asdict()
             self._state['mariadb'] = db.to_dict()
             self._state['rabbitmq'] = mq.to_dict()
+            self._state['keystone'] = identity.to_dict()
         self._save()
 
     def _log_dir(self):
@@ -464,16 +473,12 @@ class Sandbox(process.Recorded):
         etc = os.path.join(self.directory, 'etc')
         installed = os.path.join(sys.prefix, 'etc', 'cinder')
         try:
-            with open(os.path.join(installed, 'api-paste.ini')) as f:
-                paste = cinderconf.api_paste(f.read())
-            shutil.copy(os.path.join(installed, 'resource_filters.json'),
-                        etc)
+            for name in ('api-paste.ini', 'resource_filters.json'):
+                shutil.copy(os.path.join(installed, name), etc)
         except OSError as exc:
             raise SandboxError('Cinder\'s api-paste.ini or '
                                'resource_filters.json not found in %s: %s' %
                                (installed, exc)) from exc
-        with open(os.path.join(etc, 'api-paste.ini'), 'w') as f:
-            f.write(paste)
         deployment = self.deployment
         if deployment.privileged:
             # what a hypervisor host or cinder-volume host has in /etc/ceph
@@ -514,7 +519,9 @@ class Sandbox(process.Recorded):
 
     def _write_openrc(self):
         for name, member in (('openrc', False), ('openrc-member', True)):
-            with open(os.path.join(self.directory, name), 'w') as f:
+            path = os.path.join(self.directory, name)
+            with open(path, 'w') as f:
+                os.fchmod(f.fileno(), 0o600)
                 f.write(cinderconf.render_openrc(self.deployment,
                                                  member=member))
 
@@ -533,6 +540,14 @@ class Sandbox(process.Recorded):
             pools=_pools_of(settings.SECOND_CEPH_CLUSTER),
             client=CEPH_CLIENT, release=self._state['cluster_release'])
 
+    def _start_databases(self, timeout):
+        """MariaDB, then Cinder's schema and Keystone side by side."""
+        self._timed('mariadb', self._start_database, timeout)
+        process.together(
+            (self._timed, 'cinder db_sync', self._sync_cinder_database,
+             timeout),
+            (self._timed, 'keystone', self._start_keystone, timeout))
+
     def _start_database(self, timeout):
         db = self._mariadb()
         try:
@@ -540,24 +555,42 @@ class Sandbox(process.Recorded):
             db.start(timeout=timeout)
         finally:
             self._record('mariadb', db.to_dict())
-        db.create_database(DATABASE, DB_USER,
-                           self._state['passwords']['database'])
-        api = cinderconf.service_spec(API)
-        self._run_cinder_manage('--config-file',
-                                cinderconf.config_path(self.deployment, api),
-                                'db', 'sync', timeout=timeout * 2)
+        passwords = self._state['passwords']
+        db.create_database(DATABASE, DB_USER, passwords['database'])
+        db.create_database(KEYSTONE_DATABASE, KEYSTONE_DB_USER,
+                           passwords['keystone_database'])
 
-    def _run_cinder_manage(self, *args, timeout):
+    def _sync_cinder_database(self, timeout):
+        api = cinderconf.config_path(self.deployment,
+                                     cinderconf.service_spec(API))
         log = os.path.join(self._log_dir(), 'cinder-manage.log')
-        argv = [os.path.join(self.deployment.bin_dir, 'cinder-manage'),
-                '--log-file', log] + list(args)
-        with open(log, 'ab') as out:
-            result = subprocess.run(argv, stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=subprocess.STDOUT,
-                                    timeout=timeout, check=False)
-        if result.returncode != 0:
-            raise SandboxError('cinder-manage %s failed (exit %d), see %s' %
-                               (' '.join(args[2:]), result.returncode, log))
+        try:
+            process.run_logged(
+                [os.path.join(self.deployment.bin_dir, 'cinder-manage'),
+                 '--log-file', log, '--config-file', api, 'db', 'sync'],
+                log, timeout * 2)
+        except process.DaemonError as exc:
+            raise SandboxError('cinder-manage db sync: %s' % exc) from exc
+
+    def _start_keystone(self, timeout):
+        """Keystone up, with the sandbox's users and Cinder's endpoints."""
+        server = self._keystone()
+        identities = self.deployment.identities
+        try:
+            server.up(self._mariadb().url(
+                KEYSTONE_DATABASE, KEYSTONE_DB_USER,
+                self._state['passwords']['keystone_database']),
+                identities[keystone.ADMIN.key]['password'],
+                timeout=timeout * 2)
+        finally:
+            self._record('keystone', server.to_dict())
+        ids = server.register(
+            {key: value['password'] for key, value in identities.items()},
+            self.api_url)
+        with self._lock:
+            for key, value in ids.items():
+                self._state['deployment']['identities'][key].update(value)
+        self._save()
 
     def _start_rabbitmq(self, timeout):
         mq = self._rabbitmq()
@@ -626,8 +659,8 @@ class Sandbox(process.Recorded):
     def down(self, remove=True):
         """Stop every process of the sandbox by pid; remove its directory.
 
-        Cinder services first, then RabbitMQ and its epmd, MariaDB, the
-        Ceph clusters.
+        Cinder services first, then RabbitMQ and its epmd, Keystone,
+        MariaDB, the Ceph clusters.
 
         :param remove: also remove the directory (when all stopped).
         :raises SandboxError: when a process did not stop; the directory
@@ -639,6 +672,8 @@ class Sandbox(process.Recorded):
                 self._stop(errors, self.service(name).stop)
         if self._state.get('rabbitmq'):
             self._stop(errors, self._rabbitmq().stop)
+        if self._state.get('keystone'):
+            self._stop(errors, self._keystone().stop)
         if self._state.get('mariadb'):
             self._stop(errors, self._mariadb().stop)
         for cluster in self.clusters().values():
@@ -676,6 +711,9 @@ class Sandbox(process.Recorded):
     def _rabbitmq(self):
         return rabbitmq.RabbitMQ.from_dict(self._state['rabbitmq'])
 
+    def _keystone(self):
+        return keystone.Keystone.from_dict(self._state['keystone'])
+
     def pids(self):
         """Every running process of the sandbox, by daemon name.
 
@@ -691,6 +729,8 @@ class Sandbox(process.Recorded):
             mq = self._rabbitmq()
             found['rabbitmq'] = mq.server.processes()
             found['epmd'] = mq.epmd.processes()
+        if self._state.get('keystone'):
+            found['keystone'] = self._keystone().daemon.processes()
         if self._state.get('mariadb'):
             found['mariadb'] = self._mariadb().daemon.processes()
         for name, cluster in self.clusters().items():
@@ -779,33 +819,48 @@ class Sandbox(process.Recorded):
             raise SandboxError('service %s was never started' % name)
         return Service(self, spec, process.Daemon.from_dict(record))
 
+    def project_id(self, member=False):
+        """The Keystone id of the admin's (or the member's) project."""
+        identity = keystone.MEMBER if member else keystone.ADMIN
+        return self.deployment.identities[identity.key]['project_id']
+
+    def _session(self, member):
+        identity = keystone.MEMBER if member else keystone.ADMIN
+        with self._lock:
+            if identity.key not in self._sessions:
+                self._sessions[identity.key] = keystone.session(
+                    self.deployment.auth_url, identity,
+                    self.deployment.identities[identity.key]['password'])
+            return self._sessions[identity.key]
+
     def api(self, method, path, body=None, member=False, timeout=30):
         """Call the Cinder API (newest microversion) and return its JSON.
+
+        Cinder is found in Keystone's catalog, with a token of the admin
+        (or the member), kept and renewed by keystoneauth.
 
         :param path: below ``/v3/<project>``, e.g. ``/os-services``.
         :param member: as the non-admin user instead of the admin.
         :raises ApiError: on an HTTP error status.
+        :raises ConnectionError: when Keystone or cinder-api do not answer.
         """
-        user, project = ((cinderconf.MEMBER_USER, cinderconf.MEMBER_PROJECT)
-                         if member else
-                         (cinderconf.ADMIN_USER, cinderconf.ADMIN_PROJECT))
-        request = urllib.request.Request(
-            '%s/%s%s' % (self.api_url, project, path), method=method,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={'X-Auth-Token': '%s:%s' % (user, project),
-                     'OpenStack-API-Version':
-                         'volume %s' % cinderconf.API_MICROVERSION,
-                     'Accept': 'application/json',
-                     'Content-Type': 'application/json'})
-        # loopback: never through a proxy from the environment
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        from keystoneauth1 import exceptions as ksa_exceptions
+
         try:
-            with opener.open(request, timeout=timeout) as response:
-                text = response.read()
-        except urllib.error.HTTPError as exc:
-            raise ApiError(exc.code, method, path,
-                           exc.read().decode(errors='replace')) from exc
-        return json.loads(text) if text else None
+            response = self._session(member).request(
+                path, method, json=body, raise_exc=False, timeout=timeout,
+                endpoint_filter=keystone.BLOCK_STORAGE_FILTER,
+                headers={'OpenStack-API-Version':
+                         'volume %s' % cinderconf.API_MICROVERSION,
+                         'Accept': 'application/json'})
+        except ksa_exceptions.ConnectionError as exc:
+            raise ConnectionError('%s %s: %s' % (method, path, exc)) from exc
+        except ksa_exceptions.HttpError as exc:
+            # from Keystone, while getting a token
+            raise ApiError(exc.http_status, method, path, str(exc)) from exc
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, method, path, response.text)
+        return response.json() if response.content else None
 
     def restart_database(self, down=5.0, timeout=60):
         """Shut MariaDB down cleanly, leave it down, then start it again.
@@ -851,7 +906,7 @@ class Sandbox(process.Recorded):
         :param limits: Cinder's quota names, e.g. ``volumes=60``,
                        ``gigabytes=4096``.
         """
-        self.api('PUT', '/os-quota-sets/%s' % cinderconf.ADMIN_PROJECT,
+        self.api('PUT', '/os-quota-sets/%s' % self.project_id(),
                  {'quota_set': limits})
 
     def api_answers(self):
@@ -972,12 +1027,25 @@ class Sandbox(process.Recorded):
         :returns: its stdout.
         :raises CinderCommandError: when it exits non-zero.
         """
-        argv = [os.path.join(self.deployment.bin_dir, 'cinder')]
+        return self._client('cinder', args, member, timeout)
+
+    def openstack(self, *args, member=False, timeout=CLI_TIMEOUT):
+        """Run the stock ``openstack`` client against the sandbox.
+
+        :param args: its arguments, e.g. ``('volume', 'list')``.
+        :param member: as the non-admin user instead of the admin.
+        :returns: its stdout.
+        :raises CinderCommandError: when it exits non-zero.
+        """
+        return self._client('openstack', args, member, timeout)
+
+    def _client(self, binary, args, member, timeout):
+        argv = [os.path.join(self.deployment.bin_dir, binary)]
         argv += [str(arg) for arg in args]
         result = subprocess.run(argv, env=self.cli_env(member=member),
                                 capture_output=True, text=True,
                                 timeout=timeout, check=False)
         if result.returncode != 0:
-            raise CinderCommandError(argv[1:], result.returncode,
+            raise CinderCommandError([binary] + argv[1:], result.returncode,
                                      result.stdout, result.stderr)
         return result.stdout

@@ -22,11 +22,13 @@ each pid against the daemon's marker first so that a pid reused by an
 unrelated program is never signalled.
 """
 
+import concurrent.futures
 import json
 import os
 import random
 import signal
 import socket
+import subprocess
 import time
 
 from oslo_log import log as logging
@@ -220,6 +222,38 @@ class Daemon(object):
                 return ''.join(f.readlines()[-lines:]).strip()
         except OSError:
             return 'no log at %s' % self.log
+
+
+def together(*calls):
+    """Run ``(function, *args)`` calls side by side, each in a thread.
+
+    :returns: once every call has ended.
+    :raises: the error of the first call (in argument order) that failed.
+    """
+    with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
+        futures = [pool.submit(*call) for call in calls]
+    for future in futures:
+        future.result()
+
+
+def run_logged(argv, log, timeout, env=None):
+    """Run a set-up command to its end, its output appended to ``log``.
+
+    :param env: variables added to the environment.
+    :raises DaemonError: when it exits non-zero or outlives ``timeout``.
+    """
+    with open(log, 'ab') as out:
+        try:
+            result = subprocess.run(
+                argv, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, timeout=timeout, check=False,
+                env=dict(os.environ, **(env or {})))
+        except subprocess.TimeoutExpired:
+            raise DaemonError('%s did not end in %d s, see %s' % (
+                os.path.basename(argv[0]), timeout, log)) from None
+    if result.returncode != 0:
+        raise DaemonError('%s failed (exit %d), see %s' % (
+            os.path.basename(argv[0]), result.returncode, log))
 
 
 def wait_for(what, predicate, timeout, interval=0.2, daemons=()):

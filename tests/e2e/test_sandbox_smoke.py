@@ -21,6 +21,8 @@ import re
 import shlex
 import subprocess
 import tempfile
+import urllib.error
+import urllib.request
 
 from oslo_utils import units
 import rados
@@ -62,6 +64,15 @@ def _test_dir():
     base = os.environ.get('ASYNCMIG_TEST_DIR') or tempfile.gettempdir()
     os.makedirs(base, exist_ok=True)
     return base
+
+
+def _status_without_token(url):
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def _table_value(output, field):
@@ -304,6 +315,25 @@ class SandboxSmokeTest(testtools.TestCase):
         listed = sandbox.api('GET', '/volumes', member=True)['volumes']
         self.assertEqual([member_volume], [v['id'] for v in listed])
 
+        # Keystone: the stock openstack client works with either openrc,
+        # Cinder's policies judge its tokens, no token gets nothing
+        services = json.loads(sandbox.openstack(
+            'volume', 'service', 'list', '-f', 'json'))
+        self.assertIn(('cinder-volume', sandbox.target_host.split('#')[0]),
+                      {(s['Binary'], s['Host']) for s in services})
+        exc = self.assertRaises(cloud.CinderCommandError, sandbox.openstack,
+                                'volume', 'service', 'list', member=True)
+        self.assertIn('403', exc.stderr)
+        self.assertIn('volume_extension:services:index', exc.stderr)
+        mine = json.loads(sandbox.openstack('volume', 'list', '-f', 'json',
+                                            member=True))
+        self.assertEqual([member_volume], [v['ID'] for v in mine])
+        self.assertEqual(401, _status_without_token(
+            '%s/%s/volumes' % (sandbox.api_url, sandbox.project_id())))
+        for name in ('openrc', 'openrc-member'):
+            self.assertEqual(0o600, os.stat(os.path.join(
+                sandbox.directory, name)).st_mode & 0o777)
+
         # SIGKILL the target volume service alone, then start it again
         target = sandbox.service(cloud.VOLUME_TARGET)
         old_pids = target.processes()
@@ -329,7 +359,8 @@ class SandboxSmokeTest(testtools.TestCase):
         self.assertEqual(
             {'cinder-api', 'cinder-scheduler', 'cinder-volume-source',
              'cinder-volume-target', 'cinder-volume-xcluster',
-             'rabbitmq', 'epmd', 'mariadb', 'ceph', 'ceph-xcluster'} |
+             'rabbitmq', 'epmd', 'keystone', 'mariadb', 'ceph',
+             'ceph-xcluster'} |
             ({'cinder-volume-file'} if privileged else set()),
             {name for name, pids in running.items() if pids})
         pids = sum(running.values(), [])

@@ -28,28 +28,11 @@ import testtools
 from cinder_asyncmig.cmd import sandbox as sandbox_cmd
 from cinder_asyncmig.sandbox import cinderconf
 from cinder_asyncmig.sandbox import cloud
+from cinder_asyncmig.sandbox import keystone
 from cinder_asyncmig.sandbox import mariadb
 from cinder_asyncmig.sandbox import rabbitmq
 from cinder_asyncmig.sandbox import settings
 from cinder_asyncmig.sources import kinds as source_kinds
-
-_PASTE = """\
-[composite:osapi_volume]
-use = call:cinder.api:root_app_factory
-/: apiversions
-/v3: openstack_volume_api_v3
-
-[composite:openstack_volume_api_v3]
-use = call:cinder.api.middleware.auth:pipeline_factory
-noauth = request_id faultwrap noauth apiv3
-keystone = request_id faultwrap authtoken keystonecontext apiv3
-
-[filter:noauth]
-paste.filter_factory = cinder.api.middleware.auth:NoAuthMiddleware.factory
-
-[app:apiv3]
-paste.app_factory = cinder.api.v3.router:APIRouter.factory
-"""
 
 
 def _deployment(directory, privileged=False):
@@ -67,7 +50,15 @@ def _deployment(directory, privileged=False):
         xcluster_ceph_conf=os.path.join(directory, 'xcluster', 'ceph.conf'),
         xcluster_keyring=os.path.join(directory, 'xcluster',
                                       'ceph.client.cinder.keyring'),
-        xcluster_secret_uuid='5b3a4c4e-0000-4000-8000-000000000002')
+        xcluster_secret_uuid='5b3a4c4e-0000-4000-8000-000000000002',
+        auth_url='http://127.0.0.1:15000/v3',
+        identities={
+            'admin': {'password': 'adminpw', 'user_id': 'a0' * 16,
+                      'project_id': 'ad' * 16},
+            'member': {'password': 'demopw', 'user_id': 'd0' * 16,
+                       'project_id': 'de' * 16},
+            'service': {'password': 'cinderpw', 'user_id': 'c0' * 16,
+                        'project_id': '5e' * 16}})
 
 
 def _parse(text):
@@ -211,9 +202,16 @@ class CinderConfTest(testtools.TestCase):
         return _parse(settings.render_ini(cinderconf.service_settings(
             deployment or self.deployment, spec)))
 
-    def test_api_is_noauth_on_loopback(self):
+    def test_api_is_behind_keystone_on_loopback(self):
         conf = self._conf(cinderconf.API)
-        self.assertEqual('noauth', conf.get('DEFAULT', 'auth_strategy'))
+        self.assertEqual('keystone', conf.get('DEFAULT', 'auth_strategy'))
+        self.assertEqual('http://127.0.0.1:15000/v3',
+                         conf.get('keystone_authtoken', 'auth_url'))
+        self.assertEqual('cinder', conf.get('keystone_authtoken', 'username'))
+        self.assertEqual('cinderpw',
+                         conf.get('keystone_authtoken', 'password'))
+        self.assertEqual('service',
+                         conf.get('keystone_authtoken', 'project_name'))
         self.assertEqual('127.0.0.1',
                          conf.get('DEFAULT', 'osapi_volume_listen'))
         self.assertEqual('18776',
@@ -483,21 +481,6 @@ class CinderConfTest(testtools.TestCase):
                 self.assertGreater(goodness[backend.name],
                                    goodness[settings.TARGET.name])
 
-    def test_api_paste_swaps_only_the_noauth_filter(self):
-        paste = _parse(cinderconf.api_paste(_PASTE))
-        self.assertEqual(
-            'cinder_asyncmig.sandbox.noauth:NoAuthMiddleware.factory',
-            paste.get('filter:noauth', 'paste.filter_factory'))
-        self.assertEqual('admin', paste.get('filter:noauth', 'admin_users'))
-        original = _parse(_PASTE)
-        for section in ('composite:openstack_volume_api_v3', 'app:apiv3'):
-            self.assertEqual(dict(original.items(section)),
-                             dict(paste.items(section)))
-
-    def test_api_paste_needs_a_noauth_filter(self):
-        self.assertRaises(ValueError, cinderconf.api_paste,
-                          '[app:apiv3]\npaste.app_factory = x:y\n')
-
 
 class OpenrcTest(testtools.TestCase):
 
@@ -521,8 +504,11 @@ class OpenrcTest(testtools.TestCase):
         expected = cinderconf.openrc_env(self.deployment)
         for key, value in expected.items():
             self.assertEqual(value, env[key], key)
-        self.assertEqual('noauth', env['OS_AUTH_TYPE'])
-        self.assertEqual('http://127.0.0.1:18776/v3', env['CINDER_ENDPOINT'])
+        self.assertEqual('http://127.0.0.1:15000/v3', env['OS_AUTH_URL'])
+        self.assertEqual('admin', env['OS_USERNAME'])
+        self.assertEqual('adminpw', env['OS_PASSWORD'])
+        self.assertEqual('admin', env['OS_PROJECT_NAME'])
+        self.assertEqual('ad' * 16, env['ASYNCMIG_ADMIN_PROJECT_ID'])
         self.assertEqual('sandbox@rbd-async#rbd-async',
                          env['ASYNCMIG_TARGET_HOST'])
         self.assertEqual('volumes-src', env['ASYNCMIG_SOURCE_POOL'])
@@ -558,19 +544,13 @@ class OpenrcTest(testtools.TestCase):
     def test_member_openrc_differs_in_the_identity_only(self):
         admin = cinderconf.openrc_env(self.deployment)
         member = cinderconf.openrc_env(self.deployment, member=True)
-        self.assertEqual({'OS_USER_ID', 'OS_PROJECT_ID'},
+        self.assertEqual({'OS_USERNAME', 'OS_PASSWORD', 'OS_PROJECT_NAME'},
                          {k for k in admin if admin[k] != member[k]})
-        self.assertEqual(member['ASYNCMIG_MEMBER_USER_ID'],
-                         member['OS_USER_ID'])
-        self.assertEqual(admin['ASYNCMIG_ADMIN_PROJECT_ID'],
-                         admin['OS_PROJECT_ID'])
+        self.assertEqual(('demo', 'demopw', 'demo'),
+                         (member['OS_USERNAME'], member['OS_PASSWORD'],
+                          member['OS_PROJECT_NAME']))
         sourced = self._sourced(member=True)
         self.assertEqual(member, {k: sourced[k] for k in member})
-
-    def test_project_ids_fit_cinders_url_pattern(self):
-        env = cinderconf.openrc_env(self.deployment)
-        for key in ('ASYNCMIG_ADMIN_PROJECT_ID', 'ASYNCMIG_MEMBER_PROJECT_ID'):
-            self.assertRegex(env[key], r'^[0-9a-f\-]+$')
 
 
 class DaemonsConfTest(testtools.TestCase):
@@ -590,6 +570,20 @@ class DaemonsConfTest(testtools.TestCase):
         self.assertEqual(
             'mysql+pymysql://u:p@127.0.0.1:13306/d?charset=utf8mb4',
             db.url('d', 'u', 'p'))
+
+    def test_keystone_stays_on_loopback_with_its_own_keys(self):
+        server = keystone.Keystone(os.path.join(self.dir, 'ks'), 15000,
+                                   '/venv/bin', self.dir)
+        argv = server.daemon.argv
+        self.assertEqual(['/venv/bin/python', '-m', keystone.__name__,
+                          server.directory, '15000'], argv)
+        self.assertEqual(server.directory, server.daemon.marker)
+        conf = _parse(settings.render_ini(server.settings('mysql://k')))
+        self.assertEqual('fernet', conf.get('token', 'provider'))
+        for section in ('fernet_tokens', 'fernet_receipts'):
+            self.assertTrue(conf.get(section, 'key_repository').startswith(
+                server.directory + os.sep))
+        self.assertEqual('http://127.0.0.1:15000/v3', server.url)
 
     def test_rabbitmq_ports_are_its_own(self):
         home = os.path.join(self.dir, 'mq')
