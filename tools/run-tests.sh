@@ -2,7 +2,8 @@
 #
 # Run the project's checks on every Ceph release, one leg per release:
 #
-#   pacific           pep8, unit, functional, e2e  (the host's Ceph 16.2)
+#   pacific           pep8, unit, functional, e2e, tempest
+#                                                (the host's Ceph 16.2)
 #   reef              functional                   (Ceph 18.2, trixie root)
 #   tentacle          functional, e2e              (Ceph 20.2, sid root)
 #   reef-on-tentacle  e2e: Cinder with Reef clients, a Tentacle cluster
@@ -26,7 +27,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 declare -A LEG_ENVS=(
-    [pacific]=pep8,py3,functional,e2e
+    [pacific]=pep8,py3,functional,e2e,tempest
     [reef]=functional-reef
     [tentacle]=functional-tentacle,e2e-tentacle
     [reef-on-tentacle]=e2e-reef-on-tentacle
@@ -83,30 +84,8 @@ if [ ${#roots[@]} -gt 0 ]; then
     builder=$!
 fi
 
-# Each "stestr run" ends with a block like:
-#   ======
-#   Totals
-#   ======
-#   Ran: 12 tests in 3.2 sec.
-#    - Passed: 11
-#    - Skipped: 1
-#    - Expected Fail: 0
-#    - Unexpected Success: 0
-#    - Failed: 0
-#   Sum of execute time for each test: ...
-# Counting from this run's output, rather than "stestr last", never reports
-# an older run when a later one did not start.
 count() {
-    awk '
-        /^Totals$/ { totals = 1; runs++; next }
-        /^Sum of execute time/ { totals = 0 }
-        totals && /^ - Passed: [0-9]+$/ { passed += $3 }
-        totals && /^ - Expected Fail: [0-9]+$/ { passed += $4 }
-        totals && /^ - Skipped: [0-9]+$/ { skipped += $3 }
-        totals && /^ - Failed: [0-9]+$/ { failed += $3 }
-        totals && /^ - Unexpected Success: [0-9]+$/ { failed += $4 }
-        END { printf "%d %d %d %d\n", passed, failed, skipped, runs }
-    ' "$1"
+    awk -f tools/stestr-totals.awk "$1"
 }
 
 rc=0

@@ -22,6 +22,8 @@
     cinder-asyncmig-sandbox down --under DIR   (every sandbox below DIR)
     cinder-asyncmig-sandbox print-settings [--format iniset|ini] ...
     cinder-asyncmig-sandbox demo [--dir DIR] [--size-gib N] [--keep]
+    cinder-asyncmig-sandbox tempest [--dir DIR] [--volume-manager CLASS]
+                                    [--regex R] [--concurrency N] [--keep]
 
 ``up`` prints the sandbox directory on stdout (``. DIR/openrc`` then points
 the ``cinder`` client and ``rbd`` at it) and a summary on stderr.
@@ -31,6 +33,9 @@ librbd; ``--cluster-release`` picks the Ceph daemons' release alone.
 ``print-settings`` prints the backend and volume manager settings of
 :mod:`cinder_asyncmig.sandbox.settings` for devstack's ``iniset``: the
 backends devstack deploys, not the ones only the sandbox has.
+``tempest`` brings a sandbox up, runs tempest's volume API tests against
+it (:mod:`cinder_asyncmig.sandbox.tempest`) and takes it down; it exits
+with tempest's status.
 """
 
 import argparse
@@ -48,6 +53,7 @@ from cinder_asyncmig.sandbox import demo as sandbox_demo
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sandbox import roots
 from cinder_asyncmig.sandbox import settings
+from cinder_asyncmig.sandbox import tempest
 
 
 def _parser():
@@ -107,6 +113,21 @@ def _parser():
                       help='size of the migrated volume')
     demo.add_argument('--keep', action='store_true',
                       help='leave the sandbox running afterwards')
+    peer = sub.add_parser('tempest', help='bring a sandbox up and run '
+                                          'tempest\'s volume API tests')
+    peer.add_argument('--dir', help='sandbox directory (default: a new '
+                                    'temporary one)')
+    peer.add_argument('--volume-manager', default=settings.VOLUME_MANAGER,
+                      help='[DEFAULT] volume_manager of the volume services; '
+                           '"stock" for Cinder\'s own (%s), the baseline' %
+                           settings.STOCK_VOLUME_MANAGER)
+    peer.add_argument('--regex', default=tempest.DEFAULT_REGEX,
+                      help='the tests to run (default: %(default)s)')
+    peer.add_argument('--concurrency', type=int, default=4,
+                      help='test processes at once (tempest\'s tests wait '
+                           'on Cinder most of the time)')
+    peer.add_argument('--keep', action='store_true',
+                      help='leave the sandbox running afterwards')
     for command in (up, demo):
         command.add_argument(
             '--ceph-release', choices=list(roots.RELEASES),
@@ -164,6 +185,22 @@ def _up(args):
             sandbox.api_url, sandbox.deployment.volume_manager,
             sandbox.openrc))
     sys.stdout.write('%s\n' % sandbox.directory)
+
+
+def _tempest(args):
+    manager = args.volume_manager
+    if manager == 'stock':
+        manager = settings.STOCK_VOLUME_MANAGER
+    sandbox = cloud.Sandbox.up(args.dir, volume_manager=manager)
+    sys.stderr.write('tempest against the sandbox in %s, volume manager '
+                     '%s\n' % (sandbox.directory,
+                               sandbox.deployment.volume_manager))
+    try:
+        return tempest.run(sandbox, regex=args.regex,
+                           concurrency=args.concurrency)
+    finally:
+        if not args.keep:
+            sandbox.down()
 
 
 def _status(args):
@@ -249,6 +286,7 @@ def main(argv=None):
                 'demo': lambda a: sandbox_demo.run(a.dir, a.size_gib,
                                                    a.keep),
                 'print-settings': _print_settings,
+                'tempest': _tempest,
                 'env': lambda a: sys.stdout.write(_exports(
                     cloud.Sandbox.load(a.dir).env(member=a.member)))}
     try:

@@ -253,8 +253,11 @@ class SandboxSmokeTest(testtools.TestCase):
                              volume['os-vol-host-attr:host'])
             self.assertEqual(payload, self._target_image_bytes(
                 volume_id, offset, len(payload)))
-        self.assertNotIn(image, self._xcluster_rbd('ls', pool).split())
-        self.assertFalse(os.path.exists(path))
+        # Cinder deletes the sources after the status says success: the
+        # completion casts the delete to the source's volume service
+        process.wait_for('the sources deleted', lambda: (
+            image not in self._xcluster_rbd('ls', pool).split() and
+            not os.path.exists(path)), 60)
         for volume_id in (xcluster, shared):
             sandbox.api('DELETE', '/volumes/%s' % volume_id)
 

@@ -32,6 +32,7 @@ from cinder_asyncmig.sandbox import keystone
 from cinder_asyncmig.sandbox import mariadb
 from cinder_asyncmig.sandbox import rabbitmq
 from cinder_asyncmig.sandbox import settings
+from cinder_asyncmig.sandbox import tempest
 from cinder_asyncmig.sources import kinds as source_kinds
 
 
@@ -551,6 +552,31 @@ class OpenrcTest(testtools.TestCase):
                           member['OS_PROJECT_NAME']))
         sourced = self._sourced(member=True)
         self.assertEqual(member, {k: sourced[k] for k in member})
+
+
+class TempestConfTest(testtools.TestCase):
+
+    def test_tempest_sees_both_backends_and_no_other_service(self):
+        deployment = _deployment('/sb')
+        conf = _parse(settings.render_ini(tempest.settings(deployment,
+                                                           '/sb/log')))
+        self.assertEqual('rbd-src,rbd-async',
+                         conf.get('volume', 'backend_names'))
+        self.assertEqual('True', conf.get('volume-feature-enabled',
+                                          'multi_backend'))
+        self.assertEqual(('admin', 'adminpw', 'admin'),
+                         (conf.get('auth', 'admin_username'),
+                          conf.get('auth', 'admin_password'),
+                          conf.get('auth', 'admin_project_name')))
+        self.assertEqual(deployment.auth_url, conf.get('identity', 'uri_v3'))
+        self.assertEqual(cinderconf.API_MICROVERSION,
+                         conf.get('volume', 'max_microversion'))
+        self.assertEqual({'cinder': 'True', 'nova': 'False',
+                          'glance': 'False', 'swift': 'False',
+                          'neutron': 'False'},
+                         {name: conf.get('service_available', name)
+                          for name in ('cinder', 'nova', 'glance', 'swift',
+                                       'neutron')})
 
 
 class DaemonsConfTest(testtools.TestCase):
