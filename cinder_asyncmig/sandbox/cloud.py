@@ -510,20 +510,17 @@ class Sandbox(process.Recorded):
 
     def _write_service_config(self, spec):
         deployment = self.deployment
-        path = cinderconf.config_path(deployment, spec)
-        with open(path, 'w') as f:
-            f.write(settings.render_ini(
-                cinderconf.service_settings(deployment, spec)))
         # database and broker passwords
-        os.chmod(path, 0o600)
+        process.write_private(
+            cinderconf.config_path(deployment, spec),
+            settings.render_ini(cinderconf.service_settings(deployment,
+                                                            spec)))
 
     def _write_openrc(self):
         for name, member in (('openrc', False), ('openrc-member', True)):
-            path = os.path.join(self.directory, name)
-            with open(path, 'w') as f:
-                os.fchmod(f.fileno(), 0o600)
-                f.write(cinderconf.render_openrc(self.deployment,
-                                                 member=member))
+            process.write_private(
+                os.path.join(self.directory, name),
+                cinderconf.render_openrc(self.deployment, member=member))
 
     def _start_ceph(self):
         ceph.CephCluster.up(self._state['ceph_dir'],

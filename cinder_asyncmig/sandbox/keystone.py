@@ -28,7 +28,6 @@ user, a member project and user, and the block-storage endpoints.
 import collections
 import os
 import sys
-import urllib.error
 import urllib.request
 
 from cinder_asyncmig.sandbox import process
@@ -61,7 +60,7 @@ class KeystoneError(process.DaemonError):
 class Keystone(object):
     """One Keystone living in ``directory``.
 
-    :param directory: its home (configuration, fernet and credential keys).
+    :param directory: its home (configuration, fernet keys).
     :param port: its TCP port on 127.0.0.1.
     :param bin_dir: where ``keystone-manage`` and ``python`` are.
     :param log_dir: where its logs go.
@@ -136,12 +135,11 @@ class Keystone(object):
         from cryptography import fernet
 
         os.makedirs(self.key_repository, mode=0o700)
-        with open(self.config_path, 'w', opener=_private) as f:
-            f.write(settings.render_ini(self.settings(database_url)))
+        process.write_private(self.config_path,
+                              settings.render_ini(self.settings(database_url)))
         for name in ('0', '1'):
-            with open(os.path.join(self.key_repository, name), 'wb',
-                      opener=_private) as f:
-                f.write(fernet.Fernet.generate_key())
+            process.write_private(os.path.join(self.key_repository, name),
+                                  fernet.Fernet.generate_key().decode())
         process.together((self._fill, admin_password, timeout),
                          (self.start, timeout))
 
@@ -163,7 +161,8 @@ class Keystone(object):
         try:
             process.run_logged(argv, log, timeout, env=env)
         except process.DaemonError as exc:
-            raise KeystoneError('keystone-manage %s: %s' % (args[0], exc))
+            raise KeystoneError('keystone-manage %s: %s' % (args[0],
+                                                            exc)) from exc
 
     def start(self, timeout=60):
         """Start the server and wait until the identity API answers."""
@@ -180,7 +179,7 @@ class Keystone(object):
         try:
             with opener.open(self.url, timeout=2):
                 return True
-        except (urllib.error.URLError, OSError):
+        except OSError:
             return False
 
     def register(self, passwords, cinder_url):
@@ -215,11 +214,6 @@ class Keystone(object):
             admin.endpoints.create(service, '%s/$(project_id)s' % cinder_url,
                                    interface='public', region=REGION)
         return ids
-
-
-def _private(path, flags):
-    # the database password, the keys
-    return os.open(path, flags, 0o600)
 
 
 def session(auth_url, identity, password):

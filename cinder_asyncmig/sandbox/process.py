@@ -224,6 +224,18 @@ class Daemon(object):
             return 'no log at %s' % self.log
 
 
+def write_private(path, text):
+    """Write ``text`` to ``path``, readable by its owner only.
+
+    For what holds a password or a key: the file is never readable by
+    others, not even while it is written.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, 'w') as f:
+        f.write(text)
+
+
 def together(*calls):
     """Run ``(function, *args)`` calls side by side, each in a thread.
 

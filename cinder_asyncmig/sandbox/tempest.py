@@ -25,6 +25,7 @@ import subprocess
 
 from cinder_asyncmig.sandbox import cinderconf
 from cinder_asyncmig.sandbox import keystone
+from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sandbox import settings as sandbox_settings
 
 #: Every test of Cinder's API in tempest.
@@ -106,9 +107,8 @@ def run(sandbox, regex=DEFAULT_REGEX, concurrency=4, out=None):
     os.makedirs(workspace, exist_ok=True)
     config = os.path.join(workspace, 'tempest.conf')
     # the admin's password
-    with open(config, 'w', opener=_private) as f:
-        f.write(sandbox_settings.render_ini(
-            settings(deployment, os.path.join(sandbox.directory, 'log'))))
+    process.write_private(config, sandbox_settings.render_ini(
+        settings(deployment, os.path.join(sandbox.directory, 'log'))))
     argv = [os.path.join(deployment.bin_dir, 'tempest'), 'run',
             '--config-file', config, '--regex', regex,
             '--exclude-regex', '|'.join(NEEDS_GLANCE),
@@ -116,7 +116,3 @@ def run(sandbox, regex=DEFAULT_REGEX, concurrency=4, out=None):
     return subprocess.run(argv, cwd=workspace, env=sandbox.cli_env(),
                           stdout=out, stderr=subprocess.STDOUT,
                           check=False).returncode
-
-
-def _private(path, flags):
-    return os.open(path, flags, 0o600)

@@ -115,3 +115,35 @@ class DaemonTest(testtools.TestCase):
         self.assertEqual(8, len(set(ports)))
         self.assertFalse([p for p in ports if process.port_open(p)])
         self.assertFalse([p for p in ports if not 20000 <= p < 32768])
+
+    def test_write_private_closes_a_readable_file_to_others(self):
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path, 'rc')
+        with open(path, 'w') as f:
+            f.write('old and longer')
+        os.chmod(path, 0o644)
+        process.write_private(path, 'secret')
+        self.assertEqual(0o600, os.stat(path).st_mode & 0o777)
+        with open(path) as f:
+            self.assertEqual('secret', f.read())
+
+    def test_run_logged_appends_and_names_the_log_on_failure(self):
+        log = os.path.join(self.useFixture(fixtures.TempDir()).path, 'log')
+        process.run_logged(['sh', '-c', 'echo one'], log, 30)
+        exc = self.assertRaises(
+            process.DaemonError, process.run_logged,
+            ['sh', '-c', 'echo "$WHO"; exit 3'], log, 30, env={'WHO': 'two'})
+        self.assertIn('exit 3', str(exc))
+        self.assertIn(log, str(exc))
+        with open(log) as f:
+            self.assertEqual('one\ntwo\n', f.read())
+
+    def test_together_runs_every_call_and_raises_the_first_error(self):
+        ran = []
+
+        def fail(name):
+            ran.append(name)
+            raise ValueError(name)
+        exc = self.assertRaises(ValueError, process.together,
+                                (ran.append, 'a'), (fail, 'b'), (fail, 'c'))
+        self.assertEqual('b', str(exc))
+        self.assertEqual({'a', 'b', 'c'}, set(ran))
