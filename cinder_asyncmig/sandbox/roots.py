@@ -264,7 +264,8 @@ def root_packages(bindep_path=None):
 
 def _requirement_files():
     files = [os.path.join(_REPO_DIR, name)
-             for name in ('requirements.txt', 'test-requirements.txt')]
+             for name in ('requirements.txt', 'test-requirements.txt',
+                          'sandbox-requirements.txt')]
     missing = [f for f in files if not os.path.isfile(f)]
     if missing:
         raise RootError('%s not found: build roots from a checkout of '
