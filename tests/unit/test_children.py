@@ -51,6 +51,12 @@ class ChildTest(testtools.TestCase):
 
     def test_adopted_only_with_its_markers(self):
         child = self.spawn('sleep 60; true')
+        # the kernel sets a new program's command line a moment after its
+        # parent may run again: adoption is for processes of an earlier life
+        deadline = time.monotonic() + 10
+        while (self.dir not in children.cmdline(child.pid) and
+               time.monotonic() < deadline):
+            time.sleep(0.01)
         adopted = children.Child.adopt(child.pid, 'sleep 60', self.dir)
         self.assertEqual(child.pid, adopted.pid)
         self.assertTrue(adopted.running())
