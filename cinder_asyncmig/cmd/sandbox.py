@@ -87,6 +87,9 @@ def _parser():
     up.add_argument('--cluster-release', choices=list(roots.RELEASES),
                     help='Ceph release of the clusters\' daemons (default: '
                          'the one of the Cinder services)')
+    up.add_argument('--target-cluster', action='store_true',
+                    help='run the target backend as a Cinder cluster of '
+                         'two volume services, coordinated through etcd')
 
     env = sub.add_parser('env', help='print the openrc exports')
     env.add_argument('--dir', required=True)
@@ -171,7 +174,8 @@ def _up(args):
         volume_manager=args.volume_manager, timeout=args.timeout,
         xcluster_memstore_bytes=int(args.xcluster_memstore_gib * units.Gi),
         cluster_release=args.cluster_release,
-        disk_bytes=int(args.disk_gib * units.Gi) if args.disk_gib else None)
+        disk_bytes=int(args.disk_gib * units.Gi) if args.disk_gib else None,
+        target_cluster=args.target_cluster)
     for warning in sandbox.warnings:
         sys.stderr.write('WARNING: %s\n' % warning)
     timings = sandbox.state['timings']

@@ -33,9 +33,15 @@ VOLUME_SOURCE = 'volume-source'
 VOLUME_TARGET = 'volume-target'
 VOLUME_XCLUSTER = 'volume-xcluster'
 VOLUME_FILE = 'volume-file'
+VOLUME_TARGET_PEER = 'volume-target-peer'
 
 #: The ``host`` of every service; volume services are ``host@backend``.
 HOST = 'sandbox'
+#: The host of the target backend's second volume service, when the
+#: target runs as a Cinder cluster (``Deployment.target_cluster``).
+PEER_HOST = 'sandbox-peer'
+#: ``[DEFAULT] cluster`` of the target's volume services in that case.
+TARGET_CLUSTER = 'asyncmig-target'
 
 #: python-cinderclient 9.x and Cinder 29 both top out at 3.71.
 API_MICROVERSION = '3.71'
@@ -56,7 +62,9 @@ GOODNESS = {'source': '100', 'xcluster': '100', 'file': '100',
 #: sandbox mounts the share's directory in place (see :func:`bind_mounts`).
 NFS_HOST = '127.0.0.1'
 
-ServiceSpec = collections.namedtuple('ServiceSpec', 'name binary backend')
+ServiceSpec = collections.namedtuple('ServiceSpec',
+                                     'name binary backend host',
+                                     defaults=(HOST,))
 
 SERVICES = (
     ServiceSpec(API, 'cinder-api', None),
@@ -65,6 +73,9 @@ SERVICES = (
     ServiceSpec(VOLUME_TARGET, 'cinder-volume', settings.TARGET),
     ServiceSpec(VOLUME_XCLUSTER, 'cinder-volume', settings.XCLUSTER),
     ServiceSpec(VOLUME_FILE, 'cinder-volume', settings.FILE),
+    # only in a deployment whose target is a cluster
+    ServiceSpec(VOLUME_TARGET_PEER, 'cinder-volume', settings.TARGET,
+                PEER_HOST),
 )
 
 #: What the services need to know of the rest of the sandbox.
@@ -93,7 +104,12 @@ Deployment = collections.namedtuple('Deployment', [
     # user_id and project_id (the ids once Keystone has them)
     'auth_url',
     'identities',
-], defaults=(None, None, None, None, None, None, None))
+    # the target backend runs as a Cinder cluster of two volume services
+    # (VOLUME_TARGET and VOLUME_TARGET_PEER), coordinated through etcd
+    'target_cluster',
+    # [coordination] backend_url; None: tooz's file driver in the sandbox
+    'coordination_url',
+], defaults=(None,) * 9)
 
 
 def service_spec(name):
@@ -128,13 +144,16 @@ def services(deployment):
     and the second cluster's in a record from before it existed.
     """
     return tuple(spec for spec in SERVICES
-                 if spec.backend is None or _served(deployment, spec.backend))
+                 if (spec.backend is None or
+                     _served(deployment, spec.backend)) and
+                 (spec.name != VOLUME_TARGET_PEER or
+                  deployment.target_cluster))
 
 
 def backends(deployment):
     """The backends (:class:`settings.Backend`) a deployment serves."""
     return tuple(spec.backend for spec in services(deployment)
-                 if spec.backend is not None)
+                 if spec.backend is not None and spec.host == HOST)
 
 
 def service_spec_of(backend):
@@ -148,8 +167,8 @@ def service_spec_of(backend):
 def service_host(spec):
     """The host of a service as the service list shows it."""
     if spec.backend is None:
-        return HOST
-    return '%s@%s' % (HOST, spec.backend.name)
+        return spec.host
+    return '%s@%s' % (spec.host, spec.backend.name)
 
 
 def pool_host(backend):
@@ -158,6 +177,16 @@ def pool_host(backend):
     Cinder's RBD driver reports no pools, so the pool is the backend name.
     """
     return '%s@%s#%s' % (HOST, backend.name, backend.name)
+
+
+def scheduler_pool(deployment, backend):
+    """The name the scheduler gives a backend's pool.
+
+    A clustered backend's pool is its cluster's, whichever host reports.
+    """
+    if deployment.target_cluster and backend == settings.TARGET:
+        return '%s@%s#%s' % (TARGET_CLUSTER, backend.name, backend.name)
+    return pool_host(backend)
 
 
 def path(deployment, *parts):
@@ -300,7 +329,7 @@ def bind_mounts(deployment, spec):
     return mounts
 
 
-def common_settings(deployment):
+def common_settings(deployment, host=HOST):
     """Settings every service of the sandbox shares.
 
     There is no ``log_file``: oslo.log then writes to stdout, which the
@@ -311,7 +340,7 @@ def common_settings(deployment):
     common = [
         ('DEFAULT', 'debug', 'True'),
         ('DEFAULT', 'state_path', state),
-        ('DEFAULT', 'host', HOST),
+        ('DEFAULT', 'host', host),
         ('DEFAULT', 'my_ip', '127.0.0.1'),
         ('DEFAULT', 'transport_url', deployment.transport_url),
         ('DEFAULT', 'default_volume_type', MIGRATABLE_TYPE),
@@ -319,6 +348,7 @@ def common_settings(deployment):
         ('database', 'connection', deployment.database_url),
         ('oslo_concurrency', 'lock_path', os.path.join(state, 'lock')),
         ('coordination', 'backend_url',
+         deployment.coordination_url or
          'file://%s' % os.path.join(state, 'coordination')),
     ]
     return common + list(settings.SERVICE_TIMING)
@@ -350,8 +380,8 @@ def api_settings(deployment):
     ] + settings.api_options()
 
 
-def backend_settings(deployment, backend):
-    """The settings of one backend's section."""
+def backend_settings(deployment, backend, host=HOST):
+    """The settings of one backend's section on one host."""
     if backend.ceph_cluster is None:
         return settings.nfs_backend_options(
             backend, NFS_HOST, file_share_dir(deployment),
@@ -362,14 +392,17 @@ def backend_settings(deployment, backend):
         secret_uuid = deployment.xcluster_secret_uuid
     state_dir = None
     if backend.driver == settings.TARGET_DRIVER:
-        state_dir = path(deployment, 'state', 'asyncmig-%s' % backend.name)
+        # what a volume service keeps on its own host
+        state_dir = path(deployment, 'state', 'asyncmig-%s' % backend.name +
+                         ('' if host == HOST else '-' + host))
     return settings.backend_options(backend, conf, deployment.rbd_user,
                                     secret_uuid, state_dir=state_dir,
                                     peers=backends(deployment))
 
 
-def volume_settings(deployment, backend):
+def volume_settings(deployment, spec):
     """The settings of a cinder-volume serving one backend."""
+    backend = spec.backend
     privsep = []
     if deployment.privileged:
         # os-brick and Cinder start their privsep daemons with
@@ -377,7 +410,7 @@ def volume_settings(deployment, backend):
         # the sandbox already runs as root
         helper = '%s --config-file %s' % (
             os.path.join(deployment.bin_dir, 'privsep-helper'),
-            config_path(deployment, service_spec_of(backend)))
+            config_path(deployment, spec))
         privsep = [(section, 'helper_command', helper)
                    for section in ('privsep_osbrick', 'cinder_sys_admin')]
     exporter = []
@@ -397,9 +430,12 @@ def volume_settings(deployment, backend):
                 (backend.name,
                  'async_migration_exporter_nbd_client_identities',
                  pki.CLIENT_IDENTITY)]
+    cluster = []
+    if backend == settings.TARGET and deployment.target_cluster:
+        cluster = [('DEFAULT', 'cluster', TARGET_CLUSTER)]
     return ([('DEFAULT', 'enabled_backends', backend.name)] + privsep +
-            settings.manager_options(deployment.volume_manager) +
-            backend_settings(deployment, backend) + exporter +
+            cluster + settings.manager_options(deployment.volume_manager) +
+            backend_settings(deployment, backend, spec.host) + exporter +
             [(backend.name, 'goodness_function', GOODNESS[backend.role])])
 
 
@@ -442,11 +478,11 @@ def volume_types(backends=settings.BACKENDS):
 
 def service_settings(deployment, spec):
     """Every setting of one service's configuration file."""
-    result = common_settings(deployment)
+    result = common_settings(deployment, spec.host)
     if spec.name == API:
         result += api_settings(deployment)
     if spec.backend is not None:
-        result += volume_settings(deployment, spec.backend)
+        result += volume_settings(deployment, spec)
     return result
 
 

@@ -28,7 +28,11 @@
   driver on the second cluster, the stock NFS driver on a directory of
   the sandbox mounted in place), each a process of its own with a
   configuration file of its own, so a test can kill one volume service
-  and start it again.
+  and start it again;
+- with ``target_cluster``, a second cinder-volume of the target backend
+  on another host name, the two a Cinder cluster (``[DEFAULT] cluster``),
+  and etcd (:mod:`.etcd`) for Cinder's coordination (tooz) in place of
+  its file locks.
 
 It returns once the API answers, every service is ``up`` and the scheduler
 knows every backend. ``sandbox.json`` records every pid, port and path, so
@@ -59,6 +63,7 @@ from cinder_asyncmig import children
 from cinder_asyncmig.engine import features
 from cinder_asyncmig.sandbox import ceph
 from cinder_asyncmig.sandbox import cinderconf
+from cinder_asyncmig.sandbox import etcd
 from cinder_asyncmig.sandbox import keystone
 from cinder_asyncmig.sandbox import mariadb
 from cinder_asyncmig.sandbox import pki
@@ -91,6 +96,7 @@ VOLUME_XCLUSTER = cinderconf.VOLUME_XCLUSTER
 # ports of the target's exporters: one per volume migrating at once
 EXPORTER_PORTS = 16
 VOLUME_FILE = cinderconf.VOLUME_FILE
+VOLUME_TARGET_PEER = cinderconf.VOLUME_TARGET_PEER
 SERVICES = tuple(spec.name for spec in cinderconf.SERVICES)
 
 _BINARIES = ('cinder-api', 'cinder-scheduler', 'cinder-volume',
@@ -312,7 +318,7 @@ class Sandbox(process.Recorded):
     def up(cls, directory=None, memstore_bytes=DEFAULT_MEMSTORE_BYTES,
            volume_manager=None, timeout=DEFAULT_TIMEOUT,
            xcluster_memstore_bytes=DEFAULT_XCLUSTER_MEMSTORE_BYTES,
-           cluster_release=None, disk_bytes=None):
+           cluster_release=None, disk_bytes=None, target_cluster=False):
         """Create and start a sandbox.
 
         :param directory: where everything lives; must be empty or absent.
@@ -329,6 +335,9 @@ class Sandbox(process.Recorded):
         :param disk_bytes: when set, the first cluster keeps its data on
                            disk (see :meth:`ceph.CephCluster.up`) instead
                            of in ``memstore_bytes`` of RAM.
+        :param target_cluster: run the target backend as a Cinder cluster
+                               of two volume services, coordinated
+                               through etcd.
         :returns: the running :class:`Sandbox`.
         :raises SandboxError: when something does not start; every process
                               started is stopped, the logs are kept.
@@ -353,7 +362,8 @@ class Sandbox(process.Recorded):
                                                 memstore_bytes,
                                                 volume_manager,
                                                 xcluster_memstore_bytes,
-                                                cluster_release, disk_bytes))
+                                                cluster_release, disk_bytes,
+                                                target_cluster))
         sandbox._save()
         started = time.monotonic()
         try:
@@ -373,8 +383,10 @@ class Sandbox(process.Recorded):
 
     @staticmethod
     def _new_state(directory, bin_dir, memstore_bytes, volume_manager,
-                   xcluster_memstore_bytes, cluster_release, disk_bytes=None):
-        api, db, amqp_port, dist, epmd, identity = process.free_ports(6)
+                   xcluster_memstore_bytes, cluster_release, disk_bytes=None,
+                   target_cluster=False):
+        (api, db, amqp_port, dist, epmd, identity, etcd_client,
+         etcd_peer) = process.free_ports(8)
         ceph_dir = os.path.join(directory, 'ceph')
         xcluster_dir = os.path.join(directory, 'xcluster')
         db_password = secrets.token_hex(12)
@@ -398,12 +410,13 @@ class Sandbox(process.Recorded):
             exporter_ports=list(process.free_port_range(EXPORTER_PORTS)),
             nbd_tls=_can_fake_etc_ceph() and _has_nbd_stream(),
             auth_url='http://127.0.0.1:%d/v3' % identity,
-            identities=identities)
+            identities=identities, target_cluster=bool(target_cluster))
         return {
             'directory': directory,
             'ports': {'api': api, 'mariadb': db, 'amqp': amqp_port,
                       'erlang_dist': dist, 'epmd': epmd,
-                      'keystone': identity},
+                      'keystone': identity, 'etcd': etcd_client,
+                      'etcd_peer': etcd_peer},
             'memstore_bytes': int(memstore_bytes),
             'disk_bytes': int(disk_bytes or 0),
             'xcluster_memstore_bytes': int(xcluster_memstore_bytes),
@@ -417,6 +430,7 @@ class Sandbox(process.Recorded):
             'mariadb': None,
             'rabbitmq': None,
             'keystone': None,
+            'etcd': None,
             'services': {},
             'warnings': [],
             'timings': {},
@@ -439,6 +453,7 @@ class Sandbox(process.Recorded):
             (self._timed, 'ceph-xcluster', self._start_xcluster),
             (self._start_databases, timeout),
             (self._timed, 'rabbitmq', self._start_rabbitmq, timeout),
+            (self._timed, 'etcd', self._start_etcd, timeout),
             (self._timed, 'volume_manager', self._pick_volume_manager))
         self._timed('cinder', self._start_cinder, timeout)
 
@@ -456,6 +471,13 @@ class Sandbox(process.Recorded):
         deployment = self.deployment._replace(
             transport_url=mq.transport_url,
             database_url=db.url(DATABASE, DB_USER, passwords['database']))
+        coordination = None
+        if deployment.target_cluster:
+            coordination = etcd.Etcd(os.path.join(self.directory, 'etcd'),
+                                     ports['etcd'], ports['etcd_peer'],
+                                     self._log_dir())
+            deployment = deployment._replace(
+                coordination_url=coordination.backend_url)
         identity = keystone.Keystone(
             os.path.join(self.directory, 'keystone'), ports['keystone'],
             self.deployment.bin_dir, self._log_dir())
@@ -464,6 +486,8 @@ class Sandbox(process.Recorded):
             self._state['mariadb'] = db.to_dict()
             self._state['rabbitmq'] = mq.to_dict()
             self._state['keystone'] = identity.to_dict()
+            if coordination is not None:
+                self._state['etcd'] = coordination.to_dict()
         self._save()
 
     def _log_dir(self):
@@ -596,6 +620,15 @@ class Sandbox(process.Recorded):
         finally:
             self._record('rabbitmq', mq.to_dict())
 
+    def _start_etcd(self, timeout):
+        if not self._state.get('etcd'):
+            return
+        server = self._etcd()
+        try:
+            server.up(timeout)
+        finally:
+            self._record('etcd', server.to_dict())
+
     def _pick_volume_manager(self):
         manager, warning = resolve_volume_manager(
             self.deployment.volume_manager)
@@ -640,7 +673,7 @@ class Sandbox(process.Recorded):
                 'extra_specs': extra_specs}})
 
     def _wait_for_pools(self, timeout, daemons):
-        wanted = {cinderconf.pool_host(b)
+        wanted = {cinderconf.scheduler_pool(self.deployment, b)
                   for b in cinderconf.backends(self.deployment)}
 
         def known():
@@ -657,7 +690,7 @@ class Sandbox(process.Recorded):
         """Stop every process of the sandbox by pid; remove its directory.
 
         Cinder services first, then RabbitMQ and its epmd, Keystone,
-        MariaDB, the Ceph clusters.
+        MariaDB, etcd, the Ceph clusters.
 
         :param remove: also remove the directory (when all stopped).
         :raises SandboxError: when a process did not stop; the directory
@@ -673,6 +706,8 @@ class Sandbox(process.Recorded):
             self._stop(errors, self._keystone().stop)
         if self._state.get('mariadb'):
             self._stop(errors, self._mariadb().stop)
+        if self._state.get('etcd'):
+            self._stop(errors, self._etcd().stop)
         for cluster in self.clusters().values():
             self._stop(errors, cluster.down)
         if errors:
@@ -711,6 +746,9 @@ class Sandbox(process.Recorded):
     def _keystone(self):
         return keystone.Keystone.from_dict(self._state['keystone'])
 
+    def _etcd(self):
+        return etcd.Etcd.from_dict(self._state['etcd'])
+
     def pids(self):
         """Every running process of the sandbox, by daemon name.
 
@@ -730,6 +768,8 @@ class Sandbox(process.Recorded):
             found['keystone'] = self._keystone().daemon.processes()
         if self._state.get('mariadb'):
             found['mariadb'] = self._mariadb().daemon.processes()
+        if self._state.get('etcd'):
+            found['etcd'] = self._etcd().daemon.processes()
         for name, cluster in self.clusters().items():
             found[name] = cluster.daemon_pids()
         return found

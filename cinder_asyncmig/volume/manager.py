@@ -45,7 +45,9 @@ from oslo_config import cfg
 from oslo_db import exception as db_exc
 from oslo_log import log as logging
 import oslo_messaging as messaging
+from oslo_service import periodic_task
 from oslo_utils import excutils
+from oslo_utils import timeutils
 from oslo_utils import units
 import tooz
 
@@ -67,6 +69,9 @@ LOG = logging.getLogger(__name__)
 # across the hosts of a cluster: its take-over, a copy attempt, the end of
 # its migration and the roll-back of a delete never overlap
 LOCK = '{volume.id}' + constants.LOCK_SUFFIX
+# seconds between two looks for migrations nothing completes; the
+# manager's periodic tasks run every [DEFAULT] periodic_interval at most
+_ADOPT_SPACING = 10
 
 
 @contextlib.contextmanager
@@ -120,6 +125,10 @@ class _Stopped(Exception):
     """A completion was asked to stop (its volume is being deleted)."""
 
 
+class _Lost(Exception):
+    """Another volume service of the cluster has taken the volume over."""
+
+
 class _Completion(object):
     """One migration completed here: in line, copying or waiting to retry.
 
@@ -168,13 +177,16 @@ class _ProgressRecorder(object):
     (:data:`~cinder_asyncmig.volume.throttle.RATE_KEY`) and hands it to
     ``on_cap``: a user can change it while the volume copies, and a copy
     worker started again mid-copy gets it back. Once the event ``stop`` is
-    set, the next call raises :class:`_Stopped`.
+    set, the next call raises :class:`_Stopped`. With ``owner``, a
+    callable, each write asks it first whether this service still owns the
+    migration, and raises :class:`_Lost` once it does not.
     """
 
     def __init__(self, db, ctxt, volume_id, interval, on_cap=None,
-                 stop=None):
+                 stop=None, owner=None):
         self._db = db
         self._stop = stop
+        self._owner = owner
         self._ctxt = ctxt
         self._volume_id = volume_id
         self._interval = interval
@@ -210,6 +222,11 @@ class _ProgressRecorder(object):
             if now - self._last < self._interval:
                 return
         self._last = now
+        if self._owner is not None:
+            with self._database():
+                if not self._owner():
+                    # before the commit too: the owner commits
+                    raise _Lost()
         self._write(self.render(progress))
         if self._on_cap is not None and progress.get('phase') == 'copying':
             with self._database():
@@ -413,7 +430,7 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         try:
             moved, is_async, model_update = (
                 self.asyncmig_rpcapi.migrate_volume_target(
-                    ctxt, volume, host['host'],
+                    ctxt, volume, host.get('cluster_name') or host['host'],
                     self._source_description(volume)))
         except _REFUSALS as exc:
             # the target said why, in its log and in a user message
@@ -575,9 +592,24 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         on_cap = None
         if hasattr(self.driver, 'set_copy_rate'):
             on_cap = functools.partial(self.driver.set_copy_rate, volume)
+        owner = None
+        if self.cluster:
+            owner = functools.partial(self._owns, ctxt.elevated(), volume.id)
         return _ProgressRecorder(self.db, ctxt.elevated(), volume.id,
                                  CONF[opts.GROUP].progress_interval, on_cap,
-                                 stop)
+                                 stop, owner)
+
+    def _owns(self, ctxt, volume_id):
+        """Whether the volume's host is still this service.
+
+        The service whose completion holds the volume's lock makes it its
+        host (:meth:`_copy`). A lock can lapse under a holder that lives
+        (a coordination backend it lost for longer than the lock's
+        timeout); a peer then takes the migration over, and this tells
+        the old holder to stop before it writes or commits anything.
+        """
+        host = self.db.volume_get(ctxt, volume_id).host
+        return volume_utils.hosts_are_equivalent(host, self.host)
 
     def _queue(self, ctxt, volume, completion):
         """Put the completion in line for a copy slot."""
@@ -593,25 +625,45 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
     def _attempt(self, ctxt, volume, completion):
         """One copy and commit, holding a copy slot (on the manager's pool).
 
-        Then the migration ends, or after a wait it is in line again.
+        It holds the volume's lock in Cinder's coordination from start to
+        end, the wait before a retry included: the lock tells the other
+        services of a cluster that a live one completes the volume
+        (:meth:`_adopt_orphans`). A lock held already means that another
+        completion runs, and this one ends. Then the migration ends, or
+        after a wait it is in line again.
         """
         again = False
         try:
+            lock = self._own(volume)
+            if lock is None:
+                LOG.info('Volume %s is being completed by another volume '
+                         'service of the cluster, or by another completion '
+                         'here; not by this one.', volume.id,
+                         resource=volume)
             try:
-                final = self._until_db_answers(self._copy, ctxt, volume,
-                                               completion)
+                try:
+                    final = None if lock is None else self._until_db_answers(
+                        self._copy, ctxt, volume, completion)
+                finally:
+                    self.copy_slots.release(volume.id)
+                if final is _RETRY:
+                    if completion.stop.wait(completion.delay):
+                        raise _Stopped()
+                    again = not self._no_longer_attachable(volume)
+                elif final:
+                    self._until_db_answers(self._finish, ctxt, volume,
+                                           final.get('source_left'))
             finally:
-                self.copy_slots.release(volume.id)
-            if final is _RETRY:
-                if completion.stop.wait(completion.delay):
-                    raise _Stopped()
-                again = not self._no_longer_attachable(volume)
-            elif final is not None:
-                self._until_db_answers(self._finish, ctxt, volume,
-                                       final.get('source_left'))
+                self._disown(volume, lock)
         except _Stopped:
             LOG.info('The background copy of volume %s stopped, as asked.',
                      volume.id, resource=volume)
+        except _Lost:
+            LOG.warning('Volume %s was taken over by another volume service '
+                        'of the cluster while its copy ran here (this '
+                        'service lost Cinder\'s coordination backend for '
+                        'longer than its locks last); it stops here.',
+                        volume.id, resource=volume)
         except Exception as exc:
             self._fail(ctxt, volume, exc)
         finally:
@@ -619,6 +671,32 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                 self._queue(ctxt, volume, completion)
             else:
                 self._ended(volume, completion)
+
+    def _own(self, volume):
+        """Take the volume's lock if nobody holds it; None otherwise."""
+        lock = coordination.COORDINATOR.get_lock(LOCK.format(volume=volume))
+        try:
+            # not coordination.synchronized: it runs the function whether
+            # or not a non-blocking acquire succeeded
+            return lock if lock.acquire(blocking=False) else None
+        except tooz.ToozError as exc:
+            LOG.warning('Volume %(vol)s: Cinder\'s coordination backend '
+                        'does not answer (%(err)s); its copy is tried again '
+                        'once it does.', {'vol': volume.id, 'err': exc},
+                        resource=volume)
+            return None
+
+    @staticmethod
+    def _disown(volume, lock):
+        if lock is None:
+            return
+        try:
+            # False, and nothing done, when the lock lapsed and is another's
+            lock.release()
+        except tooz.ToozError as exc:
+            LOG.warning('Volume %(vol)s: its lock could not be released '
+                        '(%(err)s); it lapses on its own.',
+                        {'vol': volume.id, 'err': exc}, resource=volume)
 
     def _copy(self, ctxt, volume, completion):
         """One attempt at the copy and commit.
@@ -631,6 +709,8 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             raise _Stopped()
         if self._no_longer_attachable(volume):
             return None
+        # in a cluster, the volume's host is the service completing it
+        self._set_resource_host(volume)
         try:
             return self._run_copy(ctxt, volume, completion)
         except exception.MigrationLost as exc:
@@ -660,7 +740,6 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                                          completion.delay, exc)
             return _RETRY
 
-    @coordination.synchronized(LOCK)
     def _run_copy(self, ctxt, volume, completion):
         volume_utils.require_driver_initialized(self.driver)
         return self.driver.complete_migration_target(
@@ -761,7 +840,6 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                  resource=volume)
         return True
 
-    @coordination.synchronized(LOCK)
     def _finish(self, ctxt, volume, source_left):
         volume.refresh()
         source_host = self._admin_metadata(ctxt, volume).get(
@@ -936,6 +1014,48 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                          'volume %s.', volume.id, resource=volume)
                 self._add_to_threadpool(self._retry_source_cleanup, ctxt,
                                         volume)
+
+    @periodic_task.periodic_task(spacing=_ADOPT_SPACING)
+    def _adopt_orphans(self, ctxt):
+        """Complete the migrations here that no live completion holds.
+
+        A completion holds its volume's lock from start to end (see
+        :meth:`_attempt`); the lock of a service that died lapses once
+        Cinder's coordination backend stops hearing from it (tooz's
+        ``lock_timeout``). In a cluster, that is how a peer of a volume
+        service that died, and stays down, takes its migrations over: the
+        copy resumes here from the state librbd keeps, after the dead
+        service's copy worker is blocklisted. Alone, a service picks up
+        what a completion left when the coordination backend did not
+        answer. Within a period of the manager's periodic tasks.
+        """
+        if not self.driver.initialized:
+            return
+        filters = dict(self._get_cluster_or_host_filters(),
+                       migration_status=constants.ATTACHABLE)
+        for volume in objects.VolumeList.get_all(ctxt, filters=filters):
+            if (volume.status in ('deleting', 'error_deleting') or
+                    # just handed over: its completion is on its way here
+                    not timeutils.is_older_than(volume.updated_at,
+                                                _ADOPT_SPACING)):
+                continue
+            with self._completing_lock:
+                if volume.id in self._completing:
+                    continue
+            lock = self._own(volume)
+            if lock is None:
+                continue
+            self._disown(volume, lock)
+            LOG.warning('Volume %(vol)s is %(state)s and no volume service '
+                        'completes its migration (its host was %(host)s); '
+                        'completing it here.',
+                        {'vol': volume.id, 'state': constants.ATTACHABLE,
+                         'host': volume.host}, resource=volume)
+            self._add_to_threadpool(self._adopt, ctxt, volume)
+
+    def _adopt(self, ctxt, volume):
+        self._ensure_migration_source(ctxt, volume)
+        self.complete_migration(ctxt, volume)
 
     def _ensure_migration_source(self, ctxt, volume):
         # at once, not in the background: hypervisors may read through

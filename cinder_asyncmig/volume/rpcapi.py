@@ -62,7 +62,8 @@ class AsyncMigrationAPI(rpc.RPCAPI):
         """Ask the target backend to take the volume over.
 
         :param volume: the volume, still on its source host.
-        :param dest_host: the target's ``host@backend#pool``.
+        :param dest_host: the target's ``host@backend#pool``, or its
+                          cluster's: any live member answers then.
         :param src_host: the source backend, ``{'host', 'capabilities'}``.
         :returns: ``(moved, migration_async, model_update)``.
         """

@@ -12,6 +12,7 @@
 
 """Manager and RPC pieces that need no running service."""
 
+import datetime
 import os
 import threading
 import time
@@ -27,6 +28,7 @@ from oslo_config import cfg
 from oslo_config import fixture as config_fixture
 from oslo_db import exception as db_exc
 import oslo_messaging as messaging
+from oslo_utils import timeutils
 import testtools
 import tooz.coordination
 
@@ -201,6 +203,11 @@ class _FakeDB(object):
     def __init__(self):
         self.metadata = {}
         self.admin = {}
+        # the volume's host in the database, as another service set it
+        self.host = None
+
+    def volume_get(self, ctxt, volume_id):
+        return mock.Mock(host=self.host)
 
     def volume_metadata_update(self, ctxt, volume_id, metadata, delete):
         self.metadata.update(metadata)
@@ -223,6 +230,9 @@ class _FakeVolume(object):
 
     def __init__(self):
         self.id = 'vol-1'
+        self.updated_at = timeutils.utcnow() - datetime.timedelta(minutes=1)
+        self.host = 'sandbox@rbd-async#rbd-async'
+        self.is_clustered = False
         self.status = 'available'
         self.migration_status = constants.ATTACHABLE
         self.volume_attachment = []
@@ -249,17 +259,24 @@ class _FakeDriver(object):
     initialized = True
     supported = True
 
-    def __init__(self, failures=0, error=None, source_left=False):
+    def __init__(self, failures=0, error=None, source_left=False,
+                 report=False):
         self.failures = failures
+        # tell the manager the commit is next, as the driver does
+        self.report = report
         self.error = error
         self.source_left = source_left
         self.calls = 0
+        self.commits = 0
 
     def complete_migration_target(self, ctxt, volume,
                                   progress_callback=None):
         self.calls += 1
         if self.calls <= self.failures:
             raise self.error
+        if self.report:
+            progress_callback({'phase': 'committing'})
+        self.commits += 1
         return {'phase': 'success', 'source_left': self.source_left}
 
 
@@ -311,6 +328,8 @@ class CompletionTest(testtools.TestCase):
         self.mgr.db = _FakeDB()
         self.mgr._asyncmig_rpcapi = _FakeRpc()
         self.mgr.copy_slots = slots.CopySlots(0)
+        self.mgr.host = 'sandbox@rbd-async'
+        self.mgr.cluster = None
         # Cinder's coordination on tooz's file backend, as cinder-volume
         # runs it by default
         self.lock_dir = self.useFixture(fixtures.TempDir()).path
@@ -410,25 +429,77 @@ class CompletionTest(testtools.TestCase):
         self.assertEqual(['error', constants.ATTACHABLE, 'success'],
                          self.volume.saved)
 
-    def test_a_copy_waits_for_the_volume_lock(self):
-        # held, as by a take-over or a delete's roll-back of this volume
+    def test_a_held_lock_leaves_the_volume_to_its_holder(self):
+        # held, as by a take-over, a delete's roll-back or another
+        # service's completion of this volume
         lock = coordination.COORDINATOR.get_lock(
             manager.LOCK.format(volume=self.volume))
         lock.acquire()
         driver = _FakeDriver()
-        self.mgr.driver = driver
-        self.mgr.complete_migration(self.ctxt, self.volume)
-        self.assertFalse(self.mgr._completing[self.volume.id].ended.wait(
-            0.3))
+        self.complete(driver)
         self.assertEqual(0, driver.calls)
+        self.assertEqual([], self.volume.saved)
+        self.assertEqual({}, self.mgr.db.metadata)
         lock.release()
-        self.until_ended()
+        self.complete(driver)
         self.assertEqual(['success'], self.volume.saved)
         # tooz's file backend leaves the lock's file; a delete removes it
         lock_file = os.path.join(self.lock_dir, 'cinder-vol-1-asyncmig')
         self.assertTrue(os.path.exists(lock_file))
         rbd_driver.AsyncMigrationRBDDriver.clean_volume_file_locks('vol-1')
         self.assertFalse(os.path.exists(lock_file))
+
+    def test_in_a_cluster_the_completing_service_becomes_the_host(self):
+        self.mgr.cluster = 'asyncmig-target@rbd-async'
+        self.mgr.host = 'sandbox-peer@rbd-async'
+        self.volume.is_clustered = True
+        self.mgr.db.host = 'sandbox-peer@rbd-async#rbd-async'
+        driver = _FakeDriver(report=True)
+        self.complete(driver)
+        self.assertEqual('sandbox-peer@rbd-async#rbd-async', self.volume.host)
+        self.assertEqual(1, driver.commits)
+        self.assertEqual([constants.ATTACHABLE, 'success'], self.volume.saved)
+
+    def test_the_scan_completes_what_no_completion_holds(self):
+        volumes = {name: _FakeVolume() for name in (
+            'orphan', 'held', 'deleting', 'just-handed-over')}
+        for name, volume in volumes.items():
+            volume.id = name
+        volumes['deleting'].status = 'deleting'
+        volumes['just-handed-over'].updated_at = timeutils.utcnow()
+        # another service's completion holds it
+        lock = coordination.COORDINATOR.get_lock(
+            manager.LOCK.format(volume=volumes['held']))
+        self.assertTrue(lock.acquire())
+        self.addCleanup(lock.release)
+        self.mgr.driver = _FakeDriver()
+        listed = self.useFixture(fixtures.MockPatch(
+            'cinder.objects.VolumeList.get_all',
+            return_value=list(volumes.values()))).mock
+        self.mgr._adopt_orphans(self.ctxt)
+        process.wait_for('the orphan completed',
+                         lambda: volumes['orphan'].saved, 10)
+        self.until_ended()
+        self.assertEqual({'host': self.mgr.host,
+                          'migration_status': constants.ATTACHABLE},
+                         listed.call_args.kwargs['filters'])
+        self.assertEqual({'orphan': ['success'], 'held': [], 'deleting': [],
+                          'just-handed-over': []},
+                         {n: v.saved for n, v in volumes.items()})
+
+    def test_a_service_that_lost_the_volume_stops_before_the_commit(self):
+        self.mgr.cluster = 'asyncmig-target@rbd-async'
+        self.volume.is_clustered = True
+        # a peer took the volume over once this service's lock lapsed
+        self.mgr.db.host = 'sandbox-peer@rbd-async#rbd-async'
+        driver = _FakeDriver(report=True)
+        self.complete(driver)
+        self.assertEqual(1, driver.calls)
+        self.assertEqual(0, driver.commits)
+        self.assertEqual([], self.volume.saved)
+        self.assertEqual([], self.mgr.message_api.left)
+        self.assertEqual({}, self.mgr.db.metadata)
+        self.assertNotIn(self.volume.id, self.mgr._completing)
 
     def test_lost_migration_ends_in_error(self):
         driver = _FakeDriver(failures=1, error=exception.MigrationLost(

@@ -36,8 +36,12 @@ from cinder_asyncmig.sandbox import tempest
 from cinder_asyncmig.sources import kinds as source_kinds
 
 
-def _deployment(directory, privileged=False):
+def _deployment(directory, privileged=False, target_cluster=False):
+    coordination = None
+    if target_cluster:
+        coordination = 'etcd3+http://127.0.0.1:12379?lock_timeout=30'
     return cinderconf.Deployment(
+        target_cluster=target_cluster, coordination_url=coordination,
         directory=directory, api_port=18776,
         transport_url='rabbit://cinder:pw@127.0.0.1:15672/cinder',
         database_url='mysql+pymysql://cinder:pw@127.0.0.1:13306/cinder',
@@ -236,7 +240,8 @@ class CinderConfTest(testtools.TestCase):
 
     def test_volume_services_get_one_backend_and_the_manager(self):
         privileged = _deployment(self.dir, privileged=True)
-        specs = [s for s in cinderconf.SERVICES if s.backend is not None]
+        specs = [s for s in cinderconf.services(privileged)
+                 if s.backend is not None]
         self.assertEqual([cinderconf.VOLUME_SOURCE, cinderconf.VOLUME_TARGET,
                           cinderconf.VOLUME_XCLUSTER, cinderconf.VOLUME_FILE],
                          [s.name for s in specs])
@@ -371,8 +376,44 @@ class CinderConfTest(testtools.TestCase):
             cinderconf.backends(self.deployment))]
         self.assertNotIn('nfs-src', types)
         privileged = _deployment(self.dir, privileged=True)
-        self.assertEqual(cinderconf.SERVICES,
-                         cinderconf.services(privileged))
+        self.assertEqual(
+            [s for s in cinderconf.SERVICES
+             if s.name != cinderconf.VOLUME_TARGET_PEER],
+            list(cinderconf.services(privileged)))
+
+    def test_a_target_cluster_is_two_hosts_on_etcd(self):
+        deployment = _deployment(self.dir, target_cluster=True)
+        specs = [s for s in cinderconf.services(deployment)
+                 if s.backend == settings.TARGET]
+        self.assertEqual([cinderconf.VOLUME_TARGET,
+                          cinderconf.VOLUME_TARGET_PEER],
+                         [s.name for s in specs])
+        confs = [self._conf(s.name, deployment) for s in specs]
+        self.assertEqual(['sandbox', 'sandbox-peer'],
+                         [c.get('DEFAULT', 'host') for c in confs])
+        self.assertEqual({cinderconf.TARGET_CLUSTER},
+                         {c.get('DEFAULT', 'cluster') for c in confs})
+        # each host keeps its copy workers' state apart
+        self.assertEqual(2, len({c.get('rbd-async',
+                                       'async_migration_state_dir')
+                                 for c in confs}))
+        # every service locks through etcd; no source is in the cluster
+        for spec in cinderconf.services(deployment):
+            conf = self._conf(spec.name, deployment)
+            self.assertEqual(deployment.coordination_url,
+                             conf.get('coordination', 'backend_url'))
+            if spec.backend not in (None, settings.TARGET):
+                self.assertFalse(conf.has_option('DEFAULT', 'cluster'))
+        self.assertEqual('sandbox-peer@rbd-async',
+                         cinderconf.service_host(specs[1]))
+        self.assertEqual(len(settings.BACKENDS) - 1,
+                         len(cinderconf.backends(deployment)))
+        # and without a cluster, neither the peer nor etcd
+        self.assertNotIn(cinderconf.VOLUME_TARGET_PEER,
+                         [s.name for s in cinderconf.services(
+                             self.deployment)])
+        self.assertTrue(self._conf(cinderconf.VOLUME_TARGET).get(
+            'coordination', 'backend_url').startswith('file://'))
 
     def test_record_from_before_the_second_cluster_still_loads(self):
         old = self.deployment._asdict()
@@ -400,7 +441,8 @@ class CinderConfTest(testtools.TestCase):
         self.assertTrue(state_dir.startswith(self.dir))
 
     def test_services_share_everything_but_their_role(self):
-        confs = [self._conf(spec.name) for spec in cinderconf.SERVICES]
+        confs = [self._conf(spec.name)
+                 for spec in cinderconf.services(self.deployment)]
         for key in ('transport_url', 'host', 'report_interval',
                     'service_down_time', 'default_volume_type'):
             self.assertEqual(1, len({c.get('DEFAULT', key) for c in confs}),

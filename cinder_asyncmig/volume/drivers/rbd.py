@@ -394,15 +394,18 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
 
         librbd otherwise waits for the dead client's watch to time out
         (about 30 s) before a new execute can take the exclusive lock. It
-        is only safe when the worker is known dead: same host, its pid
-        gone or reused.
+        is only safe when the worker is known dead or orphaned: on this
+        host, its pid gone or reused; in a cluster (``[DEFAULT] cluster``),
+        on another host too, as the manager completes a migration only
+        while it holds the volume's lock in Cinder's coordination, which
+        a cluster shares: the service that started that worker lost it.
         """
         dead = dict(record.get('worker') or {})
         dead.update(copy_worker.read_status(status_path))
         addr = dead.get('addr')
         if not addr:
             return
-        if dead.get('host') != socket.gethostname():
+        if dead.get('host') != socket.gethostname() and not self.cluster_name:
             LOG.info('The previous copy worker of %(img)s ran on host '
                      '%(host)s; librbd waits for its watch to expire.',
                      {'img': name, 'host': dead.get('host')})
