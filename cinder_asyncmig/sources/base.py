@@ -85,6 +85,9 @@ class SourceKind(object, metaclass=abc.ABCMeta):
 
     #: the kind's name, from :mod:`~cinder_asyncmig.sources.kinds`
     name = None
+    #: the source is served from the host that took it over, and only
+    #: there: another volume service of a cluster cannot resume its copy
+    host_bound = False
 
     def __init__(self, driver):
         self.configuration = driver.configuration

@@ -298,6 +298,10 @@ class ExporterKind(base.ImportKind):
 
     name = kinds.EXPORTER
 
+    # librbd reads it from this host's exporter, of this host's attachment
+    # of the LUN, at the address the migration's source spec names
+    host_bound = True
+
     def _exported(self, volume):
         return ExportedSource(self.configuration, volume.id,
                               nbd_stream=self.engine.features.nbd_stream)

@@ -337,6 +337,8 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         # volume id -> its running _Completion
         self._completing = {}
         self._completing_lock = threading.Lock()
+        # volumes whose copy only their (dead) host can resume, told once
+        self._left_to_host = set()
         self.copy_slots = slots.CopySlots(self.driver.configuration.safe_get(
             'async_migration_max_concurrent_copies') or 0)
         pool = self.configuration.backend_native_threads_pool_size
@@ -1046,12 +1048,41 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             if lock is None:
                 continue
             self._disown(volume, lock)
+            if not self._can_take_over(ctxt, volume):
+                continue
             LOG.warning('Volume %(vol)s is %(state)s and no volume service '
                         'completes its migration (its host was %(host)s); '
                         'completing it here.',
                         {'vol': volume.id, 'state': constants.ATTACHABLE,
                          'host': volume.host}, resource=volume)
             self._add_to_threadpool(self._adopt, ctxt, volume)
+
+    def _can_take_over(self, ctxt, volume):
+        """Whether this service can resume a copy another host began."""
+        if volume_utils.hosts_are_equivalent(volume.host, self.host):
+            return True
+        if not hasattr(self.driver, 'host_bound_reason'):
+            return True
+        try:
+            reason = self.driver.host_bound_reason(ctxt, volume)
+        except Exception as exc:
+            LOG.warning('Volume %(vol)s: cannot tell whether its copy can '
+                        'resume here (%(err)s).',
+                        {'vol': volume.id, 'err': exc}, resource=volume)
+            return False
+        if reason is None:
+            return True
+        if volume.id not in self._left_to_host:
+            self._left_to_host.add(volume.id)
+            LOG.warning('Volume %(vol)s is %(state)s and no volume service '
+                        'completes its migration, but %(reason)s, '
+                        '%(host)s: its copy resumes once the volume service '
+                        'there runs again. Meanwhile the volume stays '
+                        'usable, and reads of what is not copied yet fail.',
+                        {'vol': volume.id, 'state': constants.ATTACHABLE,
+                         'reason': reason, 'host': volume.host},
+                        resource=volume)
+        return False
 
     def _adopt(self, ctxt, volume):
         self._ensure_migration_source(ctxt, volume)

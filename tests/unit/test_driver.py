@@ -117,14 +117,22 @@ class DriverDecisionTest(DriverTestCase):
                           'async_migration_source_kinds', ['nbd'])
 
     def test_stats_advertise_async_target(self):
-        with mock.patch.object(cinder_rbd.RBDDriver,
-                               '_update_volume_stats'):
-            self.driver._stats = {}
-            self.driver._update_volume_stats()
+        self.useFixture(fixtures.MockPatchObject(cinder_rbd.RBDDriver,
+                                                 '_update_volume_stats'))
+        self.driver._stats = {}
+        self.driver._update_volume_stats()
         self.assertTrue(self.driver._stats['async_migration_target'])
         self.assertEqual([kinds.RBD_LINKED, kinds.RBD_NATIVE,
                           kinds.SHARED_FILE],
                          self.driver._stats['async_migration_source_kinds'])
+        # a cluster's peer resumes them all: none is an exporter's
+        self.assertEqual([kinds.RBD_LINKED, kinds.RBD_NATIVE,
+                          kinds.SHARED_FILE],
+                         self.driver._stats['async_migration_failover_kinds'])
+        self.set('async_migration_source_kinds', list(kinds.ALL))
+        self.driver._update_volume_stats()
+        self.assertNotIn(kinds.EXPORTER,
+                         self.driver._stats['async_migration_failover_kinds'])
 
     def test_list_opts(self):
         listed = dict(opts.list_opts())

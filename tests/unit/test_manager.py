@@ -325,6 +325,7 @@ class CompletionTest(testtools.TestCase):
             manager.AsyncMigrationVolumeManager)
         self.mgr._completing = {}
         self.mgr._completing_lock = threading.Lock()
+        self.mgr._left_to_host = set()
         self.mgr.db = _FakeDB()
         self.mgr._asyncmig_rpcapi = _FakeRpc()
         self.mgr.copy_slots = slots.CopySlots(0)
@@ -462,9 +463,12 @@ class CompletionTest(testtools.TestCase):
 
     def test_the_scan_completes_what_no_completion_holds(self):
         volumes = {name: _FakeVolume() for name in (
-            'orphan', 'held', 'deleting', 'just-handed-over')}
+            'orphan', 'held', 'deleting', 'just-handed-over',
+            'dead-peer-linked', 'dead-peer-exported')}
         for name, volume in volumes.items():
             volume.id = name
+            if name.startswith('dead-peer'):
+                volume.host = 'sandbox-peer@rbd-async#rbd-async'
         volumes['deleting'].status = 'deleting'
         volumes['just-handed-over'].updated_at = timeutils.utcnow()
         # another service's completion holds it
@@ -472,7 +476,13 @@ class CompletionTest(testtools.TestCase):
             manager.LOCK.format(volume=volumes['held']))
         self.assertTrue(lock.acquire())
         self.addCleanup(lock.release)
-        self.mgr.driver = _FakeDriver()
+
+        class Driver(_FakeDriver):
+            def host_bound_reason(self, ctxt, volume):
+                if volume.id == 'dead-peer-exported':
+                    return 'its exporter source is served from its host only'
+                return None
+        self.mgr.driver = Driver()
         listed = self.useFixture(fixtures.MockPatch(
             'cinder.objects.VolumeList.get_all',
             return_value=list(volumes.values()))).mock
@@ -483,9 +493,15 @@ class CompletionTest(testtools.TestCase):
         self.assertEqual({'host': self.mgr.host,
                           'migration_status': constants.ATTACHABLE},
                          listed.call_args.kwargs['filters'])
+        process.wait_for('the dead peer\'s completed',
+                         lambda: volumes['dead-peer-linked'].saved, 10)
+        self.until_ended()
         self.assertEqual({'orphan': ['success'], 'held': [], 'deleting': [],
-                          'just-handed-over': []},
+                          'just-handed-over': [],
+                          'dead-peer-linked': ['success'],
+                          'dead-peer-exported': []},
                          {n: v.saved for n, v in volumes.items()})
+        self.assertEqual({'dead-peer-exported'}, self.mgr._left_to_host)
 
     def test_a_service_that_lost_the_volume_stops_before_the_commit(self):
         self.mgr.cluster = 'asyncmig-target@rbd-async'

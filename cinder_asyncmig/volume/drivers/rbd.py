@@ -117,6 +117,11 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         kinds = self._source_kinds()
         self._stats['async_migration_target'] = bool(kinds)
         self._stats['async_migration_source_kinds'] = kinds
+        # what another service of a cluster can take over from one that
+        # died ([DEFAULT] cluster): not a source served from its host
+        self._stats['async_migration_failover_kinds'] = [
+            k.name for k in self._kinds
+            if k.name in kinds and not k.host_bound]
 
     @classmethod
     def clean_volume_file_locks(cls, volume_id):
@@ -330,6 +335,23 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         """Serve the source again if what served it here is gone."""
         for kind in self._holding(volume):
             kind.ensure_served(volume)
+
+    def host_bound_reason(self, context, volume):
+        """Why only the volume's own host can resume its copy, or None.
+
+        The kinds whose source is served from the host that took it over
+        (:attr:`SourceKind.host_bound`): another volume service of the
+        cluster cannot serve it, nor point librbd elsewhere.
+
+        :param volume: a volume being migrated to this backend.
+        """
+        with cinder_rbd.RADOSClient(self) as client:
+            record = self.engine.read_record(client.ioctx, volume.name)
+        kind = self._kind_of(volume.name, record)
+        if not kind.host_bound:
+            return None
+        return _('its %(kind)s source is served from its host only') % {
+            'kind': kind.name}
 
     def ensure_migration_source(self, context, volume):
         """Make the source of a migration here readable again.
