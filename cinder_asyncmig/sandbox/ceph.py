@@ -392,6 +392,28 @@ class CephCluster(process.Recorded):
         self._save()
         self._update_client_caps()
 
+    def restart_osd(self, down=5.0, timeout=60):
+        """Kill the OSD (SIGKILL, as a crash would) and start it again.
+
+        Only for a cluster keeping its data on disk (``disk_bytes``): a
+        memstore OSD loses its data when it stops.
+
+        :param down: seconds it stays down.
+        :raises CephClusterError: memstore, or it did not come back up.
+        """
+        if not self._state.get('disk_bytes'):
+            raise CephClusterError('osd.0 keeps its data in memory '
+                                   '(memstore) and loses it when it stops: '
+                                   'start the cluster with disk_bytes')
+        pid = self._state['daemons'].get('osd.0')
+        child = pid and (self._children.get(pid) or
+                         children.Child.adopt(pid, self.conf_path))
+        if child and not child.stop(30, term=False):
+            raise CephClusterError('osd.0 (pid %d) did not stop' % pid)
+        time.sleep(down)
+        self._start_daemon('osd', '0')
+        self._wait_osd_up(timeout)
+
     def blocklist(self):
         """Return the client addresses currently blocklisted."""
         out = self.ceph('osd', 'blocklist', 'ls', '-f', 'json')
@@ -494,6 +516,9 @@ class CephCluster(process.Recorded):
         self._tool(['ceph-osd', '-c', self.conf_path, '-i', '0', '--mkfs',
                     '--osd-uuid', osd_uuid])
         self._start_daemon('osd', '0')
+        self._wait_osd_up(timeout)
+
+    def _wait_osd_up(self, timeout):
         deadline = time.monotonic() + timeout
         while True:
             stat = json.loads(self.ceph('osd', 'stat', '-f', 'json'))

@@ -318,7 +318,8 @@ class Sandbox(process.Recorded):
     def up(cls, directory=None, memstore_bytes=DEFAULT_MEMSTORE_BYTES,
            volume_manager=None, timeout=DEFAULT_TIMEOUT,
            xcluster_memstore_bytes=DEFAULT_XCLUSTER_MEMSTORE_BYTES,
-           cluster_release=None, disk_bytes=None, target_cluster=False):
+           cluster_release=None, disk_bytes=None, target_cluster=False,
+           with_mgr=False):
         """Create and start a sandbox.
 
         :param directory: where everything lives; must be empty or absent.
@@ -338,6 +339,8 @@ class Sandbox(process.Recorded):
         :param target_cluster: run the target backend as a Cinder cluster
                                of two volume services, coordinated
                                through etcd.
+        :param with_mgr: the first cluster gets a ceph-mgr, which pool
+                         quotas need (the mgr reports the pools' usage).
         :returns: the running :class:`Sandbox`.
         :raises SandboxError: when something does not start; every process
                               started is stopped, the logs are kept.
@@ -363,7 +366,7 @@ class Sandbox(process.Recorded):
                                                 volume_manager,
                                                 xcluster_memstore_bytes,
                                                 cluster_release, disk_bytes,
-                                                target_cluster))
+                                                target_cluster, with_mgr))
         sandbox._save()
         started = time.monotonic()
         try:
@@ -384,7 +387,7 @@ class Sandbox(process.Recorded):
     @staticmethod
     def _new_state(directory, bin_dir, memstore_bytes, volume_manager,
                    xcluster_memstore_bytes, cluster_release, disk_bytes=None,
-                   target_cluster=False):
+                   target_cluster=False, with_mgr=False):
         (api, db, amqp_port, dist, epmd, identity, etcd_client,
          etcd_peer) = process.free_ports(8)
         ceph_dir = os.path.join(directory, 'ceph')
@@ -419,6 +422,7 @@ class Sandbox(process.Recorded):
                       'etcd_peer': etcd_peer},
             'memstore_bytes': int(memstore_bytes),
             'disk_bytes': int(disk_bytes or 0),
+            'with_mgr': bool(with_mgr),
             'xcluster_memstore_bytes': int(xcluster_memstore_bytes),
             'ceph_release': roots.current(),
             'cluster_release': cluster_release or ceph.default_release(),
@@ -552,7 +556,8 @@ class Sandbox(process.Recorded):
                             pools=_pools_of(settings.CEPH_CLUSTER),
                             client=CEPH_CLIENT,
                             release=self._state['cluster_release'],
-                            disk_bytes=self._state.get('disk_bytes'))
+                            disk_bytes=self._state.get('disk_bytes'),
+                            with_mgr=self._state.get('with_mgr', False))
 
     def _start_xcluster(self):
         ceph.CephCluster.up(

@@ -991,6 +991,7 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         super(AsyncMigrationVolumeManager, self).init_host(
             added_to_cluster=added_to_cluster, **kwargs)
         ctxt = cinder_context.get_admin_context()
+        resumed = set()
         for volume in objects.VolumeList.get_all_by_host(ctxt, self.host):
             if (volume.migration_status == 'error' and
                     volume.admin_metadata.get(constants.FAILED_KEY)):
@@ -1000,6 +1001,7 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                          volume.id, resource=volume)
                 self._ensure_migration_source(ctxt, volume)
                 self.complete_migration(ctxt, volume)
+                resumed.add(volume.name)
             elif (volume.migration_status == 'migrating' and
                     volume.admin_metadata.get(constants.TARGET_KEY)):
                 LOG.info('Resuming the hand-over of volume %(vol)s to '
@@ -1016,6 +1018,14 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                          'volume %s.', volume.id, resource=volume)
                 self._add_to_threadpool(self._retry_source_cleanup, ctxt,
                                         volume)
+        if hasattr(self.driver, 'forget_copies'):
+            try:
+                # those another service of the cluster took over and ended
+                # while this one was down
+                self.driver.forget_copies(resumed)
+            except Exception:
+                LOG.exception('Could not remove what the copy workers of '
+                              'migrations that ended elsewhere left here.')
 
     @periodic_task.periodic_task(spacing=_ADOPT_SPACING)
     def _adopt_orphans(self, ctxt):

@@ -172,6 +172,27 @@ class CopyCapTest(DriverTestCase):
                          os.stat(copy_worker.rate_path(self.status)).st_ino)
         self.assertEqual(1, self.log.output.count('is capped at'))
 
+    def test_files_of_copies_that_went_on_elsewhere_are_removed(self):
+        state_dir = os.path.dirname(self.status)
+        os.makedirs(state_dir)
+        statuses = {name: self.driver._status_path(name)
+                    for name in ('volume-here', 'volume-elsewhere')}
+        for path in statuses.values():
+            # as a worker leaves them: its status, cap and log
+            copy_worker.write_status(path, {'pid': 1, 'phase': 'running'})
+            copy_worker.write_rate(path, units.Mi)
+            open(copy_worker.log_path(path), 'w').close()
+        exporter_record = os.path.join(state_dir, 'exporter.x.source')
+        open(exporter_record, 'w').close()
+        self.driver.forget_copies({'volume-here'})
+        self.assertEqual(
+            sorted([os.path.basename(p) for p in (
+                statuses['volume-here'],
+                copy_worker.rate_path(statuses['volume-here']),
+                copy_worker.log_path(statuses['volume-here']),
+                exporter_record)]),
+            sorted(os.listdir(state_dir)))
+
 
 class RateMeterTest(testtools.TestCase):
 

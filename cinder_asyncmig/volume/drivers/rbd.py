@@ -365,6 +365,34 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         """
         self._ensure_source(volume)
 
+    def forget_copies(self, keep):
+        """Remove what the copy workers of other migrations left here.
+
+        A worker's status, cap and log are this host's. When another
+        volume service of a cluster took a migration over from this one
+        and ended it, nothing else removes them. A worker still running
+        keeps its files.
+
+        :param keep: names of the images whose migration goes on here.
+        """
+        state_dir = self._state_dir()
+        prefix = '%s.' % self.configuration.rbd_pool
+        try:
+            entries = os.listdir(state_dir)
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if not (entry.startswith(prefix) and entry.endswith('.json')):
+                continue
+            name = entry[len(prefix):-len('.json')]
+            status_path = os.path.join(state_dir, entry)
+            if (name in keep or
+                    copy_worker.ExecuteWorker.adopt(status_path, name)):
+                continue
+            LOG.info('Removing the files of the copy worker of %(img)s: its '
+                     'migration does not go on here.', {'img': name})
+            copy_worker.remove_files(status_path)
+
     def _status_path(self, name):
         return os.path.join(self._state_dir(), '%s.%s.json' % (
             self.configuration.rbd_pool, name))

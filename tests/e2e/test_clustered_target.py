@@ -10,15 +10,22 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""A target backend run as a Cinder cluster of two volume services.
+"""Faults that need a sandbox closer to a production cloud.
 
-The sandbox's target is ``[DEFAULT] cluster = asyncmig-target`` on the
-hosts ``sandbox`` and ``sandbox-peer``, every service on Cinder's
-coordination through etcd. The host copying a volume dies for good; the
-other completes the migration: same bytes (sha256), ``success``, the dead
-host's copy worker fenced, nothing left running.
+- The target backend is a Cinder cluster (``[DEFAULT] cluster =
+  asyncmig-target``) of two volume services, on the hosts ``sandbox`` and
+  ``sandbox-peer``, every service on Cinder's coordination through etcd.
+  The host copying a volume dies for good; the other completes the
+  migration, the dead host's copy worker fenced.
+- Ceph's OSD keeps its data on disk (bluestore in a file), so that it can
+  be killed and started again, and a ceph-mgr reports the pools' usage,
+  which pool quotas need.
+
+Each case ends in ``success`` with the same bytes (sha256), writes made
+during the migration included, and nothing left running.
 """
 
+import json
 import os
 import random
 import signal
@@ -34,6 +41,7 @@ from cinder_asyncmig import children
 from cinder_asyncmig.sandbox import cinderconf
 from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.sandbox import etcd
+from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sandbox import roots
 from cinder_asyncmig.sandbox import settings
 from cinder_asyncmig.volume import constants
@@ -44,22 +52,28 @@ _WORKER = 'cinder_asyncmig.engine.worker'
 # the copy's cap while the owner dies: slow enough that the copy outlasts
 # the failover, which waits for the dead owner's lock to lapse
 _SLOW = 8 * units.Mi
+# the OSD's disk: a sparse file, written as the volumes fill it
+_DISK = 16 * units.Gi
+# seconds the OSD stays down once killed
+_OSD_DOWN_FOR = 10
+# room left in the target pool when its quota is set mid-copy
+_ROOM = 32 * units.Mi
 
 
-class ActiveActiveTest(testtools.TestCase):
+class ClusteredTargetTest(testtools.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        super(ActiveActiveTest, cls).setUpClass()
+        super(ClusteredTargetTest, cls).setUpClass()
         if roots.current() != roots.HOST:
-            # etcd is a package of the host; the cluster's logic does not
+            # etcd is a package of the host; what these cases test does not
             # depend on the Ceph release
             raise cls.skipException(
-                'the active-active target runs on the host\'s release only '
+                'the clustered target runs on the host\'s release only '
                 '(%s)' % roots.HOST)
         cls.sandbox = cloud.Sandbox.up(
             tempfile.mkdtemp(prefix='sandbox-', dir=base_e2e._test_dir()),
-            target_cluster=True)
+            target_cluster=True, disk_bytes=_DISK, with_mgr=True)
         env = cls.sandbox.env()
         cls.src_pool = env['ASYNCMIG_SOURCE_POOL']
         cls.dst_pool = env['ASYNCMIG_TARGET_POOL']
@@ -74,10 +88,10 @@ class ActiveActiveTest(testtools.TestCase):
             ioctx.close()
         cls.rados.shutdown()
         cls.sandbox.down()
-        super(ActiveActiveTest, cls).tearDownClass()
+        super(ClusteredTargetTest, cls).tearDownClass()
 
     def setUp(self):
-        super(ActiveActiveTest, self).setUp()
+        super(ClusteredTargetTest, self).setUp()
         self.rng = random.Random(self.id())
         for name in (cloud.VOLUME_TARGET, cloud.VOLUME_TARGET_PEER):
             if not self.sandbox.service(name).running():
@@ -99,6 +113,33 @@ class ActiveActiveTest(testtools.TestCase):
     connection_data = staticmethod(
         base_e2e.AsyncMigrationTest.connection_data)
     image_sha256 = base_e2e.AsyncMigrationTest.image_sha256
+    _slow_copy_under_way = base_e2e.AsyncMigrationTest._slow_copy_under_way
+
+    def lift_cap(self, volume_id):
+        """The rest of the copy at full speed: the fault is over."""
+        self.api('DELETE', '/volumes/%s/metadata/%s' % (volume_id,
+                                                        throttle.RATE_KEY))
+
+    def progress(self, volume_id):
+        return self.volume(volume_id)['metadata'].get(constants.PROGRESS_KEY)
+
+    def assert_migrated_here(self, volume_id, model, host=None):
+        """``success`` on the cluster, same bytes, nothing left running."""
+        volume = self.follow(volume_id)['volume']
+        self.assertEqual('success', volume['migration_status'], volume)
+        if host is not None:
+            self.assertEqual(host, volume['os-vol-host-attr:host'].split(
+                '#')[0])
+        self.assertNotIn(constants.PROGRESS_KEY, volume['metadata'])
+        self.assertEqual(model.sha256(),
+                         self.image_sha256(self.dst_pool, volume_id))
+        self.assertNotIn('volume-%s' % volume_id,
+                         rbd.RBD().list(self.ioctx[self.src_pool]))
+        for name in (cloud.VOLUME_TARGET, cloud.VOLUME_TARGET_PEER):
+            service = self.sandbox.service(name)
+            self.assertEqual([], self.workers(service))
+            if service.running():
+                self.assertEqual([], self.state_files(service, volume_id))
 
     def member(self, host):
         """The sandbox's service whose host is ``host@backend#pool``'s."""
@@ -172,24 +213,71 @@ class ActiveActiveTest(testtools.TestCase):
         self.assertEqual([], children.wait_gone(workers, 60))
         # writes reach the volume while the peer copies
         self.hypervisor_write(model, name)
-        self.api('DELETE', '/volumes/%s/metadata/%s' % (volume_id,
-                                                        throttle.RATE_KEY))
-        seen = self.follow(volume_id)
-
-        volume = seen['volume']
-        self.assertEqual('success', volume['migration_status'], seen)
-        self.assertEqual(peer.host, volume['os-vol-host-attr:host'].split(
-            '#')[0])
-        self.assertNotIn(constants.PROGRESS_KEY, volume['metadata'])
-        self.assertEqual(model.sha256(),
-                         self.image_sha256(self.dst_pool, volume_id))
-        self.assertNotIn('volume-%s' % volume_id,
-                         rbd.RBD().list(self.ioctx[self.src_pool]))
-        self.assertEqual([], self.workers(peer))
-        self.assertEqual([], self.state_files(peer, volume_id))
-        # the dead host's state is its own: it finds nothing to do there
-        # when it comes back
+        self.lift_cap(volume_id)
+        self.assert_migrated_here(volume_id, model, peer.host)
+        # the dead host finds nothing to do when it comes back, and
+        # removes what its copy worker left
+        self.assertTrue(self.state_files(owner, volume_id))
         owner.start()
         self.sandbox.wait_service_up(owner.name, timeout=90)
+        process.wait_for('the files of the old copy removed',
+                         lambda: not self.state_files(owner, volume_id), 60)
         self.assertEqual('success', self.volume(volume_id)[
             'migration_status'])
+
+    # -- Ceph ------------------------------------------------------------
+
+    def test_osd_killed_and_started_again_mid_copy(self):
+        volume_id, model = self._slow_copy_under_way()
+        name = {'name': '%s/volume-%s' % (self.dst_pool, volume_id)}
+        self.hypervisor_write(model, name)
+        self.sandbox.ceph.restart_osd(down=_OSD_DOWN_FOR)
+        # every client waited for the OSD meanwhile: the copy carries on
+        self.assertEqual(constants.ATTACHABLE,
+                         self.volume(volume_id)['migration_status'])
+        self.hypervisor_write(model, name)
+        self.lift_cap(volume_id)
+        self.assert_migrated_here(volume_id, model)
+
+    def _pool_stored(self, pool):
+        df = json.loads(self.sandbox.ceph.ceph('df', '-f', 'json'))
+        for entry in df['pools']:
+            if entry['name'] == pool:
+                return entry['stats']['stored']
+        self.fail('no pool %s in ceph df' % pool)
+
+    def _set_quota(self, max_bytes):
+        self.sandbox.ceph.ceph('osd', 'pool', 'set-quota', self.dst_pool,
+                               'max_bytes', str(max_bytes))
+
+    def _pool_full(self):
+        return 'POOL_FULL' in self.sandbox.ceph.ceph('health', 'detail')
+
+    def test_target_pool_full_mid_copy_then_freed(self):
+        volume_id, model = self._slow_copy_under_way()
+        self._set_quota(self._pool_stored(self.dst_pool) + _ROOM)
+        self.addCleanup(self._set_quota, 0)
+        process.wait_for('the target pool full', self._pool_full, 120)
+        # librados holds the copy's writes (and a hypervisor's) until the
+        # pool has room: the volume stays attachable, its copy waits (past
+        # the holes it skips, which need no write)
+        seen = {'percent': None, 'since': time.monotonic()}
+
+        def stalled():
+            percent = self.progress(volume_id).split('%')[0]
+            if percent != seen['percent']:
+                seen.update(percent=percent, since=time.monotonic())
+            return time.monotonic() - seen['since'] >= 10
+        process.wait_for('the copy waiting for room', stalled, 120)
+        volume = self.volume(volume_id)
+        self.assertEqual(constants.ATTACHABLE, volume['migration_status'])
+        self.assertLess(float(seen['percent']), 100)
+        self.addDetail('while full', content.text_content(
+            volume['metadata'][constants.PROGRESS_KEY]))
+        self._set_quota(0)
+        process.wait_for('the target pool with room',
+                         lambda: not self._pool_full(), 120)
+        self.hypervisor_write(model, {
+            'name': '%s/volume-%s' % (self.dst_pool, volume_id)})
+        self.lift_cap(volume_id)
+        self.assert_migrated_here(volume_id, model)
