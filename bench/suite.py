@@ -15,7 +15,7 @@
 Each bench runs once per Ceph release: on the host's release as it is,
 and in the Debian root of every other release (built first if needed).
 ``releases`` and ``io-during-copy`` visit the releases themselves and run
-once, given them all.
+once, given them all; ``failover`` runs once, on the host's release.
 
 Usage: ``python bench/suite.py [--release R ...] [NAME...]``; no name runs
 every bench, and no release the host's and Tentacle.
@@ -36,9 +36,12 @@ BENCHES = {
     'releases': 'releases.py',
     'scale': 'scale.py',
     'io-during-copy': 'io_during_copy.py',
+    'failover': 'failover.py',
 }
 # benches that take every release with --release and run once
 VISIT_RELEASES = ('releases', 'io-during-copy')
+# benches of the host's release only, run once
+HOST_ONLY = ('failover',)
 DEFAULT_RELEASES = (roots.current(), 'tentacle')
 
 
@@ -61,6 +64,9 @@ def run(name, releases, chosen):
     """
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                         BENCHES[name])
+    if name in HOST_ONLY:
+        print('== bench %s (%s)' % (name, roots.current()), flush=True)
+        return [] if _call([sys.executable, path]) == 0 else [name]
     if name in VISIT_RELEASES:
         argv = [sys.executable, path]
         for release in releases if chosen else ():

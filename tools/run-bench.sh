@@ -9,6 +9,7 @@
 #   releases        bench/releases.py: source kinds on every Ceph release
 #   scale           bench/scale.py: 50 volumes migrated at once, on disk
 #   io-during-copy  bench/io_during_copy.py: IO while the copy runs, by cap
+#   failover        bench/failover.py: a clustered target's member killed
 #
 # Usage: bash tools/run-bench.sh [NAME...]    (no NAME: every bench)
 #

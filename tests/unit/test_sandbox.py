@@ -28,6 +28,7 @@ import testtools
 from cinder_asyncmig.cmd import sandbox as sandbox_cmd
 from cinder_asyncmig.sandbox import cinderconf
 from cinder_asyncmig.sandbox import cloud
+from cinder_asyncmig.sandbox import etcd
 from cinder_asyncmig.sandbox import keystone
 from cinder_asyncmig.sandbox import mariadb
 from cinder_asyncmig.sandbox import rabbitmq
@@ -652,6 +653,21 @@ class DaemonsConfTest(testtools.TestCase):
             self.assertTrue(conf.get(section, 'key_repository').startswith(
                 server.directory + os.sep))
         self.assertEqual('http://127.0.0.1:15000/v3', server.url)
+
+    def test_etcd_stays_on_loopback_in_its_directory(self):
+        server = etcd.Etcd(os.path.join(self.dir, 'etcd'), 12379, 12380,
+                           self.dir)
+        argv = server.daemon.argv
+        for flag, value in (('--listen-client-urls', 'http://127.0.0.1:12379'),
+                            ('--listen-peer-urls', 'http://127.0.0.1:12380'),
+                            ('--data-dir', os.path.join(server.directory,
+                                                        'data'))):
+            self.assertEqual(value, argv[argv.index(flag) + 1])
+        self.assertEqual(server.directory, server.daemon.marker)
+        self.assertEqual('etcd3+http://127.0.0.1:12379?lock_timeout=30',
+                         server.backend_url)
+        again = etcd.Etcd.from_dict(server.to_dict())
+        self.assertEqual(server.to_dict(), again.to_dict())
 
     def test_rabbitmq_ports_are_its_own(self):
         home = os.path.join(self.dir, 'mq')
