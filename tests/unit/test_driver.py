@@ -172,6 +172,31 @@ class CopyCapTest(DriverTestCase):
                          os.stat(copy_worker.rate_path(self.status)).st_ino)
         self.assertEqual(1, self.log.output.count('is capped at'))
 
+    def test_another_hosts_worker_is_blocklisted_only_in_a_cluster(self):
+        record = {'worker': {'pid': 4242, 'host': 'another-host',
+                             'addr': '10.0.0.2:0/123'}}
+
+        class Cluster(object):
+            def __init__(self):
+                self.blocklisted = []
+
+            def blocklist_add(self, addr, expiry):
+                self.blocklisted.append(addr)
+        client = mock.Mock(cluster=Cluster())
+        # the dead worker still watches the image
+        self.driver.engine = mock.Mock(**{
+            'watchers.return_value': ['10.0.0.2:0/123']})
+        self.driver._release_dead_worker(client, self.volume.name, record,
+                                         self.status)
+        # alone, another host's worker may live: librbd waits for it
+        self.assertEqual([], client.cluster.blocklisted)
+        # in a cluster, this service holds the volume's lock: the other
+        # host's service lost it, and its worker is fenced
+        self.driver.cluster_name = 'asyncmig-target@rbd-async'
+        self.driver._release_dead_worker(client, self.volume.name, record,
+                                         self.status)
+        self.assertEqual(['10.0.0.2:0/123'], client.cluster.blocklisted)
+
     def test_files_of_copies_that_went_on_elsewhere_are_removed(self):
         state_dir = os.path.dirname(self.status)
         os.makedirs(state_dir)
