@@ -64,13 +64,20 @@ def _test_dir():
     return directory
 
 
-class AsyncMigrationTest(testtools.TestCase):
+class SandboxTestCase(testtools.TestCase):
+    """A sandbox per class, and what its tests do through the API."""
+
+    # Sandbox.up's options
+    SANDBOX = {}
+    # the volume services every test starts with
+    SERVICES = (cloud.VOLUME_SOURCE, cloud.VOLUME_TARGET)
 
     @classmethod
     def setUpClass(cls):
-        super(AsyncMigrationTest, cls).setUpClass()
+        super(SandboxTestCase, cls).setUpClass()
         cls.sandbox = cloud.Sandbox.up(
-            tempfile.mkdtemp(prefix='sandbox-', dir=_test_dir()))
+            tempfile.mkdtemp(prefix='sandbox-', dir=_test_dir()),
+            **cls.SANDBOX)
         env = cls.sandbox.env()
         cls.src_pool = env['ASYNCMIG_SOURCE_POOL']
         cls.dst_pool = env['ASYNCMIG_TARGET_POOL']
@@ -85,12 +92,12 @@ class AsyncMigrationTest(testtools.TestCase):
             ioctx.close()
         cls.rados.shutdown()
         cls.sandbox.down()
-        super(AsyncMigrationTest, cls).tearDownClass()
+        super(SandboxTestCase, cls).tearDownClass()
 
     def setUp(self):
-        super(AsyncMigrationTest, self).setUp()
+        super(SandboxTestCase, self).setUp()
         self.rng = random.Random(self.id())
-        for name in (cloud.VOLUME_SOURCE, cloud.VOLUME_TARGET):
+        for name in self.SERVICES:
             if not self.sandbox.service(name).running():
                 self.sandbox.service(name).start()
                 self.sandbox.wait_service_up(name, timeout=90)
@@ -260,6 +267,19 @@ class AsyncMigrationTest(testtools.TestCase):
         attachment = self.attach(volume_id)
         self.hypervisor_write(model, attachment['connection_info'])
         self.api('DELETE', '/attachments/%s' % attachment['id'])
+
+    def _slow_copy_under_way(self):
+        """A volume whose capped copy runs: about 700 MiB at 24 MiB/s."""
+        volume_id, model = self.create()
+        self.api('POST', '/volumes/%s/metadata' % volume_id, {'metadata': {
+            throttle.RATE_KEY: str(24 * units.Mi)}})
+        self.migrate_until_attachable(volume_id)
+        self.wait(volume_id, 'copying', lambda v: not v['metadata'].get(
+            constants.PROGRESS_KEY, '0.0%').startswith('0.0%'))
+        return volume_id, model
+
+
+class AsyncMigrationTest(SandboxTestCase):
 
     # -- the flow --------------------------------------------------------
 
@@ -589,16 +609,6 @@ class AsyncMigrationTest(testtools.TestCase):
             service.kill()
             service.start()
         self.assert_migrated(volume_id, model, self.follow(volume_id))
-
-    def _slow_copy_under_way(self):
-        """A volume whose capped copy runs: about 700 MiB at 24 MiB/s."""
-        volume_id, model = self.create()
-        self.api('POST', '/volumes/%s/metadata' % volume_id, {'metadata': {
-            throttle.RATE_KEY: str(24 * units.Mi)}})
-        self.migrate_until_attachable(volume_id)
-        self.wait(volume_id, 'copying', lambda v: not v['metadata'].get(
-            constants.PROGRESS_KEY, '0.0%').startswith('0.0%'))
-        return volume_id, model
 
     def test_broker_restarted_mid_copy(self):
         volume_id, model = self._slow_copy_under_way()

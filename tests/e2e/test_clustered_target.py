@@ -27,14 +27,11 @@ during the migration included, and nothing left running.
 
 import json
 import os
-import random
 import signal
-import tempfile
 import time
 
 from oslo_utils import units
 import rbd
-import testtools
 from testtools import content
 
 from cinder_asyncmig import children
@@ -60,60 +57,23 @@ _OSD_DOWN_FOR = 10
 _ROOM = 32 * units.Mi
 
 
-class ClusteredTargetTest(testtools.TestCase):
+class ClusteredTargetTest(base_e2e.SandboxTestCase):
+
+    SANDBOX = {'target_cluster': True, 'disk_bytes': _DISK,
+               'with_mgr': True}
+    SERVICES = (cloud.VOLUME_TARGET, cloud.VOLUME_TARGET_PEER)
 
     @classmethod
     def setUpClass(cls):
-        super(ClusteredTargetTest, cls).setUpClass()
         if roots.current() != roots.HOST:
             # etcd is a package of the host; what these cases test does not
             # depend on the Ceph release
             raise cls.skipException(
                 'the clustered target runs on the host\'s release only '
                 '(%s)' % roots.HOST)
-        cls.sandbox = cloud.Sandbox.up(
-            tempfile.mkdtemp(prefix='sandbox-', dir=base_e2e._test_dir()),
-            target_cluster=True, disk_bytes=_DISK, with_mgr=True)
-        env = cls.sandbox.env()
-        cls.src_pool = env['ASYNCMIG_SOURCE_POOL']
-        cls.dst_pool = env['ASYNCMIG_TARGET_POOL']
-        cls.migratable = env['ASYNCMIG_MIGRATABLE_TYPE']
-        cls.rados = cls.sandbox.ceph.connect()
-        cls.ioctx = {p: cls.rados.open_ioctx(p)
-                     for p in (cls.src_pool, cls.dst_pool)}
-
-    @classmethod
-    def tearDownClass(cls):
-        for ioctx in cls.ioctx.values():
-            ioctx.close()
-        cls.rados.shutdown()
-        cls.sandbox.down()
-        super(ClusteredTargetTest, cls).tearDownClass()
-
-    def setUp(self):
-        super(ClusteredTargetTest, self).setUp()
-        self.rng = random.Random(self.id())
-        for name in (cloud.VOLUME_TARGET, cloud.VOLUME_TARGET_PEER):
-            if not self.sandbox.service(name).running():
-                self.sandbox.service(name).start()
-                self.sandbox.wait_service_up(name, timeout=90)
+        super(ClusteredTargetTest, cls).setUpClass()
 
     # -- helpers ---------------------------------------------------------
-
-    api = base_e2e.AsyncMigrationTest.api
-    volume = base_e2e.AsyncMigrationTest.volume
-    wait = base_e2e.AsyncMigrationTest.wait
-    create = base_e2e.AsyncMigrationTest.create
-    delete_quietly = base_e2e.AsyncMigrationTest.delete_quietly
-    migrate = base_e2e.AsyncMigrationTest.migrate
-    migrate_until_attachable = (
-        base_e2e.AsyncMigrationTest.migrate_until_attachable)
-    follow = base_e2e.AsyncMigrationTest.follow
-    hypervisor_write = base_e2e.AsyncMigrationTest.hypervisor_write
-    connection_data = staticmethod(
-        base_e2e.AsyncMigrationTest.connection_data)
-    image_sha256 = base_e2e.AsyncMigrationTest.image_sha256
-    _slow_copy_under_way = base_e2e.AsyncMigrationTest._slow_copy_under_way
 
     def lift_cap(self, volume_id):
         """The rest of the copy at full speed: the fault is over."""
