@@ -60,9 +60,9 @@ _READ_CHUNK = 16 * units.Mi
 _CONF_TEMPLATE = """\
 [global]
 fsid = %(fsid)s
-mon host = [v2:127.0.0.1:%(mon_port)d]
-public addr = 127.0.0.1
-cluster addr = 127.0.0.1
+mon host = [v2:%(address)s:%(mon_port)d]
+public addr = %(address)s
+cluster addr = %(address)s
 ms bind msgr1 = false
 ms bind msgr2 = true
 ms bind ipv6 = false
@@ -203,6 +203,10 @@ class CephCluster(process.Recorded):
         return self._state['mon_port']
 
     @property
+    def address(self):
+        return self._state.get('address', '127.0.0.1')
+
+    @property
     def client(self):
         """The limited client name (without ``client.``)."""
         return self._state['client']
@@ -258,7 +262,8 @@ class CephCluster(process.Recorded):
     @classmethod
     def up(cls, directory=None, memstore_bytes=DEFAULT_MEMSTORE_BYTES,
            pools=(), client=DEFAULT_CLIENT, with_mgr=False, timeout=60,
-           release=None, disk_bytes=None):
+           release=None, disk_bytes=None, address='127.0.0.1',
+           netns=None):
         """Create and start a cluster.
 
         :param directory: where everything lives; must be empty or absent.
@@ -274,6 +279,9 @@ class CephCluster(process.Recorded):
                            (bluestore in a sparse file of this size in
                            ``directory``) instead of ``memstore_bytes`` of
                            RAM: for data larger than the RAM.
+        :param address: the daemons' address.
+        :param netns: the network namespace (``ip netns``) the daemons
+                      run in, which has ``address``.
         :returns: the running :class:`CephCluster`.
         :raises CephClusterError: it did not start (nothing is left
                                   running); or the release's root is
@@ -296,6 +304,7 @@ class CephCluster(process.Recorded):
                  'mon_port': process.free_ports(1)[0],
                  'memstore_bytes': int(memstore_bytes), 'client': client,
                  'disk_bytes': int(disk_bytes or 0),
+                 'address': address, 'netns': netns,
                  'pools': [], 'with_mgr': bool(with_mgr),
                  'release': roots.release(release).name,
                  'aes_keys': (roots.newer(release, roots.AES_ONLY_CLIENTS) and
@@ -449,6 +458,7 @@ class CephCluster(process.Recorded):
             objectstore = _MEMSTORE % self._state['memstore_bytes']
         conf = _CONF_TEMPLATE % {'fsid': self.fsid, 'dir': self.directory,
                                  'mon_port': self.mon_port,
+                                 'address': self.address,
                                  'objectstore': objectstore}
         conf += _CLIENT_SECTION % {'name': self.client,
                                    'keyring': self.client_keyring()}
@@ -481,7 +491,8 @@ class CephCluster(process.Recorded):
         os.chmod(keyring, 0o600)
         monmap = os.path.join(self.directory, 'monmap')
         self._tool(['monmaptool', '--create', '--fsid', self.fsid,
-                    '--addv', 'a', '[v2:127.0.0.1:%d]' % self.mon_port,
+                    '--addv', 'a', '[v2:%s:%d]' % (self.address,
+                                                   self.mon_port),
                     monmap] + (['--auth-allowed-ciphers', 'aes256k,aes']
                                if self.aes_keys else []))
         self._tool(['ceph-mon', '-c', self.conf_path, '--mkfs', '-i', 'a',
@@ -496,6 +507,8 @@ class CephCluster(process.Recorded):
             self.release,
             ['ceph-%s' % kind, '-f', '-c', self.conf_path, '-i', ident],
             binds=[self.directory])
+        if self._state.get('netns'):
+            argv = ['ip', 'netns', 'exec', self._state['netns']] + argv
         # as under systemd: Debian sid's build has a relative default
         # osd_class_dir, which must resolve from /
         child = children.Child.spawn(argv, log, env=env, cwd='/')

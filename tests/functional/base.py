@@ -82,10 +82,13 @@ image_sha256 = ceph.image_sha256
 class FunctionalTestCase(testtools.TestCase):
     """Pools, drivers and helpers on the shared cluster."""
 
+    # more options of the target backend
+    TARGET_OPTIONS = {}
+
     @classmethod
     def setUpClass(cls):
         super(FunctionalTestCase, cls).setUpClass()
-        cls.cluster = cluster()
+        cls.cluster = cls.make_cluster()
         suffix = uuid.uuid4().hex[:8]
         cls.src_pool, cls.dst_pool = 'src-' + suffix, 'dst-' + suffix
         for pool in (cls.src_pool, cls.dst_pool):
@@ -99,10 +102,15 @@ class FunctionalTestCase(testtools.TestCase):
             async_migration_state_dir=cls.state_dir,
             async_migration_poll_interval=0.2,
             # the copy's cap has its own test
-            async_migration_copy_max_bytes_per_sec=0)
+            async_migration_copy_max_bytes_per_sec=0, **cls.TARGET_OPTIONS)
         cls.rados = cls.cluster.connect()
         cls.src_ioctx = cls.rados.open_ioctx(cls.src_pool)
         cls.dst_ioctx = cls.rados.open_ioctx(cls.dst_pool)
+
+    @classmethod
+    def make_cluster(cls):
+        """The class's cluster: the process's, by default."""
+        return cluster()
 
     @classmethod
     def tearDownClass(cls):

@@ -97,3 +97,14 @@ class LauncherTest(testtools.TestCase):
                       conf)
         self.assertIn('bluestore block size = %d' % (5 * 2 ** 30), conf)
         self.assertNotIn('memstore', conf)
+
+    def test_address_of_a_host_of_its_own(self):
+        cluster = self._cluster()
+        cluster._state['address'] = '10.213.0.2'
+        cluster._write_conf()
+        with open(cluster.conf_path) as f:
+            conf = f.read()
+        self.assertIn('mon host = [v2:10.213.0.2:4567]', conf)
+        self.assertIn('public addr = 10.213.0.2', conf)
+        self.assertIn('cluster addr = 10.213.0.2', conf)
+        self.assertNotIn('127.0.0.1', conf)
