@@ -609,9 +609,17 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         (a coordination backend it lost for longer than the lock's
         timeout); a peer then takes the migration over, and this tells
         the old holder to stop before it writes or commits anything.
+
+        :raises _Stopped: the volume is being deleted, or an admin reset
+                          its migration status: a peer that took the
+                          delete waits for this completion's lock to roll
+                          the migration back.
         """
-        host = self.db.volume_get(ctxt, volume_id).host
-        return volume_utils.hosts_are_equivalent(host, self.host)
+        volume = self.db.volume_get(ctxt, volume_id)
+        if (volume.status == 'deleting' or
+                volume.migration_status != constants.ATTACHABLE):
+            raise _Stopped()
+        return volume_utils.hosts_are_equivalent(volume.host, self.host)
 
     def _queue(self, ctxt, volume, completion):
         """Put the completion in line for a copy slot."""

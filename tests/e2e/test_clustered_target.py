@@ -185,6 +185,34 @@ class ClusteredTargetTest(base_e2e.SandboxTestCase):
         self.assertEqual('success', self.volume(volume_id)[
             'migration_status'])
 
+    def test_reset_and_force_deleted_mid_copy_through_either_member(self):
+        volume_id, _model = self.create()
+        self.api('POST', '/volumes/%s/metadata' % volume_id, {'metadata': {
+            throttle.RATE_KEY: str(_SLOW)}})
+        self.migrate_until_attachable(volume_id)
+        self.wait(volume_id, 'copying', lambda v: not v['metadata'].get(
+            constants.PROGRESS_KEY, '0.0%').startswith(('0.0%', 'queued')))
+        owner = self.member(self.volume(volume_id)['os-vol-host-attr:host'])
+        members = (cloud.VOLUME_TARGET, cloud.VOLUME_TARGET_PEER)
+        offsets = {m: os.path.getsize(self.sandbox.service(m).log)
+                   for m in members}
+        # the delete goes to the cluster: the member completing the volume
+        # or the other, which waits for the owner's completion to stop
+        # (well before the copy, at 8 MiB/s, could end)
+        self.reset_and_force_delete(volume_id)
+        rolled_back = [m for m in members if 'being deleted, is rolled back'
+                       in self.log_since(m, offsets[m])]
+        self.addDetail('delete', content.text_content(
+            'owner %s, rolled back by %s' % (owner.name, rolled_back)))
+        name = 'volume-%s' % volume_id
+        for pool in (self.src_pool, self.dst_pool):
+            self.assertNotIn(name, rbd.RBD().list(self.ioctx[pool]))
+        for member in members:
+            service = self.sandbox.service(member)
+            process.wait_for('no copy worker on %s' % service.host,
+                             lambda: not self.workers(service), 60)
+            self.assertEqual([], self.state_files(service, volume_id))
+
     # -- Ceph ------------------------------------------------------------
 
     def test_osd_killed_and_started_again_mid_copy(self):

@@ -203,11 +203,14 @@ class _FakeDB(object):
     def __init__(self):
         self.metadata = {}
         self.admin = {}
-        # the volume's host in the database, as another service set it
+        # the volume in the database, as another service set it
         self.host = None
+        self.status = 'available'
+        self.migration_status = constants.ATTACHABLE
 
     def volume_get(self, ctxt, volume_id):
-        return mock.Mock(host=self.host)
+        return mock.Mock(host=self.host, status=self.status,
+                         migration_status=self.migration_status)
 
     def volume_metadata_update(self, ctxt, volume_id, metadata, delete):
         self.metadata.update(metadata)
@@ -516,6 +519,27 @@ class CompletionTest(testtools.TestCase):
         self.assertEqual([], self.mgr.message_api.left)
         self.assertEqual({}, self.mgr.db.metadata)
         self.assertNotIn(self.volume.id, self.mgr._completing)
+
+    def test_in_a_cluster_a_delete_through_a_peer_stops_the_copy(self):
+        self.mgr.cluster = 'asyncmig-target@rbd-async'
+        self.volume.is_clustered = True
+        self.mgr.db.host = self.mgr.host + '#rbd-async'
+        # an admin reset the migration status and force-deleted the volume;
+        # the delete went to the peer, which waits for this lock
+        self.mgr.db.status = 'deleting'
+        self.mgr.db.migration_status = None
+        lock = coordination.COORDINATOR.get_lock(
+            manager.LOCK.format(volume=self.volume))
+        driver = _FakeDriver(report=True)
+        self.complete(driver)
+        self.assertEqual(1, driver.calls)
+        self.assertEqual(0, driver.commits)
+        self.assertEqual([], self.volume.saved)
+        self.assertEqual([], self.mgr.message_api.left)
+        self.assertNotIn(self.volume.id, self.mgr._completing)
+        # the lock is free for the peer's roll-back
+        self.assertTrue(lock.acquire(blocking=False))
+        lock.release()
 
     def test_lost_migration_ends_in_error(self):
         driver = _FakeDriver(failures=1, error=exception.MigrationLost(

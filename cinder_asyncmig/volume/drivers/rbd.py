@@ -602,7 +602,9 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
             worker = copy_worker.ExecuteWorker.adopt(status_path, name)
             if worker is not None:
                 worker.stop()
-                self._release_dead_worker(client, name, record, status_path)
+            # a dead worker's, or in a cluster the one another member left
+            # running when its completion stopped for this
+            self._release_dead_worker(client, name, record, status_path)
             aborted = self.engine.abort(client.ioctx, name, force=force)
         copy_worker.remove_files(status_path)
         self._stop_source(context, volume, kind, record)
