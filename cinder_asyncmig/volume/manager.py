@@ -125,6 +125,10 @@ class _Stopped(Exception):
     """A completion was asked to stop (its volume is being deleted)."""
 
 
+class _Deleted(_Stopped):
+    """The volume is being deleted through another service."""
+
+
 class _Lost(Exception):
     """Another volume service of the cluster has taken the volume over."""
 
@@ -610,7 +614,7 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         timeout); a peer then takes the migration over, and this tells
         the old holder to stop before it writes or commits anything.
 
-        :raises _Stopped: the volume is being deleted, or an admin reset
+        :raises _Deleted: the volume is being deleted, or an admin reset
                           its migration status: a peer that took the
                           delete waits for this completion's lock to roll
                           the migration back.
@@ -618,7 +622,7 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         volume = self.db.volume_get(ctxt, volume_id)
         if (volume.status == 'deleting' or
                 volume.migration_status != constants.ATTACHABLE):
-            raise _Stopped()
+            raise _Deleted()
         return volume_utils.hosts_are_equivalent(volume.host, self.host)
 
     def _queue(self, ctxt, volume, completion):
@@ -665,6 +669,11 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                                            final.get('source_left'))
             finally:
                 self._disown(volume, lock)
+        except _Deleted:
+            LOG.info('Volume %s is being deleted by another volume service '
+                     'of the cluster: its background copy stops here.',
+                     volume.id, resource=volume)
+            self.driver.stop_copy(volume)
         except _Stopped:
             LOG.info('The background copy of volume %s stopped, as asked.',
                      volume.id, resource=volume)

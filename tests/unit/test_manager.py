@@ -271,6 +271,11 @@ class _FakeDriver(object):
         self.source_left = source_left
         self.calls = 0
         self.commits = 0
+        # the volumes whose copy worker was stopped here
+        self.stopped = []
+
+    def stop_copy(self, volume):
+        self.stopped.append(volume.id)
 
     def complete_migration_target(self, ctxt, volume,
                                   progress_callback=None):
@@ -537,6 +542,8 @@ class CompletionTest(testtools.TestCase):
         self.assertEqual([], self.volume.saved)
         self.assertEqual([], self.mgr.message_api.left)
         self.assertNotIn(self.volume.id, self.mgr._completing)
+        # its worker stopped here, where it ran
+        self.assertEqual([self.volume.id], driver.stopped)
         # the lock is free for the peer's roll-back
         self.assertTrue(lock.acquire(blocking=False))
         lock.release()

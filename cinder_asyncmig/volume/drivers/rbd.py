@@ -393,6 +393,18 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                      'migration does not go on here.', {'img': name})
             copy_worker.remove_files(status_path)
 
+    def stop_copy(self, volume):
+        """Stop the volume's copy worker on this host, remove its files.
+
+        For a migration another volume service of the cluster ends: one
+        that took the volume's delete rolls it back.
+        """
+        status_path = self._status_path(volume.name)
+        worker = copy_worker.ExecuteWorker.adopt(status_path, volume.name)
+        if worker is not None:
+            worker.stop()
+        copy_worker.remove_files(status_path)
+
     def _status_path(self, name):
         return os.path.join(self._state_dir(), '%s.%s.json' % (
             self.configuration.rbd_pool, name))
