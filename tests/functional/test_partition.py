@@ -72,10 +72,11 @@ class PartitionTest(base.FunctionalTestCase):
     @classmethod
     def make_cluster(cls):
         cls.network = netns.Network.make(['target', 'ceph', 'hypervisor'])
+        directory = tempfile.mkdtemp(prefix='ceph-', dir=base._test_dir())
+        os.rmdir(directory)
         try:
             return ceph.CephCluster.up(
-                os.path.join(tempfile.mkdtemp(dir=base._test_dir()), 'ceph'),
-                memstore_bytes=4 * units.Gi,
+                directory, memstore_bytes=4 * units.Gi,
                 address=cls.network.address('ceph'),
                 netns=cls.network.hosts['ceph']['netns'])
         except BaseException:
