@@ -43,6 +43,7 @@ from oslo_log import log as logging
 from oslo_utils import units
 
 from cinder_asyncmig import children
+from cinder_asyncmig.sandbox import netns
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sandbox import roots
 
@@ -507,8 +508,7 @@ class CephCluster(process.Recorded):
             self.release,
             ['ceph-%s' % kind, '-f', '-c', self.conf_path, '-i', ident],
             binds=[self.directory])
-        if self._state.get('netns'):
-            argv = ['ip', 'netns', 'exec', self._state['netns']] + argv
+        argv = netns.argv_in(self._state.get('netns'), argv)
         # as under systemd: Debian sid's build has a relative default
         # osd_class_dir, which must resolve from /
         child = children.Child.spawn(argv, log, env=env, cwd='/')

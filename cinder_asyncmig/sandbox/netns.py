@@ -64,6 +64,13 @@ def _used_networks():
             for line in out.splitlines()]
 
 
+def argv_in(netns, argv):
+    """``argv`` run in network namespace ``netns`` (here when None)."""
+    if netns is None:
+        return list(argv)
+    return ['ip', 'netns', 'exec', netns] + list(argv)
+
+
 class Network(object):
     """A bridge and the hosts on it; :meth:`make` one, :meth:`down` it.
 
@@ -130,10 +137,7 @@ class Network(object):
 
     def argv(self, name, argv):
         """``argv`` run on host ``name``."""
-        netns = self.hosts[name]['netns']
-        if netns is None:
-            return list(argv)
-        return ['ip', 'netns', 'exec', netns] + list(argv)
+        return argv_in(self.hosts[name]['netns'], argv)
 
     def partition(self, name, peer):
         """Drop every packet between hosts ``name`` and ``peer``."""

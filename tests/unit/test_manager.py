@@ -511,40 +511,38 @@ class CompletionTest(testtools.TestCase):
                          {n: v.saved for n, v in volumes.items()})
         self.assertEqual({'dead-peer-exported'}, self.mgr._left_to_host)
 
-    def test_a_service_that_lost_the_volume_stops_before_the_commit(self):
+    def stopped_in_a_cluster(self):
+        """Complete in a cluster; check it stopped before the commit."""
         self.mgr.cluster = 'asyncmig-target@rbd-async'
         self.volume.is_clustered = True
-        # a peer took the volume over once this service's lock lapsed
-        self.mgr.db.host = 'sandbox-peer@rbd-async#rbd-async'
         driver = _FakeDriver(report=True)
         self.complete(driver)
         self.assertEqual(1, driver.calls)
         self.assertEqual(0, driver.commits)
         self.assertEqual([], self.volume.saved)
         self.assertEqual([], self.mgr.message_api.left)
-        self.assertEqual({}, self.mgr.db.metadata)
         self.assertNotIn(self.volume.id, self.mgr._completing)
+        return driver
+
+    def test_a_service_that_lost_the_volume_stops_before_the_commit(self):
+        # a peer took the volume over once this service's lock lapsed
+        self.mgr.db.host = 'sandbox-peer@rbd-async#rbd-async'
+        driver = self.stopped_in_a_cluster()
+        self.assertEqual({}, self.mgr.db.metadata)
+        self.assertEqual([], driver.stopped)
 
     def test_in_a_cluster_a_delete_through_a_peer_stops_the_copy(self):
-        self.mgr.cluster = 'asyncmig-target@rbd-async'
-        self.volume.is_clustered = True
         self.mgr.db.host = self.mgr.host + '#rbd-async'
         # an admin reset the migration status and force-deleted the volume;
         # the delete went to the peer, which waits for this lock
         self.mgr.db.status = 'deleting'
         self.mgr.db.migration_status = None
-        lock = coordination.COORDINATOR.get_lock(
-            manager.LOCK.format(volume=self.volume))
-        driver = _FakeDriver(report=True)
-        self.complete(driver)
-        self.assertEqual(1, driver.calls)
-        self.assertEqual(0, driver.commits)
-        self.assertEqual([], self.volume.saved)
-        self.assertEqual([], self.mgr.message_api.left)
-        self.assertNotIn(self.volume.id, self.mgr._completing)
+        driver = self.stopped_in_a_cluster()
         # its worker stopped here, where it ran
         self.assertEqual([self.volume.id], driver.stopped)
         # the lock is free for the peer's roll-back
+        lock = coordination.COORDINATOR.get_lock(
+            manager.LOCK.format(volume=self.volume))
         self.assertTrue(lock.acquire(blocking=False))
         lock.release()
 
