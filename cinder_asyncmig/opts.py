@@ -113,6 +113,17 @@ target_opts = [
                     'before its worker is stopped and the migration is '
                     'reported as failed. The migration itself is left '
                     'prepared, so completing it again resumes the copy.'),
+    cfg.IntOpt('async_migration_lock_holder_stall_timeout',
+               default=90, min=30,
+               help='Seconds a copy that librbd runs in the client holding '
+                    'the volume\'s exclusive lock (its hypervisor) may go '
+                    'without progress before a new copy worker asks that '
+                    'client again. A lock holder that lost touch with the '
+                    'worker (a network partition) may finish or stop its '
+                    'copy without the worker ever hearing of it. Asking '
+                    'again is cheap: librbd passes over the objects '
+                    'already copied. async_migration_stall_timeout still '
+                    'bounds the time without progress in all.'),
     cfg.IntOpt('async_migration_worker_restarts',
                default=3, min=0,
                help='How many times a background copy worker that died '

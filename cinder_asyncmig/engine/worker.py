@@ -201,14 +201,18 @@ class LockWatch(threading.Thread):
     copy is not paced.
 
     :param me: this client's entity name (``client.<id>``).
+    :param on_change: called with the new holder (or None) when it changes,
+        progress or not: a holder cut off from this process may send none.
     """
 
-    def __init__(self, ioctx, name, me, interval=_RATE_CHECK):
+    def __init__(self, ioctx, name, me, interval=_RATE_CHECK,
+                 on_change=None):
         super(LockWatch, self).__init__(daemon=True)
         self._ioctx = ioctx
         self._name = name
         self._me = me
         self._interval = interval
+        self._on_change = on_change
         self._halt = threading.Event()
         self.elsewhere = None  # 'client.<id> <address>' of another holder
 
@@ -220,11 +224,16 @@ class LockWatch(threading.Thread):
                            read_only=True) as image:
                 while not self._halt.is_set():
                     try:
-                        self.elsewhere = self.other_holder(
-                            image.list_lockers(), self._me)
+                        holder = self.other_holder(image.list_lockers(),
+                                                   self._me)
                     except rbd.Error as exc:
                         LOG.warning('Cannot read the lock of %s: %s',
                                     self._name, exc)
+                    else:
+                        if holder != self.elsewhere:
+                            self.elsewhere = holder
+                            if self._on_change:
+                                self._on_change(holder)
                     self._halt.wait(self._interval)
         except rbd.Error as exc:
             # execute reports what is wrong with the image
@@ -396,6 +405,14 @@ def main(argv=None):
     status = {'pid': os.getpid(), 'host': socket.gethostname(),
               'image': args.image, 'pool': args.pool, 'phase': RUNNING,
               'done': 0, 'total': 0, 'started_at': time.time()}
+    # the progress callback's thread and the lock watch's both report
+    reporting = threading.Lock()
+
+    def report(**changes):
+        with reporting:
+            status.update(changes)
+            write_status(args.status_file, status)
+
     client = rados.Rados(rados_id=args.user, clustername=args.cluster,
                          conffile=args.conf)
     client.connect()
@@ -406,8 +423,7 @@ def main(argv=None):
             ioctx.set_namespace(args.namespace)
         pacer = Pacer(rate_path(args.status_file))
         # the cap from the first report on, before the first progress
-        status['max_bytes_per_sec'] = pacer.read_rate()
-        write_status(args.status_file, status)
+        report(max_bytes_per_sec=pacer.read_rate())
         try:
             source_pool = rbd.RBD().migration_status(
                 ioctx, args.image)['source_pool_id']
@@ -419,7 +435,8 @@ def main(argv=None):
         status['data_total'] = allocation.data
         last = [0.0]
         lock = LockWatch(ioctx, args.image,
-                         'client.%d' % client.get_instance_id())
+                         'client.%d' % client.get_instance_id(),
+                         on_change=lambda holder: report(copy_in=holder))
         lock.start()
 
         def on_progress(done, total):
@@ -431,10 +448,9 @@ def main(argv=None):
             elsewhere = lock.elsewhere
             if now - last[0] >= _REPORT_INTERVAL or done >= total:
                 last[0] = now
-                status.update(done=done, total=total, data_done=data,
-                              updated_at=time.time(), max_bytes_per_sec=rate,
-                              copy_in=elsewhere)
-                write_status(args.status_file, status)
+                report(done=done, total=total, data_done=data,
+                       updated_at=time.time(), max_bytes_per_sec=rate,
+                       copy_in=elsewhere)
             if not elsewhere:
                 pacer.wait(data)
             return 0  # librbd wants an int, and ignores it
@@ -444,16 +460,14 @@ def main(argv=None):
                                         on_progress=on_progress)
         except rbd.Error as exc:
             # the parent maps the type; librbd's message is unreliable
-            status.update(phase=FAILED, error_type=type(exc).__name__,
-                          errno=getattr(exc, 'errno', None))
-            write_status(args.status_file, status)
+            report(phase=FAILED, error_type=type(exc).__name__,
+                   errno=getattr(exc, 'errno', None))
             return 1
         finally:
             lock.stop()
             lock.join()
             ioctx.close()
-        status.update(phase=DONE, updated_at=time.time())
-        write_status(args.status_file, status)
+        report(phase=DONE, updated_at=time.time())
         return 0
     finally:
         client.shutdown()

@@ -55,8 +55,10 @@ _PARTITION = 40
 # once the partition starts (10 objects of 4 MiB)
 _IN_FLIGHT = 40 * units.Mi
 # seconds a copy may make no progress before its attempt ends (600 s by
-# default): a copy the partition stalled for good ends sooner
-_STALL = 60
+# default): no attempt of a copy the partition stalled reaches it, as the
+# lock holder is asked again after the second
+_STALL = 300
+_HOLDER_STALL = 30
 # seconds between attempts of the completion, as the manager's first
 _RETRY_AFTER = 2
 # one line of rbd bench's per-second report: SEC OPS OPS/SEC BYTES/SEC
@@ -67,7 +69,9 @@ _BENCH_LINE = re.compile(r'^\s*(\d+)\s+(\d+)\s+([\d.]+)\s')
                       'needs iproute2 and nftables')
 class PartitionTest(base.FunctionalTestCase):
 
-    TARGET_OPTIONS = {'async_migration_stall_timeout': _STALL}
+    TARGET_OPTIONS = {'async_migration_stall_timeout': _STALL,
+                      'async_migration_lock_holder_stall_timeout':
+                          _HOLDER_STALL}
 
     @classmethod
     def make_cluster(cls):
@@ -178,6 +182,8 @@ class PartitionTest(base.FunctionalTestCase):
 
         self.assertEqual('success', final['phase'])
         self.assertEqual(2, len(window), 'the partition never healed')
+        self.assertEqual([], [e for e in facts['errors']
+                              if 'no progress for' in str(e)])
         cut, healed = window
         self.addDetail('partition', content.text_content(
             'cut at %.1f s of the copy, healed %.1f s later; success %.1f s '

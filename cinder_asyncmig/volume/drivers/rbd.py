@@ -490,6 +490,8 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         restarts = 0
         meter = _RateMeter()
         last_done, last_change = -1, time.monotonic()
+        # when the lock holder was last heard from, or asked again
+        asked = last_change
         recorded_at = size = None
         # every execute counts from object 0 and first walks past what the
         # runs before it copied (in a moment, unless the cluster is stuck):
@@ -573,6 +575,7 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                                                 report.get('errno'))
             if done != last_done:
                 last_done, last_change = done, time.monotonic()
+                asked = last_change
             elif (time.monotonic() - last_change >
                   cfg.async_migration_stall_timeout):
                 worker.stop()
@@ -581,6 +584,20 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                     reason=_('no progress for %d s; the migration stays '
                              'prepared and completing it again resumes the '
                              'copy') % cfg.async_migration_stall_timeout)
+            elif (changes['copy_in'] and time.monotonic() - asked >
+                  cfg.async_migration_lock_holder_stall_timeout):
+                # the holder may have ended the copy, or stopped it, while
+                # cut off from the worker, which then waits for a word
+                # that never comes
+                LOG.warning('The copy of %(img)s in %(holder)s made no '
+                            'progress for %(n)d s; asking it again from a '
+                            'new copy worker.',
+                            {'img': name, 'holder': changes['copy_in'],
+                             'n': time.monotonic() - asked})
+                worker.stop()
+                worker = self._start_worker(client, volume, record)
+                asked = time.monotonic()
+                continue
             worker.wait(cfg.async_migration_poll_interval)
 
     # -- abort and delete ----------------------------------------------------
