@@ -20,16 +20,29 @@ partition between two hosts is a pair of nftables drop rules on one of
 them, made and removed with ``nft``: as a firewall or a dead switch port
 would, it drops packets and resets nothing, so TCP connections hang,
 and carry on once it heals.
+
+A network is recorded under ``/run`` with the process that made it. One
+whose maker died without :meth:`Network.down` (a killed test) is removed
+by the next :meth:`Network.make`, partitions included.
 """
 
+import glob
 import ipaddress
+import json
+import logging
 import os
 import subprocess
 import uuid
 
+import psutil
+
+LOG = logging.getLogger(__name__)
+
 #: the private /16 the networks' /24s are picked from
 _SUPERNET = ipaddress.ip_network('10.213.0.0/16')
 _TABLE = 'asyncmig_partition'
+#: where each network's record is, while it is up
+_RECORDS = '/run/cinder-asyncmig/networks'
 _RULES = """\
 table inet %(table)s {
     chain input {
@@ -64,6 +77,43 @@ def _used_networks():
             for line in out.splitlines()]
 
 
+def _maker():
+    """This process, as a record names it: pid and start time."""
+    return {'pid': os.getpid(),
+            'started': psutil.Process().create_time()}
+
+
+def _running(maker):
+    try:
+        return (psutil.Process(maker['pid']).create_time() ==
+                maker['started'])
+    except psutil.Error:
+        return False
+
+
+def reap():
+    """Remove the networks whose makers died without removing them.
+
+    :returns: the tags of the networks removed.
+    """
+    reaped = []
+    for path in glob.glob(os.path.join(_RECORDS, '*.json')):
+        try:
+            with open(path) as f:
+                record = json.load(f)
+            if _running(record['maker']):
+                continue
+            network = Network.from_record(record)
+        except (OSError, ValueError, KeyError) as exc:
+            LOG.warning('Skipping the network record %s: %s', path, exc)
+            continue
+        network.down()
+        LOG.info('Removed network %s, left behind by process %s.',
+                 network.tag, record['maker']['pid'])
+        reaped.append(network.tag)
+    return reaped
+
+
 def argv_in(netns, argv):
     """``argv`` run in network namespace ``netns`` (here when None)."""
     if netns is None:
@@ -81,15 +131,28 @@ class Network(object):
         self.tag = tag
         self.bridge = bridge
         self.hosts = hosts
-        self._partitioned = set()
 
     @classmethod
-    def make(cls, names):
+    def from_record(cls, record):
+        """The network :meth:`as_record` describes, made earlier."""
+        return cls(record['tag'], record['bridge'], record['hosts'])
+
+    def as_record(self):
+        return {'tag': self.tag, 'bridge': self.bridge, 'hosts': self.hosts}
+
+    @classmethod
+    def make(cls, names, reaped=True):
         """Make a network: ``names[0]`` here, the others in namespaces.
 
+        Removes first the networks of makers that died (:func:`reap`).
+
+        :param reaped: record it, so that once this process has died the
+            next :meth:`make` removes it. A network meant to outlive this
+            process (a sandbox's, which its ``down`` removes) is not.
         :raises NetworkError: no free /24, or a command failed (what was
                               made is removed).
         """
+        reap()
         used = _used_networks()
         subnet = next((net for net in _SUPERNET.subnets(new_prefix=24)
                        if not any(net.overlaps(u) for u in used)), None)
@@ -101,6 +164,11 @@ class Network(object):
                         tag, name), 'address': str(addresses[i])}
                  for i, name in enumerate(names)}
         network = cls(tag, 'amig%s' % tag, hosts)
+        if reaped:
+            os.makedirs(_RECORDS, mode=0o700, exist_ok=True)
+            # before anything is made: a maker killed half-way leaves it
+            with open(network._record, 'w') as f:
+                json.dump(dict(network.as_record(), maker=_maker()), f)
         try:
             network._make(subnet.prefixlen)
         except BaseException:
@@ -132,6 +200,10 @@ class Network(object):
     def _table(self):
         return '%s_%s' % (_TABLE, self.tag)
 
+    @property
+    def _record(self):
+        return os.path.join(_RECORDS, '%s.json' % self.tag)
+
     def address(self, name):
         return self.hosts[name]['address']
 
@@ -145,27 +217,31 @@ class Network(object):
         _run(self.argv(name, ['nft', '-f', '-']),
              stdin=_RULES % {'table': self._table,
                              'peer': self.address(peer)})
-        self._partitioned.add(name)
 
     def heal(self, name):
         """Remove host ``name``'s partition, if it has one."""
-        if name in self._partitioned:
+        try:
             _run(self.argv(name, ['nft', 'delete', 'table', 'inet',
                                   self._table]))
-            self._partitioned.discard(name)
+        except NetworkError as exc:
+            if 'No such file or directory' not in str(exc):
+                raise
 
     def down(self):
-        """Remove the partitions, namespaces and links.
+        """Remove the partitions, namespaces and links, and the record.
 
         Stop the processes in the namespaces first: a namespace whose
         processes still run outlives its name.
         """
-        for name in list(self._partitioned):
-            self.heal(name)
-        for host in self.hosts.values():
-            if host['netns'] and os.path.exists(
-                    os.path.join('/run/netns', host['netns'])):
-                # its veth goes with it
+        for name, host in self.hosts.items():
+            if host['netns'] is None:
+                self.heal(name)
+            elif os.path.exists(os.path.join('/run/netns', host['netns'])):
+                # its veth and its partition go with it
                 _run(['ip', 'netns', 'delete', host['netns']])
         if os.path.exists(os.path.join('/sys/class/net', self.bridge)):
             _run(['ip', 'link', 'delete', self.bridge])
+        try:
+            os.unlink(self._record)
+        except FileNotFoundError:
+            pass
