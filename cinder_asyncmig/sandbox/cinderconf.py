@@ -109,7 +109,15 @@ Deployment = collections.namedtuple('Deployment', [
     'target_cluster',
     # [coordination] backend_url; None: tooz's file driver in the sandbox
     'coordination_url',
-], defaults=(None,) * 9)
+    # this host's address on the sandbox's network (cloud.Sandbox.network),
+    # where the exporter listens; None: loopback
+    'host_address',
+], defaults=(None,) * 10)
+
+
+def host_address(deployment):
+    """The volume services' host's address: its network's, or loopback."""
+    return deployment.host_address or '127.0.0.1'
 
 
 def service_spec(name):
@@ -418,7 +426,7 @@ def volume_settings(deployment, spec):
         # a block of its own: sandboxes and benchmarks side by side
         exporter = [
             (backend.name, 'async_migration_exporter_bind_address',
-             '127.0.0.1'),
+             host_address(deployment)),
             (backend.name, 'async_migration_exporter_port_min',
              str(deployment.exporter_ports[0])),
             (backend.name, 'async_migration_exporter_port_max',

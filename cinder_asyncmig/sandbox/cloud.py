@@ -32,7 +32,10 @@
 - with ``target_cluster``, a second cinder-volume of the target backend
   on another host name, the two a Cinder cluster (``[DEFAULT] cluster``),
   and etcd (:mod:`.etcd`) for Cinder's coordination (tooz) in place of
-  its file locks.
+  its file locks;
+- with ``network``, the second cluster on a host of its own: a network
+  namespace on a bridge (:mod:`.netns`), where the first cluster listens
+  on the bridge's address, with a ``hypervisor`` host beside them.
 
 It returns once the API answers, every service is ``up`` and the scheduler
 knows every backend. ``sandbox.json`` records every pid, port and path, so
@@ -66,6 +69,7 @@ from cinder_asyncmig.sandbox import cinderconf
 from cinder_asyncmig.sandbox import etcd
 from cinder_asyncmig.sandbox import keystone
 from cinder_asyncmig.sandbox import mariadb
+from cinder_asyncmig.sandbox import netns
 from cinder_asyncmig.sandbox import pki
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sandbox import rabbitmq
@@ -98,6 +102,10 @@ EXPORTER_PORTS = 16
 VOLUME_FILE = cinderconf.VOLUME_FILE
 VOLUME_TARGET_PEER = cinderconf.VOLUME_TARGET_PEER
 SERVICES = tuple(spec.name for spec in cinderconf.SERVICES)
+# the hosts of a sandbox with a network: this one (control, volume
+# services, first cluster), the second cluster's, a hypervisor's
+CLOUD_HOST, XCLUSTER_HOST, HYPERVISOR_HOST = NETWORK_HOSTS = (
+    'cloud', 'xcluster', 'hypervisor')
 
 _BINARIES = ('cinder-api', 'cinder-scheduler', 'cinder-volume',
              'cinder-manage', 'cinder', 'keystone-manage', 'openstack')
@@ -319,7 +327,7 @@ class Sandbox(process.Recorded):
            volume_manager=None, timeout=DEFAULT_TIMEOUT,
            xcluster_memstore_bytes=DEFAULT_XCLUSTER_MEMSTORE_BYTES,
            cluster_release=None, disk_bytes=None, target_cluster=False,
-           with_mgr=False):
+           with_mgr=False, network=False):
         """Create and start a sandbox.
 
         :param directory: where everything lives; must be empty or absent.
@@ -341,6 +349,10 @@ class Sandbox(process.Recorded):
                                through etcd.
         :param with_mgr: the first cluster gets a ceph-mgr, which pool
                          quotas need (the mgr reports the pools' usage).
+        :param network: the hosts of :data:`NETWORK_HOSTS` on a network of
+                        the sandbox's own (:attr:`network`): this one, with
+                        the services and the first cluster; the second
+                        cluster's; a hypervisor's.
         :returns: the running :class:`Sandbox`.
         :raises SandboxError: when something does not start; every process
                               started is stopped, the logs are kept.
@@ -370,6 +382,11 @@ class Sandbox(process.Recorded):
         sandbox._save()
         started = time.monotonic()
         try:
+            if network:
+                made = netns.Network.make(NETWORK_HOSTS, reaped=False)
+                sandbox._record('network', made.as_record())
+                sandbox._record('deployment', sandbox.deployment._replace(
+                    host_address=made.address(CLOUD_HOST))._asdict())
             sandbox._bring_up(timeout)
         except BaseException:
             with excutils.save_and_reraise_exception():
@@ -435,6 +452,7 @@ class Sandbox(process.Recorded):
             'rabbitmq': None,
             'keystone': None,
             'etcd': None,
+            'network': None,
             'services': {},
             'warnings': [],
             'timings': {},
@@ -514,10 +532,6 @@ class Sandbox(process.Recorded):
             os.makedirs(host_ceph, exist_ok=True)
             for name, real in cinderconf.host_ceph_files(deployment):
                 os.symlink(real, os.path.join(host_ceph, name))
-        if deployment.nbd_tls:
-            pki.write_nbd_files(cinderconf.nbd_server_dir(deployment),
-                                cinderconf.libnbd_dir(deployment),
-                                '127.0.0.1')
         else:
             self._state['warnings'].append(
                 'not root (or no /etc/ceph, or no unshare): generic '
@@ -527,6 +541,10 @@ class Sandbox(process.Recorded):
                 'not root: no %s backend (the sandbox mounts its share in '
                 'the volume services\' mount namespaces)' %
                 settings.FILE.name)
+        if deployment.nbd_tls:
+            pki.write_nbd_files(cinderconf.nbd_server_dir(deployment),
+                                cinderconf.libnbd_dir(deployment),
+                                cinderconf.host_address(deployment))
         if settings.FILE in cinderconf.backends(deployment):
             # both sides of the bind mount; a volume file is readable to
             # whoever has the sandbox directory, as on an NFS export
@@ -550,6 +568,23 @@ class Sandbox(process.Recorded):
                 os.path.join(self.directory, name),
                 cinderconf.render_openrc(self.deployment, member=member))
 
+    @property
+    def network(self):
+        """The sandbox's :class:`netns.Network`, None without one."""
+        record = self._state.get('network')
+        return netns.Network.from_record(record) if record else None
+
+    def _on_host(self, name):
+        """``CephCluster.up``'s ``address`` and ``netns`` on host ``name``.
+
+        Loopback here (the defaults) without a network.
+        """
+        network = self.network
+        if network is None:
+            return {}
+        return {'address': network.address(name),
+                'netns': network.hosts[name]['netns']}
+
     def _start_ceph(self):
         ceph.CephCluster.up(self._state['ceph_dir'],
                             memstore_bytes=self._state['memstore_bytes'],
@@ -557,14 +592,16 @@ class Sandbox(process.Recorded):
                             client=CEPH_CLIENT,
                             release=self._state['cluster_release'],
                             disk_bytes=self._state.get('disk_bytes'),
-                            with_mgr=self._state.get('with_mgr', False))
+                            with_mgr=self._state.get('with_mgr', False),
+                            **self._on_host(CLOUD_HOST))
 
     def _start_xcluster(self):
         ceph.CephCluster.up(
             self._state['xcluster_dir'],
             memstore_bytes=self._state['xcluster_memstore_bytes'],
             pools=_pools_of(settings.SECOND_CEPH_CLUSTER),
-            client=CEPH_CLIENT, release=self._state['cluster_release'])
+            client=CEPH_CLIENT, release=self._state['cluster_release'],
+            **self._on_host(XCLUSTER_HOST))
 
     def _start_databases(self, timeout):
         """MariaDB, then Cinder's schema and Keystone side by side."""
@@ -715,6 +752,9 @@ class Sandbox(process.Recorded):
             self._stop(errors, self._etcd().stop)
         for cluster in self.clusters().values():
             self._stop(errors, cluster.down)
+        if self.network is not None and not errors:
+            # once nothing runs in its namespaces
+            self._stop(errors, self.network.down)
         if errors:
             raise SandboxError('sandbox in %s not fully stopped: %s' %
                                (self.directory, '; '.join(errors)))
@@ -725,7 +765,8 @@ class Sandbox(process.Recorded):
     def _stop(errors, stop):
         try:
             stop()
-        except (process.DaemonError, ceph.CephClusterError) as exc:
+        except (process.DaemonError, ceph.CephClusterError,
+                netns.NetworkError) as exc:
             errors.append(str(exc))
 
     def clusters(self):

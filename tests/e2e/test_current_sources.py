@@ -34,6 +34,7 @@ from oslo_utils import units
 import psutil
 import rbd
 import testtools
+from testtools import content
 
 from cinder_asyncmig import children
 from cinder_asyncmig.engine import features
@@ -85,8 +86,10 @@ class CurrentSourcesTest(testtools.TestCase):
             raise cls.skipException(
                 'librbd of %s has no native cross-cluster import' %
                 ceph_base.release_label())
+        # the second cluster on a host of its own, if root may make one
         cls.sandbox = cloud.Sandbox.up(
-            tempfile.mkdtemp(prefix='sandbox-', dir=base_e2e._test_dir()))
+            tempfile.mkdtemp(prefix='sandbox-', dir=base_e2e._test_dir()),
+            network=os.geteuid() == 0)
         if not cls.sandbox.deployment.privileged:
             cls.sandbox.down()
             raise cls.skipException(
@@ -97,6 +100,9 @@ class CurrentSourcesTest(testtools.TestCase):
         cls.dst_ioctx = cls.rados.open_ioctx(cls.dst_pool)
         cls.xrados = cls.sandbox.xcluster.connect()
         cls.x_ioctx = cls.xrados.open_ioctx(cls.env['ASYNCMIG_XCLUSTER_POOL'])
+        cls.state_dir = cinderconf.path(cls.sandbox.deployment, 'state',
+                                        'asyncmig-%s' % settings.TARGET.name)
+        cls.address = cinderconf.host_address(cls.sandbox.deployment)
 
     @classmethod
     def tearDownClass(cls):
@@ -129,6 +135,13 @@ class CurrentSourcesTest(testtools.TestCase):
     file_path = test_other_sources.OtherSourcesTest.file_path
     dst_sha256 = test_other_sources.OtherSourcesTest.dst_sha256
     assert_migrated = test_other_sources.OtherSourcesTest.assert_migrated
+    assert_nothing_left = (
+        test_other_sources.OtherSourcesTest.assert_nothing_left)
+    target_processes = test_other_sources.OtherSourcesTest.target_processes
+    hypervisor_reading = (
+        test_other_sources.OtherSourcesTest.hypervisor_reading)
+    partition_source_cluster_mid_copy = (
+        test_other_sources.OtherSourcesTest.partition_source_cluster_mid_copy)
 
     # -- helpers ---------------------------------------------------------
 
@@ -193,11 +206,6 @@ class CurrentSourcesTest(testtools.TestCase):
                 pass
         return found
 
-    @property
-    def state_dir(self):
-        return cinderconf.path(self.sandbox.deployment, 'state',
-                               'asyncmig-%s' % settings.TARGET.name)
-
     def served(self, volume_id):
         return exporter.Exporter.adopt(self.state_dir, volume_id)
 
@@ -219,7 +227,7 @@ class CurrentSourcesTest(testtools.TestCase):
         self.assertEqual(model.sha256(), self.dst_sha256(volume_id))
         self.assertFalse(os.path.exists(self.file_path(volume_id)))
         self.assertEqual([], self.target_listeners())
-        self.assertFalse(process.port_open(port))
+        self.assertFalse(process.port_open(port, self.address))
         self.assertEqual([], [n for n in os.listdir(self.state_dir)
                               if n.startswith('exporter.%s' % volume_id)])
         self.assertEqual([], [p for p in self.sandbox.service(
@@ -297,6 +305,10 @@ class CurrentSourcesTest(testtools.TestCase):
         target.start()
         self.assert_clean_end(volume_id, model, self.follow(volume_id))
 
+    def test_source_cluster_cut_off_mid_copy(self):
+        facts = self.partition_source_cluster_mid_copy(kinds.RBD_NATIVE)
+        self.addDetail('facts', content.json_content(facts))
+
     def test_source_open_by_a_client_is_refused_and_left_as_it_was(self):
         volume_id, model = self.create('xcluster', density=0.05)
         with rbd.Image(self.x_ioctx, 'volume-%s' % volume_id):
@@ -323,10 +335,10 @@ class CurrentSourcesTest(testtools.TestCase):
         self.migrate_until_attachable(volume_id)
         served = self.served(volume_id)
         self.assertEqual(exporter.NBD, served.transport)
-        self.assertEqual('nbds://127.0.0.1:%d/%s' % (served.port, volume_id),
-                         served.url)
+        self.assertEqual('nbds://%s:%d/%s' % (self.address, served.port,
+                                              volume_id), served.url)
         # qemu-nbd alone listens, on the configured address only
-        self.assertEqual([('127.0.0.1', served.port)],
+        self.assertEqual([(self.address, served.port)],
                          [tuple(a) for a in self.target_listeners()])
         # a client without TLS, or with TLS but no certificate: refused
         anonymous = ['--object', 'tls-creds-x509,id=t0,endpoint=client,'
@@ -335,9 +347,9 @@ class CurrentSourcesTest(testtools.TestCase):
             result = subprocess.run(
                 ['qemu-img', 'info'] + tls + [
                     '--image-opts', 'driver=nbd,server.type=inet,'
-                    'server.host=127.0.0.1,server.port=%d,export=%s%s' % (
-                        served.port, volume_id, ',tls-creds=t0' if tls
-                        else '')],
+                    'server.host=%s,server.port=%d,export=%s%s' % (
+                        self.address, served.port, volume_id,
+                        ',tls-creds=t0' if tls else '')],
                 capture_output=True, text=True, timeout=60)
             self.assertNotEqual(0, result.returncode, result.stdout)
         # a host with the deployment's certificate reads and writes

@@ -29,16 +29,19 @@ import http.client
 import json
 import os
 import random
+import re
 import shlex
 import signal
 import socket
 import subprocess
 import tempfile
+import time
 
 from oslo_utils import units
 import rados
 import rbd
 import testtools
+from testtools import content
 
 from cinder_asyncmig import children
 from cinder_asyncmig.engine import features
@@ -58,6 +61,13 @@ EXPORTER_MODULE = 'cinder_asyncmig.sources.exporter'
 WORKER_MODULE = 'cinder_asyncmig.engine.worker'
 # slow enough to act mid-copy, fast enough for a short test
 CAP = 96 * units.Mi
+# a copy that outlasts a partition of PARTITION seconds
+PARTITION_CAP = 16 * units.Mi
+PARTITION = 40
+# the MiB copied in a progress text
+_COPIED = re.compile(r'\((\d+) of \d+ MiB')
+# one line of rbd bench's per-second report: SEC OPS OPS/SEC BYTES/SEC
+_BENCH_LINE = re.compile(r'^\s*(\d+)\s+(\d+)\s+([\d.]+)\s')
 
 
 def target_config(sandbox):
@@ -92,8 +102,10 @@ class OtherSourcesTest(testtools.TestCase):
     @classmethod
     def setUpClass(cls):
         super(OtherSourcesTest, cls).setUpClass()
+        # the second cluster on a host of its own, if root may make one
         cls.sandbox = cloud.Sandbox.up(
-            tempfile.mkdtemp(prefix='sandbox-', dir=base_e2e._test_dir()))
+            tempfile.mkdtemp(prefix='sandbox-', dir=base_e2e._test_dir()),
+            network=os.geteuid() == 0)
         if not cls.sandbox.deployment.privileged:
             cls.sandbox.down()
             raise cls.skipException(
@@ -111,6 +123,8 @@ class OtherSourcesTest(testtools.TestCase):
         cls.x_ioctx = cls.xrados.open_ioctx(cls.env['ASYNCMIG_XCLUSTER_POOL'])
         cls.state_dir = cinderconf.path(cls.sandbox.deployment, 'state',
                                         'asyncmig-%s' % settings.TARGET.name)
+        # where the target's exporter listens
+        cls.address = cinderconf.host_address(cls.sandbox.deployment)
         # this process is the hypervisor: it mounts the NFS share where
         # the volume services do, so that librbd finds a shared-file
         # source at its path
@@ -235,7 +249,7 @@ class OtherSourcesTest(testtools.TestCase):
         self.assertEqual([], self.target_processes(EXPORTER_MODULE))
         if port:
             with contextlib.closing(socket.socket()) as sock:
-                self.assertNotEqual(0, sock.connect_ex(('127.0.0.1', port)),
+                self.assertNotEqual(0, sock.connect_ex((self.address, port)),
                                     'something still listens on %d' % port)
 
     def assert_migrated(self, volume_id, model, seen, kind):
@@ -279,6 +293,100 @@ class OtherSourcesTest(testtools.TestCase):
         self.assertEqual([], [n for n in os.listdir(self.state_dir)
                               if volume_id in n])
 
+    def hypervisor_reading(self, volume_id):
+        """``rbd bench`` reading the volume from the network's hypervisor.
+
+        It attaches first, as a hypervisor does, and runs as on a host of
+        the sandbox (:func:`cinderconf.on_a_host`) in the ``hypervisor``
+        namespace, which reaches both clusters and the target's host.
+
+        :returns: a callable that stops it and detaches, and another that
+                  returns its reads per second by ``time.time()``.
+        """
+        attachment = self.attach(volume_id)
+        log = os.path.join(self.sandbox.directory, 'log',
+                           'hypervisor-%s.log' % volume_id)
+        ceph = self.sandbox.ceph
+        started = time.time()
+        reader = children.Child.spawn(self.sandbox.network.argv(
+            cloud.HYPERVISOR_HOST, cinderconf.on_a_host(
+                self.sandbox.deployment, [
+                    'rbd', '-c', ceph.conf_path, '--id', ceph.client,
+                    'bench', '--io-type', 'read', '--io-size', '4096',
+                    '--io-threads', '1', '--io-pattern', 'rand',
+                    '--io-total', str(units.Ti),
+                    '%s/volume-%s' % (self.dst_pool, volume_id)])), log)
+        self.addCleanup(self.addDetail, 'hypervisor',
+                        content.content_from_file(log, buffer_now=True))
+
+        def stop():
+            reader.stop(10)
+            self.api('DELETE', '/attachments/%s' % attachment['id'])
+        self.addCleanup(lambda: reader.running() and stop())
+
+        def reads():
+            with open(log) as f:
+                return {started + int(m.group(1)): float(m.group(3))
+                        for m in map(_BENCH_LINE.match, f) if m}
+        return stop, reads
+
+    def partition_source_cluster_mid_copy(self, kind):
+        """Cut the target's host off the source's cluster mid-copy.
+
+        The target's host is the sandbox's own (its services, the first
+        cluster): the partition drops every packet between it and the
+        second cluster's host for PARTITION seconds, past the 30 s an
+        OSD keeps a lost client's watch, while the hypervisor reads the
+        volume. The copy is capped to outlast the partition, and the cap
+        lifted once healed.
+
+        :returns: what was seen: the cut's and the heal's times, the
+                  hypervisor's reads per second, and the MiB copied by
+                  the time of each progress read during the partition.
+        """
+        network = self.sandbox.network
+        volume_id, model = self.create(
+            'xcluster', metadata={throttle.RATE_KEY: str(PARTITION_CAP)},
+            density=0.9)
+        self.migrate_until_attachable(volume_id)
+        self.wait(volume_id, 'copying', lambda v: not v['metadata'].get(
+            constants.PROGRESS_KEY, '0.0%').startswith('0.0%'))
+        stop_reading, reads = self.hypervisor_reading(volume_id)
+        self.addCleanup(network.heal, cloud.CLOUD_HOST)
+        network.partition(cloud.CLOUD_HOST, cloud.XCLUSTER_HOST)
+        cut = time.time()
+        during = []
+        while time.time() < cut + PARTITION:
+            during.append(self.volume(volume_id)['metadata'].get(
+                constants.PROGRESS_KEY))
+            time.sleep(2)
+        network.heal(cloud.CLOUD_HOST)
+        healed = time.time()
+        self.api('DELETE', '/volumes/%s/metadata/%s' % (volume_id,
+                                                        throttle.RATE_KEY))
+        seen = self.follow(volume_id, timeout=600)
+        ended = time.time()
+        stop_reading()
+        seen['volume'] = self.volume(volume_id)
+        with open(self.sandbox.service(cloud.VOLUME_TARGET).log,
+                  errors='replace') as f:
+            self.addDetail('target-log', content.text_content(''.join(
+                line for line in f if 'cinder_asyncmig' in line and
+                ' DEBUG ' not in line)[-20000:]))
+        self.addDetail('partition', content.text_content(
+            'healed %.1f s after the cut; %s %.1f s after the heal; progress '
+            'during the partition: %s' % (
+                healed - cut, seen['volume']['migration_status'],
+                ended - healed, during)))
+        self.assert_migrated(volume_id, model, seen, kind)
+        self.assert_nothing_left(volume_id)
+        self.assertEqual([], self.target_processes(WORKER_MODULE))
+        self.assertEqual([], [n for n in os.listdir(self.state_dir)
+                              if volume_id in n])
+        return {'cut': cut, 'healed': healed, 'reads': reads(),
+                'copied': [int(_COPIED.search(p).group(1)) for p in during
+                           if p and _COPIED.search(p)]}
+
     # -- shared-file ---------------------------------------------------------
 
     def test_file_source_usable_at_once_and_copied_with_writes(self):
@@ -319,10 +427,10 @@ class OtherSourcesTest(testtools.TestCase):
         port, token = served.port, self.exporter_config(volume_id)['token']
         self.assertEqual(CAP, self.exporter_config(
             volume_id)['max_bytes_per_sec'])
-        self.assertEqual('127.0.0.1', served.address)
+        self.assertEqual(self.address, served.address)
 
         def ask(method, path, headers=None):
-            conn = http.client.HTTPConnection('127.0.0.1', port, timeout=10)
+            conn = http.client.HTTPConnection(self.address, port, timeout=10)
             try:
                 conn.request(method, path, headers=headers or {})
                 response = conn.getresponse()
@@ -393,6 +501,13 @@ class OtherSourcesTest(testtools.TestCase):
         self.assertIsNotNone(self.exporter_handle(volume_id))
         self.reset_and_force_delete_mid_copy(kinds.EXPORTER, volume_id)
 
+    def test_source_cluster_cut_off_mid_copy(self):
+        facts = self.partition_source_cluster_mid_copy(kinds.EXPORTER)
+        self.addDetail('facts', content.json_content(facts))
+        # the exporter, on the target's host, reads the source through
+        # the cut: past what was in flight, the copy stood still
+        self.assertEqual(1, len(set(facts['copied'][3:])), facts['copied'])
+
     def test_failed_take_over_leaves_nothing(self):
         # every port of the exporter's range is taken: it cannot start
         config = target_config(self.sandbox)
@@ -405,7 +520,7 @@ class OtherSourcesTest(testtools.TestCase):
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                sock.bind(('127.0.0.1', port))
+                sock.bind((self.address, port))
                 sock.listen(1)
                 squatters.append(sock)
             except OSError:
