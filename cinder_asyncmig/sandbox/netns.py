@@ -104,10 +104,17 @@ def reap():
             if _running(record['maker']):
                 continue
             network = Network.from_record(record)
+        except FileNotFoundError:
+            continue  # reaped meanwhile
         except (OSError, ValueError, KeyError) as exc:
             LOG.warning('Skipping the network record %s: %s', path, exc)
             continue
-        network.down()
+        try:
+            network.down()
+        except NetworkError as exc:
+            # another process reaping it at the same time
+            LOG.warning('Could not remove network %s: %s', network.tag, exc)
+            continue
         LOG.info('Removed network %s, left behind by process %s.',
                  network.tag, record['maker']['pid'])
         reaped.append(network.tag)

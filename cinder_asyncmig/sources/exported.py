@@ -43,7 +43,6 @@ from cinder_asyncmig.sources import base
 from cinder_asyncmig.sources import exporter
 from cinder_asyncmig.sources import kinds
 from cinder_asyncmig.sources import rbd
-from cinder_asyncmig.volume import throttle
 
 LOG = logging.getLogger(__name__)
 
@@ -101,9 +100,10 @@ class ExportedSource(object):
         try:
             exporter.write_private_json(self.record_path, record)
             path, rbd = self._connect(record)
+            # the backend's read cap only: one fixed here could not follow
+            # the migration's cap (qemu-nbd's cannot change), which the
+            # copy worker holds the copy to
             options = exporter.start_options(cfg)
-            options['max_bytes_per_sec'] = throttle.cap(
-                volume, options['max_bytes_per_sec'])
             options['transport'] = self._transport(rbd)
             served = exporter.Exporter.start(
                 self.state_dir, self.export_id, path,
