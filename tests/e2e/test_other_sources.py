@@ -25,6 +25,7 @@ left behind: no exporter process, listener, file or attachment.
 import configparser
 import contextlib
 import glob
+import hashlib
 import http.client
 import json
 import os
@@ -34,6 +35,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -66,8 +68,22 @@ PARTITION_CAP = 16 * units.Mi
 PARTITION = 40
 # the MiB copied in a progress text
 _COPIED = re.compile(r'\((\d+) of \d+ MiB')
-# one line of rbd bench's per-second report: SEC OPS OPS/SEC BYTES/SEC
-_BENCH_LINE = re.compile(r'^\s*(\d+)\s+(\d+)\s+([\d.]+)\s')
+# a hypervisor reading the volume at random through librbd: one line per
+# 4 KiB read, "TIME OFFSET SHA256", until it is stopped
+_READER = '''
+import hashlib, random, sys, time
+import rados, rbd
+conf, user, pool, name = sys.argv[1:]
+cluster = rados.Rados(conffile=conf, rados_id=user)
+cluster.connect(timeout=30)
+rng = random.Random(name)
+with rbd.Image(cluster.open_ioctx(pool), name) as image:
+    blocks = image.size() // 4096
+    while True:
+        at = rng.randrange(blocks) * 4096
+        digest = hashlib.sha256(image.read(at, 4096)).hexdigest()
+        print('%.3f %d %s' % (time.time(), at, digest), flush=True)
+'''
 
 
 def target_config(sandbox):
@@ -293,31 +309,27 @@ class OtherSourcesTest(testtools.TestCase):
         self.assertEqual([], [n for n in os.listdir(self.state_dir)
                               if volume_id in n])
 
-    def hypervisor_reading(self, volume_id):
-        """``rbd bench`` reading the volume from the network's hypervisor.
+    def hypervisor_reading(self, volume_id, model):
+        """A hypervisor reading the volume at random, in 4 KiB blocks.
 
         It attaches first, as a hypervisor does, and runs as on a host of
         the sandbox (:func:`cinderconf.on_a_host`) in the ``hypervisor``
         namespace, which reaches both clusters and the target's host.
 
         :returns: a callable that stops it and detaches, and another that
-                  returns its reads per second by ``time.time()``.
+                  returns its reads, ``[(time.time(), correct)]``, where
+                  ``correct`` says whether the block read is ``model``'s.
         """
         attachment = self.attach(volume_id)
         log = os.path.join(self.sandbox.directory, 'log',
                            'hypervisor-%s.log' % volume_id)
         ceph = self.sandbox.ceph
-        started = time.time()
         reader = children.Child.spawn(self.sandbox.network.argv(
             cloud.HYPERVISOR_HOST, cinderconf.on_a_host(
                 self.sandbox.deployment, [
-                    'rbd', '-c', ceph.conf_path, '--id', ceph.client,
-                    'bench', '--io-type', 'read', '--io-size', '4096',
-                    '--io-threads', '1', '--io-pattern', 'rand',
-                    '--io-total', str(units.Ti),
-                    '%s/volume-%s' % (self.dst_pool, volume_id)])), log)
-        self.addCleanup(self.addDetail, 'hypervisor',
-                        content.content_from_file(log, buffer_now=True))
+                    sys.executable, '-c', _READER, ceph.conf_path,
+                    ceph.client, self.dst_pool, 'volume-%s' % volume_id])),
+            log)
 
         def stop():
             reader.stop(10)
@@ -325,9 +337,16 @@ class OtherSourcesTest(testtools.TestCase):
         self.addCleanup(lambda: reader.running() and stop())
 
         def reads():
+            found = []
             with open(log) as f:
-                return {started + int(m.group(1)): float(m.group(3))
-                        for m in map(_BENCH_LINE.match, f) if m}
+                for line in f:
+                    fields = line.split()
+                    if len(fields) != 3 or not fields[1].isdigit():
+                        continue  # a warning of librados, or Python's
+                    at = int(fields[1])
+                    found.append((float(fields[0]), fields[2] == (
+                        hashlib.sha256(model.data[at:at + 4096]).hexdigest())))
+            return found
         return stop, reads
 
     def partition_source_cluster_mid_copy(self, kind):
@@ -340,9 +359,9 @@ class OtherSourcesTest(testtools.TestCase):
         volume. The copy is capped to outlast the partition, and the cap
         lifted once healed.
 
-        :returns: what was seen: the cut's and the heal's times, the
-                  hypervisor's reads per second, and the MiB copied by
-                  the time of each progress read during the partition.
+        :returns: what was seen: the hypervisor's reads per second
+                  before, during and after the partition, and the MiB
+                  copied by the time of each progress read during it.
         """
         network = self.sandbox.network
         volume_id, model = self.create(
@@ -351,7 +370,13 @@ class OtherSourcesTest(testtools.TestCase):
         self.migrate_until_attachable(volume_id)
         self.wait(volume_id, 'copying', lambda v: not v['metadata'].get(
             constants.PROGRESS_KEY, '0.0%').startswith('0.0%'))
-        stop_reading, reads = self.hypervisor_reading(volume_id)
+        stop_reading, reads = self.hypervisor_reading(volume_id, model)
+
+        def reading_for(seconds):
+            read = reads()
+            return read and read[-1][0] - read[0][0] >= seconds
+        process.wait_for('the hypervisor reading', lambda: reading_for(5),
+                         60)
         self.addCleanup(network.heal, cloud.CLOUD_HOST)
         network.partition(cloud.CLOUD_HOST, cloud.XCLUSTER_HOST)
         cut = time.time()
@@ -383,9 +408,22 @@ class OtherSourcesTest(testtools.TestCase):
         self.assertEqual([], self.target_processes(WORKER_MODULE))
         self.assertEqual([], [n for n in os.listdir(self.state_dir)
                               if volume_id in n])
-        return {'cut': cut, 'healed': healed, 'reads': reads(),
-                'copied': [int(_COPIED.search(p).group(1)) for p in during
-                           if p and _COPIED.search(p)]}
+        read = reads()
+        self.assertTrue(read, 'the hypervisor read nothing')
+        # every block the hypervisor read was the volume's
+        self.assertEqual([], [when for when, correct in read
+                              if not correct])
+        copied = [int(_COPIED.search(p).group(1)) for p in during
+                  if p and _COPIED.search(p)]
+        # the copy stood still, past what was in flight
+        self.assertEqual(1, len(set(copied[3:])), copied)
+
+        def per_second(since, until):
+            return [sum(1 for when, _ in read if since + i <= when < since + i
+                        + 1) for i in range(int(until - since))]
+        return {'before': per_second(cut - 5, cut),
+                'during': per_second(cut, healed),
+                'after': per_second(healed, ended), 'copied': copied}
 
     # -- shared-file ---------------------------------------------------------
 
@@ -503,11 +541,10 @@ class OtherSourcesTest(testtools.TestCase):
         self.reset_and_force_delete_mid_copy(kinds.EXPORTER, volume_id)
 
     def test_source_cluster_cut_off_mid_copy(self):
+        # the hypervisor's reads of what is not copied yet go through the
+        # exporter on the cut-off host: they wait for the heal
         facts = self.partition_source_cluster_mid_copy(kinds.EXPORTER)
         self.addDetail('facts', content.json_content(facts))
-        # the exporter, on the target's host, reads the source through
-        # the cut: past what was in flight, the copy stood still
-        self.assertEqual(1, len(set(facts['copied'][3:])), facts['copied'])
 
     def test_failed_take_over_leaves_nothing(self):
         # every port of the exporter's range is taken: it cannot start
