@@ -219,6 +219,95 @@ class CopyCapTest(DriverTestCase):
             sorted(os.listdir(state_dir)))
 
 
+class LockHolderStallTest(DriverTestCase):
+    """A copy run by the lock holder that goes silent is asked again."""
+
+    HOLDER = 'client.9 10.0.0.3:0/1'
+
+    def setUp(self):
+        super(LockHolderStallTest, self).setUp()
+        self.set('async_migration_lock_holder_stall_timeout', 30)
+        self.set('async_migration_stall_timeout', 600)
+        self.set('async_migration_state_dir', os.path.join(
+            self.useFixture(fixtures.TempDir()).path, 'state'))
+        self.log = self.useFixture(fixtures.FakeLogger(level=logging.INFO))
+        self.clock = [0.0]
+        self.useFixture(fixtures.MockPatchObject(
+            target_rbd, 'time', mock.Mock(monotonic=lambda: self.clock[0])))
+        self.driver.engine = mock.Mock(**{
+            'read_record.return_value': {},
+            'inspect.return_value': mock.Mock(size=units.Gi)})
+        self.useFixture(fixtures.MockPatchObject(
+            self.driver, '_holding', return_value=[]))
+        self.useFixture(fixtures.MockPatchObject(
+            self.driver, '_record',
+            side_effect=lambda *a, record=None, **changes: dict(
+                record or {}, **changes)))
+        self.started = []
+
+    def worker(self, reports):
+        """A copy worker whose reports follow ``reports``, one per poll.
+
+        Its last report stays; each poll advances the clock.
+        """
+        test = self
+
+        class Worker(object):
+            def __init__(self):
+                self.polls = 0
+                self.stopped = False
+
+            def read(self):
+                return dict(reports[min(self.polls, len(reports) - 1)],
+                            addr='10.0.0.1:0/%d' % len(test.started))
+
+            def running(self):
+                return not self.stopped
+
+            def wait(self, timeout):
+                self.polls += 1
+                test.clock[0] += timeout
+
+            def stop(self):
+                self.stopped = True
+        return Worker()
+
+    def run_copy(self, *workers):
+        queue = list(workers)
+
+        def start(client, volume, record):
+            self.started.append(queue.pop(0))
+            return self.started[-1]
+        self.useFixture(fixtures.MockPatchObject(
+            self.driver, '_start_worker', side_effect=start))
+        return self.driver._run_copy(mock.Mock(), self.volume, None)
+
+    def test_a_silent_lock_holder_is_asked_again_by_a_new_worker(self):
+        silent = self.worker([{'phase': 'running', 'done': 5, 'total': 256,
+                               'copy_in': self.HOLDER}])
+        # asked again, the holder passes over what it copied, then ends
+        again = self.worker(
+            [{'phase': 'running', 'done': n, 'total': 256,
+              'copy_in': self.HOLDER} for n in (0, 128, 256)] +
+            [{'phase': copy_worker.DONE, 'done': 256, 'total': 256}])
+        record = self.run_copy(silent, again)
+        self.assertEqual([silent, again], self.started)
+        self.assertTrue(silent.stopped)
+        self.assertEqual(100.0, record['progress']['percent'])
+        self.assertIn('made no progress for 3', self.log.output)
+        # well before the stall timeout ends the attempt
+        self.assertLess(self.clock[0], 60)
+
+    def test_a_silent_copy_of_its_own_waits_for_the_stall_timeout(self):
+        silent = self.worker([{'phase': 'running', 'done': 5, 'total': 256,
+                               'copy_in': None}])
+        self.assertRaises(target_rbd.exception.MigrationEngineError,
+                          self.run_copy, silent)
+        # no worker but the first: a copy the worker runs has nobody to ask
+        self.assertEqual([silent], self.started)
+        self.assertGreater(self.clock[0], 600)
+
+
 class RateMeterTest(testtools.TestCase):
 
     def test_rate_follows_samples(self):
