@@ -25,7 +25,6 @@ left behind: no exporter process, listener, file or attachment.
 import configparser
 import contextlib
 import glob
-import hashlib
 import http.client
 import json
 import os
@@ -68,22 +67,6 @@ PARTITION_CAP = 16 * units.Mi
 PARTITION = 40
 # the MiB copied in a progress text
 _COPIED = re.compile(r'\((\d+) of \d+ MiB')
-# a hypervisor reading the volume at random through librbd: one line per
-# 4 KiB read, "TIME OFFSET SHA256", until it is stopped
-_READER = '''
-import hashlib, random, sys, time
-import rados, rbd
-conf, user, pool, name = sys.argv[1:]
-cluster = rados.Rados(conffile=conf, rados_id=user)
-cluster.connect(timeout=30)
-rng = random.Random(name)
-with rbd.Image(cluster.open_ioctx(pool), name) as image:
-    blocks = image.size() // 4096
-    while True:
-        at = rng.randrange(blocks) * 4096
-        digest = hashlib.sha256(image.read(at, 4096)).hexdigest()
-        print('%.3f %d %s' % (time.time(), at, digest), flush=True)
-'''
 
 
 def target_config(sandbox):
@@ -327,27 +310,16 @@ class OtherSourcesTest(testtools.TestCase):
         reader = children.Child.spawn(self.sandbox.network.argv(
             cloud.HYPERVISOR_HOST, cinderconf.on_a_host(
                 self.sandbox.deployment, [
-                    sys.executable, '-c', _READER, ceph.conf_path,
-                    ceph.client, self.dst_pool, 'volume-%s' % volume_id])),
+                    sys.executable, '-c', ceph_base.HYPERVISOR_READER,
+                    ceph.conf_path, ceph.client, self.dst_pool,
+                    'volume-%s' % volume_id])),
             log)
 
         def stop():
             reader.stop(10)
             self.api('DELETE', '/attachments/%s' % attachment['id'])
         self.addCleanup(lambda: reader.running() and stop())
-
-        def reads():
-            found = []
-            with open(log) as f:
-                for line in f:
-                    fields = line.split()
-                    if len(fields) != 3 or not fields[1].isdigit():
-                        continue  # a warning of librados, or Python's
-                    at = int(fields[1])
-                    found.append((float(fields[0]), fields[2] == (
-                        hashlib.sha256(model.data[at:at + 4096]).hexdigest())))
-            return found
-        return stop, reads
+        return stop, lambda: ceph_base.checked_reads(log, model)
 
     def partition_source_cluster_mid_copy(self, kind):
         """Cut the target's host off the source's cluster mid-copy.
@@ -417,13 +389,10 @@ class OtherSourcesTest(testtools.TestCase):
                   if p and _COPIED.search(p)]
         # the copy stood still, past what was in flight
         self.assertEqual(1, len(set(copied[3:])), copied)
-
-        def per_second(since, until):
-            return [sum(1 for when, _ in read if since + i <= when < since + i
-                        + 1) for i in range(int(until - since))]
-        return {'before': per_second(cut - 5, cut),
-                'during': per_second(cut, healed),
-                'after': per_second(healed, ended), 'copied': copied}
+        return {'before': ceph_base.reads_per_second(read, cut - 5, cut),
+                'during': ceph_base.reads_per_second(read, cut, healed),
+                'after': ceph_base.reads_per_second(read, healed, ended),
+                'copied': copied}
 
     # -- shared-file ---------------------------------------------------------
 

@@ -159,6 +159,54 @@ class FunctionalTestCase(testtools.TestCase):
         return backends.host_dict(self.source_driver)
 
 
+#: a hypervisor reading an image at random through librbd, 4 KiB at a
+#: time, until it is stopped: one line per read, "TIME OFFSET SHA256".
+#: Arguments: the cluster's conf, the client's id, the pool, the image,
+#: and "lock" to hold the image's exclusive lock, as a hypervisor that
+#: writes does (reads alone take no lock).
+HYPERVISOR_READER = """
+import hashlib, random, sys, time
+import rados, rbd
+conf, user, pool, name = sys.argv[1:5]
+cluster = rados.Rados(conffile=conf, rados_id=user)
+cluster.connect(timeout=30)
+rng = random.Random(name)
+with rbd.Image(cluster.open_ioctx(pool), name) as image:
+    if sys.argv[5:] == ['lock']:
+        image.lock_acquire(rbd.RBD_LOCK_MODE_EXCLUSIVE)
+    blocks = image.size() // 4096
+    while True:
+        at = rng.randrange(blocks) * 4096
+        digest = hashlib.sha256(image.read(at, 4096)).hexdigest()
+        print('%.3f %d %s' % (time.time(), at, digest), flush=True)
+"""
+
+
+def checked_reads(log, model):
+    """The reads in a :data:`HYPERVISOR_READER` log, checked.
+
+    :param model: the :class:`ImageModel` of the image it read.
+    :returns: ``[(time.time() of the read, whether the block read is
+              the model's)]``.
+    """
+    found = []
+    with open(log) as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) != 3 or not fields[1].isdigit():
+                continue  # a warning of librados, or Python's
+            at = int(fields[1])
+            found.append((float(fields[0]), fields[2] == hashlib.sha256(
+                model.data[at:at + 4096]).hexdigest()))
+    return found
+
+
+def reads_per_second(reads, since, until):
+    """How many of ``reads`` (:func:`checked_reads`) each second saw."""
+    return [sum(1 for when, _ in reads if since + i <= when < since + i + 1)
+            for i in range(int(until - since))]
+
+
 class ImageModel(object):
     """The bytes an image should hold, kept beside the real image."""
 

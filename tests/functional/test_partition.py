@@ -17,8 +17,10 @@ Three hosts on a network of the test's own (:mod:`netns`):
 - ``target``, this process: the target driver and its copy worker;
 - ``ceph``, a namespace: the cluster of the source and the destination
   (a linked migration), its daemons on the namespace's address;
-- ``hypervisor``, a namespace: ``rbd bench`` reading the volume at
-  random through librbd while the copy runs, as a guest would.
+- ``hypervisor``, a namespace: a librbd client reading the volume at
+  random while the copy runs, each block checked, and holding its
+  exclusive lock as a hypervisor whose guest writes does
+  (:data:`base.HYPERVISOR_READER`).
 
 The partition drops every packet between ``target`` and ``ceph`` for
 longer than an OSD keeps a lost client's watch (30 s).
@@ -26,8 +28,8 @@ longer than an OSD keeps a lost client's watch (30 s).
 
 import os
 import random
-import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -61,8 +63,6 @@ _STALL = 300
 _HOLDER_STALL = 30
 # seconds between attempts of the completion, as the manager's first
 _RETRY_AFTER = 2
-# one line of rbd bench's per-second report: SEC OPS OPS/SEC BYTES/SEC
-_BENCH_LINE = re.compile(r'^\s*(\d+)\s+(\d+)\s+([\d.]+)\s')
 
 
 @testtools.skipUnless(shutil.which('nft') and shutil.which('ip'),
@@ -98,28 +98,19 @@ class PartitionTest(base.FunctionalTestCase):
         self.rng = random.Random(self.id())
 
     def hypervisor_reading(self, volume):
-        """``rbd bench`` reading ``volume`` from the hypervisor."""
+        """A librbd client reading ``volume`` from the hypervisor.
+
+        :returns: its log (:func:`base.checked_reads`).
+        """
         log = os.path.join(self.state_dir, 'hypervisor.log')
         argv, env = roots.command(roots.current(), [
-            'rbd', '-c', self.cluster.conf_path, '--id', self.cluster.client,
-            'bench', '--io-type', 'read', '--io-size', '4096',
-            '--io-threads', '1', '--io-pattern', 'rand',
-            '--io-total', str(units.Ti),
-            '%s/%s' % (self.dst_pool, volume.name)])
-        started = time.monotonic()
+            sys.executable, '-c', base.HYPERVISOR_READER,
+            self.cluster.conf_path, self.cluster.client, self.dst_pool,
+            volume.name, 'lock'])
         reader = children.Child.spawn(self.network.argv('hypervisor', argv),
                                       log, env=env)
         self.addCleanup(reader.stop, 10)
-        self.addCleanup(self.addDetail, 'hypervisor',
-                        content.content_from_file(log, buffer_now=True))
-        return started, log
-
-    @staticmethod
-    def reads_per_second(started, log):
-        """``{seconds since started: reads}`` from rbd bench's report."""
-        with open(log) as f:
-            return {started + int(m.group(1)): float(m.group(3))
-                    for m in map(_BENCH_LINE.match, f) if m}
+        return log
 
     def complete(self, volume, watch):
         """Complete as the manager does: again after an error that heals.
@@ -151,7 +142,7 @@ class PartitionTest(base.FunctionalTestCase):
                              self.ctxt, volume, self.src_host()))
         volume.metadata = {throttle.RATE_KEY: str(_CAP)}
         if hypervisor:
-            bench_started, bench_log = self.hypervisor_reading(volume)
+            reader_log = self.hypervisor_reading(volume)
         status_path = self.target_driver._status_path(volume.name)
         facts = {'window': [], 'samples': [], 'workers': set(),
                  'copy_in': set()}
@@ -200,7 +191,16 @@ class PartitionTest(base.FunctionalTestCase):
         self.assertEqual([], [n for n in os.listdir(self.state_dir)
                               if volume.name in n])
         if hypervisor:
-            facts['reads'] = self.reads_per_second(bench_started, bench_log)
+            reads = base.checked_reads(reader_log, model)
+            # every block the hypervisor read was the volume's
+            self.assertEqual([], [when for when, correct in reads
+                                  if not correct])
+            # the window is in time.monotonic(), the reads in time.time()
+            wall = time.time() - time.monotonic()
+            facts['reads'] = base.reads_per_second(reads, cut + wall,
+                                                   healed + wall)
+            self.addDetail('reads', content.text_content(
+                'per second during the partition: %s' % facts['reads']))
         return facts
 
     def test_copying_host_cut_off_from_the_cluster(self):
@@ -220,14 +220,10 @@ class PartitionTest(base.FunctionalTestCase):
 
     def test_copying_host_cut_off_while_a_hypervisor_reads(self):
         facts = self.partition_mid_copy(hypervisor=True)
-        cut, healed = facts['window']
-        # a client reading a migrating image holds its exclusive lock:
-        # the copy ran in the hypervisor, which the partition did not cut
-        # off, and its reads went on throughout
+        # the hypervisor holds the image's exclusive lock: the copy ran
+        # in it, which the partition did not cut off, and its reads went
+        # on throughout
         self.assertIn(self.network.address('hypervisor'),
                       ' '.join(filter(None, facts['copy_in'])))
-        self.assertTrue(
-            [at for at, rate in facts['reads'].items()
-             if cut + 5 < at < healed - 5 and rate > 0],
-            'the hypervisor read nothing during the partition: %s' %
-            facts['reads'])
+        self.assertTrue(any(facts['reads'][5:-5]),
+                        'the hypervisor read nothing during the partition')
