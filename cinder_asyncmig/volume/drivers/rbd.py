@@ -571,6 +571,9 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
                 copy_worker.remove_rate(self._status_path(name))
                 return record
             if phase == copy_worker.FAILED:
+                # its execute is over, but closing its client may hang
+                # after a partition: no worker outlives its copy
+                worker.stop()
                 self.engine.raise_execute_error(name, report.get('error_type'),
                                                 report.get('errno'))
             if done != last_done:
