@@ -16,8 +16,9 @@
 # (cinder-asyncmig-roots) while the pacific leg runs. --ceph-release runs
 # one leg only; ASYNCMIG_TOX_ENVS runs those tox environments instead of
 # the legs. Exits non-zero when anything fails. Prints one line per leg and
-# ends with one line over all legs:
+# ends with the tests that failed, if any, and one line over all legs:
 #
+#   failed: LEG TEST_ID
 #   tests: N passed, N failed, N skipped
 #
 # (expected failures count as passed, unexpected successes as failed).
@@ -91,6 +92,7 @@ count() {
 rc=0
 total_passed=0 total_failed=0 total_skipped=0
 summary=()
+failures=()
 for leg in "${LEGS[@]}"; do
     if [ -n "${LEG_ROOTS[$leg]}" ] && [ -n "$builder" ]; then
         echo "run-tests: waiting for the release roots (${roots[*]})"
@@ -115,6 +117,11 @@ for leg in "${LEGS[@]}"; do
                 "totals); see the FAIL lines above"
         fi
     fi
+    # stestr's "{worker} test.id [time] ... FAILED" lines
+    while read -r test; do
+        failures+=("failed: $leg $test")
+    done < <(sed -n 's/^{[0-9]*} \([^ ]*\) .*\.\.\. FAILED$/\1/p' \
+        "$logs/$leg.log" | sort -u)
     total_passed=$((total_passed + passed))
     total_failed=$((total_failed + failed))
     total_skipped=$((total_skipped + skipped))
@@ -127,5 +134,8 @@ echo
 echo "run-tests: legs"
 printf '  %s\n' "${summary[@]}"
 echo
+if [ ${#failures[@]} -gt 0 ]; then
+    printf '%s\n' "${failures[@]}"
+fi
 echo "tests: $total_passed passed, $total_failed failed, $total_skipped skipped"
 exit "$rc"
