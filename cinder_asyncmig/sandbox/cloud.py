@@ -33,9 +33,10 @@
   on another host name, the two a Cinder cluster (``[DEFAULT] cluster``),
   and etcd (:mod:`.etcd`) for Cinder's coordination (tooz) in place of
   its file locks;
-- with ``network``, the second cluster on a host of its own: a network
-  namespace on a bridge (:mod:`.netns`), where the first cluster listens
-  on the bridge's address, with a ``hypervisor`` host beside them.
+- with ``network``, each cluster on a host of its own: a network
+  namespace on a bridge (:mod:`.netns`), whose address the services and
+  the target's exporters here listen on, with a ``hypervisor`` host
+  beside them.
 
 It returns once the API answers, every service is ``up`` and the scheduler
 knows every backend. ``sandbox.json`` records every pid, port and path, so
@@ -102,10 +103,10 @@ EXPORTER_PORTS = 16
 VOLUME_FILE = cinderconf.VOLUME_FILE
 VOLUME_TARGET_PEER = cinderconf.VOLUME_TARGET_PEER
 SERVICES = tuple(spec.name for spec in cinderconf.SERVICES)
-# the hosts of a sandbox with a network: this one (control, volume
-# services, first cluster), the second cluster's, a hypervisor's
-CLOUD_HOST, XCLUSTER_HOST, HYPERVISOR_HOST = NETWORK_HOSTS = (
-    'cloud', 'xcluster', 'hypervisor')
+# the hosts of a sandbox with a network: this one (control and volume
+# services), the first cluster's, the second cluster's, a hypervisor's
+CLOUD_HOST, CLUSTER_HOST, XCLUSTER_HOST, HYPERVISOR_HOST = NETWORK_HOSTS = (
+    'cloud', 'cluster', 'xcluster', 'hypervisor')
 
 _BINARIES = ('cinder-api', 'cinder-scheduler', 'cinder-volume',
              'cinder-manage', 'cinder', 'keystone-manage', 'openstack')
@@ -351,8 +352,7 @@ class Sandbox(process.Recorded):
                          quotas need (the mgr reports the pools' usage).
         :param network: the hosts of :data:`NETWORK_HOSTS` on a network of
                         the sandbox's own (:attr:`network`): this one, with
-                        the services and the first cluster; the second
-                        cluster's; a hypervisor's.
+                        the services; each cluster's; a hypervisor's.
         :returns: the running :class:`Sandbox`.
         :raises SandboxError: when something does not start; every process
                               started is stopped, the logs are kept.
@@ -593,7 +593,7 @@ class Sandbox(process.Recorded):
                             release=self._state['cluster_release'],
                             disk_bytes=self._state.get('disk_bytes'),
                             with_mgr=self._state.get('with_mgr', False),
-                            **self._on_host(CLOUD_HOST))
+                            **self._on_host(CLUSTER_HOST))
 
     def _start_xcluster(self):
         ceph.CephCluster.up(

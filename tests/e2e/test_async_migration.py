@@ -26,6 +26,7 @@ import os
 import random
 import re
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -56,6 +57,13 @@ FINAL = ('success', 'error', constants.SOURCE_LEFT)
 TARGET_DOWN_FOR = 120
 # seconds the cluster's only OSD stays stopped (SIGSTOP) mid-copy
 OSD_STOPPED_FOR = 30
+# seconds a network partition lasts: past the 30 s an OSD keeps a lost
+# client's watch
+PARTITION = 40
+# a copy that outlasts the partition
+PARTITION_CAP = 16 * units.Mi
+# the MiB copied in a progress text
+_COPIED = re.compile(r'\((\d+) of \d+ MiB')
 
 
 def _test_dir():
@@ -268,6 +276,102 @@ class SandboxTestCase(testtools.TestCase):
         self.hypervisor_write(model, attachment['connection_info'])
         self.api('DELETE', '/attachments/%s' % attachment['id'])
 
+    def hypervisor_reading(self, volume_id, model):
+        """A hypervisor reading the volume at random, in 4 KiB blocks.
+
+        It attaches first, as a hypervisor does, and runs as on a host of
+        the sandbox (:func:`cinderconf.on_a_host`) in the ``hypervisor``
+        namespace of a sandbox with a network, which reaches every other
+        host. It takes no lock: a client that only reads takes none.
+
+        :returns: a callable that stops it and detaches, and another that
+                  returns its reads, ``[(time.time(), correct)]``, where
+                  ``correct`` says whether the block read is ``model``'s.
+        """
+        attachment = self.attach(volume_id)
+        log = os.path.join(self.sandbox.directory, 'log',
+                           'hypervisor-%s.log' % volume_id)
+        ceph = self.sandbox.ceph
+        reader = children.Child.spawn(self.sandbox.network.argv(
+            cloud.HYPERVISOR_HOST, cinderconf.on_a_host(
+                self.sandbox.deployment, [
+                    sys.executable, '-c', ceph_base.HYPERVISOR_READER,
+                    ceph.conf_path, ceph.client, self.dst_pool,
+                    'volume-%s' % volume_id])),
+            log)
+
+        def stop():
+            reader.stop(10)
+            self.api('DELETE', '/attachments/%s' % attachment['id'])
+        self.addCleanup(lambda: reader.running() and stop())
+        return stop, lambda: ceph_base.checked_reads(log, model)
+
+    def partition_mid_copy(self, volume_id, model, host):
+        """Cut the target's host off ``host`` mid-copy, then heal.
+
+        The volume's copy runs, capped to PARTITION_CAP. The partition
+        drops every packet between this host (the services') and
+        ``host`` for PARTITION seconds while a hypervisor on a host of its
+        own reads the volume (:meth:`hypervisor_reading`); the cap is
+        lifted once healed. Checks that every block read was the volume's
+        and that the copy stood still, past what was in flight.
+
+        :returns: what was seen (:meth:`follow`'s), and the facts: the
+                  hypervisor's reads per second before, during and after
+                  the partition, the MiB copied by the time of each
+                  progress read during it, and the seconds from the heal
+                  to the end.
+        """
+        network = self.sandbox.network
+        stop_reading, reads = self.hypervisor_reading(volume_id, model)
+
+        def reading_for(seconds):
+            read = reads()
+            return read and read[-1][0] - read[0][0] >= seconds
+        process.wait_for('the hypervisor reading', lambda: reading_for(5),
+                         60)
+        self.addCleanup(network.heal, cloud.CLOUD_HOST)
+        network.partition(cloud.CLOUD_HOST, host)
+        cut = time.time()
+        during, states = [], set()
+        while time.time() < cut + PARTITION:
+            volume = self.volume(volume_id)
+            during.append(volume['metadata'].get(constants.PROGRESS_KEY))
+            states.add(volume['migration_status'])
+            time.sleep(2)
+        network.heal(cloud.CLOUD_HOST)
+        healed = time.time()
+        self.api('DELETE', '/volumes/%s/metadata/%s' % (volume_id,
+                                                        throttle.RATE_KEY))
+        seen = self.follow(volume_id, timeout=600)
+        ended = time.time()
+        stop_reading()
+        seen['volume'] = self.volume(volume_id)  # detached
+        with open(self.sandbox.service(cloud.VOLUME_TARGET).log,
+                  errors='replace') as f:
+            self.addDetail('target-log', content.text_content(''.join(
+                line for line in f if 'cinder_asyncmig' in line and
+                ' DEBUG ' not in line)[-20000:]))
+        copied = [int(_COPIED.search(p).group(1)) for p in during
+                  if p and _COPIED.search(p)]
+        read = reads()
+        facts = {'before': ceph_base.reads_per_second(read, cut - 5, cut),
+                 'during': ceph_base.reads_per_second(read, cut, healed),
+                 'after': ceph_base.reads_per_second(read, healed, ended),
+                 'copied': copied, 'states': sorted(states),
+                 'heal_to_end': round(ended - healed, 1),
+                 'state': seen['volume']['migration_status']}
+        self.addDetail('partition', content.json_content(facts))
+        self.assertTrue(read, 'the hypervisor read nothing')
+        # every block the hypervisor read was the volume's
+        self.assertEqual([], [when for when, correct in read
+                              if not correct])
+        # usable where it was, and the copy stood still, past what was in
+        # flight
+        self.assertEqual([constants.ATTACHABLE], facts['states'])
+        self.assertEqual(1, len(set(copied[3:])), copied)
+        return seen, facts
+
     def _slow_copy_under_way(self):
         """A volume whose capped copy runs: about 700 MiB at 24 MiB/s."""
         volume_id, model = self.create()
@@ -280,6 +384,9 @@ class SandboxTestCase(testtools.TestCase):
 
 
 class AsyncMigrationTest(SandboxTestCase):
+
+    # the cluster on a host of its own, if root may make one
+    SANDBOX = {'network': os.geteuid() == 0}
 
     # -- the flow --------------------------------------------------------
 
@@ -659,6 +766,27 @@ class AsyncMigrationTest(SandboxTestCase):
         self.write_through_attachment(volume_id, model)
         self.assert_migrated(volume_id, model, self.follow(volume_id))
         self.assert_no_worker_left(volume_id)
+
+    def test_target_host_cut_off_from_the_cluster_mid_copy(self):
+        if self.sandbox.network is None:
+            self.skipTest('hosts of their own need root (network '
+                          'namespaces)')
+        volume_id, model = self.create()
+        self.api('POST', '/volumes/%s/metadata' % volume_id, {'metadata': {
+            throttle.RATE_KEY: str(PARTITION_CAP)}})
+        self.migrate_until_attachable(volume_id)
+        self.wait(volume_id, 'copying', lambda v: not v['metadata'].get(
+            constants.PROGRESS_KEY, '0.0%').startswith('0.0%'))
+        self.write_through_attachment(volume_id, model)
+        # the services' host loses the cluster, the hypervisor does not
+        seen, facts = self.partition_mid_copy(volume_id, model,
+                                              cloud.CLUSTER_HOST)
+        self.assert_migrated(volume_id, model, seen)
+        self.assertEqual([], seen['volume']['attachments'])
+        self.assert_no_worker_left(volume_id)
+        # what it has not copied yet, the hypervisor's librbd reads from
+        # the source image in the same cluster: its reads went on
+        self.assertNotIn(0, facts['during'])
 
     def _copy_status(self, volume_id):
         return worker.read_status(os.path.join(

@@ -138,8 +138,8 @@ class CurrentSourcesTest(testtools.TestCase):
     assert_nothing_left = (
         test_other_sources.OtherSourcesTest.assert_nothing_left)
     target_processes = test_other_sources.OtherSourcesTest.target_processes
-    hypervisor_reading = (
-        test_other_sources.OtherSourcesTest.hypervisor_reading)
+    hypervisor_reading = base_e2e.AsyncMigrationTest.hypervisor_reading
+    partition_mid_copy = base_e2e.AsyncMigrationTest.partition_mid_copy
     partition_source_cluster_mid_copy = (
         test_other_sources.OtherSourcesTest.partition_source_cluster_mid_copy)
 

@@ -29,14 +29,11 @@ import http.client
 import json
 import os
 import random
-import re
 import shlex
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
-import time
 
 from oslo_utils import units
 import rados
@@ -62,11 +59,6 @@ EXPORTER_MODULE = 'cinder_asyncmig.sources.exporter'
 WORKER_MODULE = 'cinder_asyncmig.engine.worker'
 # slow enough to act mid-copy, fast enough for a short test
 CAP = 96 * units.Mi
-# a copy that outlasts a partition of PARTITION seconds
-PARTITION_CAP = 16 * units.Mi
-PARTITION = 40
-# the MiB copied in a progress text
-_COPIED = re.compile(r'\((\d+) of \d+ MiB')
 
 
 def target_config(sandbox):
@@ -169,6 +161,8 @@ class OtherSourcesTest(testtools.TestCase):
     delete_quietly = base_e2e.AsyncMigrationTest.delete_quietly
     follow = base_e2e.AsyncMigrationTest.follow
     reset_and_force_delete = base_e2e.AsyncMigrationTest.reset_and_force_delete
+    hypervisor_reading = base_e2e.AsyncMigrationTest.hypervisor_reading
+    partition_mid_copy = base_e2e.AsyncMigrationTest.partition_mid_copy
 
     def create(self, kind, metadata=None, density=0.5):
         """A 1 GiB volume of ``kind`` ('file' or 'xcluster') with data."""
@@ -292,107 +286,29 @@ class OtherSourcesTest(testtools.TestCase):
         self.assertEqual([], [n for n in os.listdir(self.state_dir)
                               if volume_id in n])
 
-    def hypervisor_reading(self, volume_id, model):
-        """A hypervisor reading the volume at random, in 4 KiB blocks.
-
-        It attaches first, as a hypervisor does, and runs as on a host of
-        the sandbox (:func:`cinderconf.on_a_host`) in the ``hypervisor``
-        namespace, which reaches both clusters and the target's host.
-
-        :returns: a callable that stops it and detaches, and another that
-                  returns its reads, ``[(time.time(), correct)]``, where
-                  ``correct`` says whether the block read is ``model``'s.
-        """
-        attachment = self.attach(volume_id)
-        log = os.path.join(self.sandbox.directory, 'log',
-                           'hypervisor-%s.log' % volume_id)
-        ceph = self.sandbox.ceph
-        reader = children.Child.spawn(self.sandbox.network.argv(
-            cloud.HYPERVISOR_HOST, cinderconf.on_a_host(
-                self.sandbox.deployment, [
-                    sys.executable, '-c', ceph_base.HYPERVISOR_READER,
-                    ceph.conf_path, ceph.client, self.dst_pool,
-                    'volume-%s' % volume_id])),
-            log)
-
-        def stop():
-            reader.stop(10)
-            self.api('DELETE', '/attachments/%s' % attachment['id'])
-        self.addCleanup(lambda: reader.running() and stop())
-        return stop, lambda: ceph_base.checked_reads(log, model)
-
     def partition_source_cluster_mid_copy(self, kind):
         """Cut the target's host off the source's cluster mid-copy.
 
-        The target's host is the sandbox's own (its services, the first
-        cluster): the partition drops every packet between it and the
-        second cluster's host for PARTITION seconds, past the 30 s an
-        OSD keeps a lost client's watch, while the hypervisor reads the
-        volume. The copy is capped to outlast the partition, and the cap
-        lifted once healed.
+        :meth:`partition_mid_copy` of a volume of the second cluster,
+        whose host is not the target's; checks that the migration ended
+        well and left nothing.
 
-        :returns: what was seen: the hypervisor's reads per second
-                  before, during and after the partition, and the MiB
-                  copied by the time of each progress read during it.
+        :returns: the partition's facts.
         """
-        network = self.sandbox.network
         volume_id, model = self.create(
-            'xcluster', metadata={throttle.RATE_KEY: str(PARTITION_CAP)},
-            density=0.9)
+            'xcluster', metadata={throttle.RATE_KEY: str(
+                base_e2e.PARTITION_CAP)}, density=0.9)
         self.migrate_until_attachable(volume_id)
         self.wait(volume_id, 'copying', lambda v: not v['metadata'].get(
             constants.PROGRESS_KEY, '0.0%').startswith('0.0%'))
-        stop_reading, reads = self.hypervisor_reading(volume_id, model)
-
-        def reading_for(seconds):
-            read = reads()
-            return read and read[-1][0] - read[0][0] >= seconds
-        process.wait_for('the hypervisor reading', lambda: reading_for(5),
-                         60)
-        self.addCleanup(network.heal, cloud.CLOUD_HOST)
-        network.partition(cloud.CLOUD_HOST, cloud.XCLUSTER_HOST)
-        cut = time.time()
-        during = []
-        while time.time() < cut + PARTITION:
-            during.append(self.volume(volume_id)['metadata'].get(
-                constants.PROGRESS_KEY))
-            time.sleep(2)
-        network.heal(cloud.CLOUD_HOST)
-        healed = time.time()
-        self.api('DELETE', '/volumes/%s/metadata/%s' % (volume_id,
-                                                        throttle.RATE_KEY))
-        seen = self.follow(volume_id, timeout=600)
-        ended = time.time()
-        stop_reading()
-        seen['volume'] = self.volume(volume_id)
-        with open(self.sandbox.service(cloud.VOLUME_TARGET).log,
-                  errors='replace') as f:
-            self.addDetail('target-log', content.text_content(''.join(
-                line for line in f if 'cinder_asyncmig' in line and
-                ' DEBUG ' not in line)[-20000:]))
-        self.addDetail('partition', content.text_content(
-            'healed %.1f s after the cut; %s %.1f s after the heal; progress '
-            'during the partition: %s' % (
-                healed - cut, seen['volume']['migration_status'],
-                ended - healed, during)))
+        seen, facts = self.partition_mid_copy(volume_id, model,
+                                              cloud.XCLUSTER_HOST)
         self.assert_migrated(volume_id, model, seen, kind)
         self.assert_nothing_left(volume_id)
         self.assertEqual([], self.target_processes(WORKER_MODULE))
         self.assertEqual([], [n for n in os.listdir(self.state_dir)
                               if volume_id in n])
-        read = reads()
-        self.assertTrue(read, 'the hypervisor read nothing')
-        # every block the hypervisor read was the volume's
-        self.assertEqual([], [when for when, correct in read
-                              if not correct])
-        copied = [int(_COPIED.search(p).group(1)) for p in during
-                  if p and _COPIED.search(p)]
-        # the copy stood still, past what was in flight
-        self.assertEqual(1, len(set(copied[3:])), copied)
-        return {'before': ceph_base.reads_per_second(read, cut - 5, cut),
-                'during': ceph_base.reads_per_second(read, cut, healed),
-                'after': ceph_base.reads_per_second(read, healed, ended),
-                'copied': copied}
+        return facts
 
     # -- shared-file ---------------------------------------------------------
 
