@@ -17,13 +17,189 @@ by two values of ``[DEFAULT] osapi_volume_extension``:
 ``cinder.api.contrib.standard_extensions`` and
 ``cinder_asyncmig.api.async_migration.Async_migration``.
 
-So far it teaches cinder-api the plugin's user messages
-(:mod:`cinder_asyncmig.messages`), so that ``/messages`` renders them.
+It adds:
+
+- ``GET /v3/{project_id}/async-migrations``: the asynchronous migrations,
+  filterable by ``source_host``, ``target_host`` (backends, pools
+  ignored) and ``phase``; ``GET .../async-migrations/{volume_id}``: one;
+- ``migration_progress`` in volume details, the same for one volume
+  (None when it does not migrate asynchronously);
+- the volume action ``os-async-migration-set``: the migration's cap
+  (``max_bytes_per_sec``), through the target host's RPC API;
+- the plugin's user messages (:mod:`cinder_asyncmig.messages`), so that
+  ``/messages`` renders them.
+
+What they show is the record the target's volume service keeps
+(:mod:`cinder_asyncmig.volume.progress`). Every call is admin-only by
+default (:mod:`.policies`).
 """
 
 from cinder.api import extensions
+from cinder.api.openstack import wsgi
+from cinder import db
+from cinder import exception as cinder_exception
+from cinder.i18n import _
+from cinder import objects
+from cinder.volume import volume_utils
+import webob
 
+from cinder_asyncmig.api import policies
 from cinder_asyncmig import messages
+from cinder_asyncmig.volume import constants
+from cinder_asyncmig.volume import progress
+from cinder_asyncmig.volume import rpcapi
+
+# the migration_status of an asynchronous migration: handed over, or
+# usable on its target
+_MIGRATING = ('starting', 'migrating', constants.ATTACHABLE)
+_HOST_FILTERS = ('source_host', 'target_host')
+
+
+def _visible_volume(context, volume_id):
+    """The volume, with its admin metadata, if ``context`` may see it.
+
+    :raises VolumeNotFound: it does not exist, or is another project's and
+                            ``context`` is not an admin's.
+    """
+    volume = objects.Volume.get_by_id(context.elevated(), volume_id)
+    if not context.is_admin and volume.project_id != context.project_id:
+        raise cinder_exception.VolumeNotFound(volume_id=volume_id)
+    return volume
+
+
+def _admin_view(context, volume):
+    """``volume`` with its admin metadata, whoever asks."""
+    if not context.is_admin:
+        volume.admin_metadata = db.volume_admin_metadata_get(
+            context.elevated(), volume.id)
+    return volume
+
+
+class AsyncMigrationsController(wsgi.Controller):
+    """The asynchronous migrations, one per volume."""
+
+    def index(self, req):
+        """The migrations, filtered by backend and phase."""
+        context = req.environ['cinder.context']
+        policies.authorize(context, policies.GET_ALL_POLICY)
+        filters = dict(req.params)
+        unknown = set(filters) - set(_HOST_FILTERS + ('phase',))
+        if unknown:
+            raise webob.exc.HTTPBadRequest(explanation=_(
+                'Unknown filters: %(unknown)s. The filters are '
+                'source_host, target_host and phase.') % {
+                    'unknown': ', '.join(sorted(unknown))})
+        if filters.get('phase', progress.COPYING) not in progress.PHASES:
+            raise webob.exc.HTTPBadRequest(explanation=_(
+                'Unknown phase %(phase)s; the phases are %(all)s.') % {
+                    'phase': filters['phase'],
+                    'all': ', '.join(progress.PHASES)})
+        query = {'migration_status': list(_MIGRATING)}
+        if not context.is_admin:
+            query['project_id'] = context.project_id
+        found = []
+        for volume in objects.VolumeList.get_all(
+                context.elevated(), filters=query, sort_keys=['created_at'],
+                sort_dirs=['asc']):
+            if not progress.is_async(volume):
+                continue  # Cinder's own migration
+            migration = progress.describe(volume)
+            if all(volume_utils.hosts_are_equivalent(migration[key], value)
+                   for key, value in filters.items()
+                   if key in _HOST_FILTERS) and (
+                    filters.get('phase', migration['phase']) ==
+                    migration['phase']):
+                found.append(migration)
+        return {'async_migrations': found}
+
+    def show(self, req, id):
+        """The migration of volume ``id``."""
+        context = req.environ['cinder.context']
+        policies.authorize(context, policies.GET_POLICY)
+        volume = _visible_volume(context, id)
+        if not progress.is_async(volume):
+            raise webob.exc.HTTPNotFound(explanation=_(
+                'Volume %(id)s is not migrating asynchronously (its '
+                'migration_status is %(status)s).') % {
+                    'id': id, 'status': volume.migration_status})
+        return {'async_migration': progress.describe(volume)}
+
+
+class VolumeProgressController(wsgi.Controller):
+    """``migration_progress`` in volume details, for those allowed."""
+
+    def _add(self, req, resp_volume):
+        context = req.environ['cinder.context']
+        volume = _admin_view(context, req.get_db_volume(resp_volume['id']))
+        resp_volume['migration_progress'] = (
+            progress.describe(volume) if progress.is_async(volume)
+            else None)
+
+    @wsgi.extends
+    def show(self, req, resp_obj, id):
+        context = req.environ['cinder.context']
+        if policies.authorize(context, policies.PROGRESS_ATTRIBUTE_POLICY,
+                              fatal=False):
+            self._add(req, resp_obj.obj['volume'])
+
+    @wsgi.extends
+    def detail(self, req, resp_obj):
+        context = req.environ['cinder.context']
+        if policies.authorize(context, policies.PROGRESS_ATTRIBUTE_POLICY,
+                              fatal=False):
+            for volume in list(resp_obj.obj['volumes']):
+                self._add(req, volume)
+
+
+class VolumeActionsController(wsgi.Controller):
+    """The volume actions that steer a migration."""
+
+    _SET_USAGE = _('os-async-migration-set takes max_bytes_per_sec: a '
+                   'whole number of bytes per second, 0 for no cap of the '
+                   'migration\'s own (its backend\'s still holds), or null '
+                   'to drop the cap set here (the volume metadata\'s '
+                   'applies again).')
+
+    def __init__(self, *args, **kwargs):
+        super(VolumeActionsController, self).__init__(*args, **kwargs)
+        self._rpcapi = None
+
+    @property
+    def rpcapi(self):
+        if self._rpcapi is None:
+            self._rpcapi = rpcapi.AsyncMigrationAPI()
+        return self._rpcapi
+
+    @wsgi.response(202)
+    @wsgi.action('os-async-migration-set')
+    def _set(self, req, id, body):
+        """Set the cap of the volume's migration, on its target host."""
+        context = req.environ['cinder.context']
+        policies.authorize(context, policies.SET_POLICY)
+        params = body.get('os-async-migration-set')
+        if not isinstance(params, dict) or set(params) != {
+                'max_bytes_per_sec'}:
+            raise webob.exc.HTTPBadRequest(explanation=self._SET_USAGE)
+        cap = params['max_bytes_per_sec']
+        if cap is not None and (isinstance(cap, bool) or
+                                not isinstance(cap, int) or cap < 0):
+            raise webob.exc.HTTPBadRequest(explanation=self._SET_USAGE)
+        volume = _visible_volume(context, id)
+        if (volume.migration_status != constants.ATTACHABLE or
+                not progress.is_async(volume)):
+            raise webob.exc.HTTPConflict(explanation=_(
+                'Volume %(id)s does not copy in an asynchronous migration '
+                '(its migration_status is %(status)s).') % {
+                    'id': id, 'status': volume.migration_status})
+        if not self.rpcapi.can_set_migration_cap():
+            raise webob.exc.HTTPConflict(explanation=_(
+                'The volume services do not all take a migration cap yet '
+                '([asyncmig] rpc_version_cap); upgrade them first.'))
+        try:
+            self.rpcapi.set_migration_cap(context, volume, cap)
+        except cinder_exception.InvalidVolume as exc:
+            # the migration ended meanwhile
+            raise webob.exc.HTTPConflict(explanation=exc.msg)
 
 
 class Async_migration(extensions.ExtensionDescriptor):
@@ -31,8 +207,17 @@ class Async_migration(extensions.ExtensionDescriptor):
 
     name = 'AsyncMigration'
     alias = 'os-async-migration'
-    updated = '2026-12-04T00:00:00+00:00'
+    updated = '2026-12-05T00:00:00+00:00'
 
     def __init__(self, ext_mgr):
         messages.register()
         super(Async_migration, self).__init__(ext_mgr)
+
+    def get_resources(self):
+        return [extensions.ResourceExtension('async-migrations',
+                                             AsyncMigrationsController())]
+
+    def get_controller_extensions(self):
+        return [extensions.ControllerExtension(self, 'volumes', controller)
+                for controller in (VolumeProgressController(),
+                                   VolumeActionsController())]

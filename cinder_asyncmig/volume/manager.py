@@ -56,6 +56,7 @@ from cinder_asyncmig import messages
 from cinder_asyncmig import opts
 from cinder_asyncmig.sources import file as file_source
 from cinder_asyncmig.volume import constants
+from cinder_asyncmig.volume import progress as progress_record
 from cinder_asyncmig.volume import rpcapi
 from cinder_asyncmig.volume import slots
 from cinder_asyncmig.volume import throttle
@@ -200,6 +201,10 @@ class _ProgressRecorder(object):
         self._db_lost = False
         # the last copying progress, kept in the text of a retry
         self._copied = None
+        # the cap the copy last got, and when the migration started (the
+        # record's, once read)
+        self._cap = None
+        self._started = None
 
     @staticmethod
     def render(progress):
@@ -231,15 +236,20 @@ class _ProgressRecorder(object):
                 if not self._owner():
                     # before the commit too: the owner commits
                     raise _Lost()
-        self._write(self.render(progress))
         if self._on_cap is not None and progress.get('phase') == 'copying':
             with self._database():
                 self._follow_cap()
+        self._write(self.render(progress), self._copying(
+            progress, phase=progress_record.of_driver(progress.get('phase')),
+            kind=progress.get('kind'), copy_in=progress.get('copy_in'),
+            cap=self._cap))
 
     def _follow_cap(self):
         metadata = self._db.volume_metadata_get(self._ctxt, self._volume_id)
         try:
-            cap = throttle.requested(metadata)
+            cap = throttle.requested(metadata,
+                                     self._db.volume_admin_metadata_get(
+                                         self._ctxt, self._volume_id))
         except ValueError:
             value = metadata.get(throttle.RATE_KEY)
             if value != self._refused:
@@ -249,11 +259,22 @@ class _ProgressRecorder(object):
                             {'vol': self._volume_id,
                              'key': throttle.RATE_KEY})
             return
-        self._on_cap(cap)
+        self._cap = self._on_cap(cap)
+
+    @staticmethod
+    def _copying(progress, **fields):
+        """The record's fields of a copy's ``progress`` and ``fields``."""
+        if progress is None:
+            return fields
+        return dict(fields, copied=progress.get('bytes_copied'),
+                    total=progress.get('bytes_total'),
+                    rate=progress.get('rate_bytes_per_sec'))
 
     def queued(self, place):
         self._write('queued for a copy slot: %s in line' % (
-            'next' if place == 1 else 'place %d' % place))
+            'next' if place == 1 else 'place %d' % place),
+            self._copying(self._copied, phase=progress_record.QUEUED,
+                          place=place))
 
     def retrying(self, attempt, delay, exc):
         text = 'interrupted by %(err)s; retry %(n)d in %(delay)d s' % {
@@ -263,13 +284,32 @@ class _ProgressRecorder(object):
                 self._copied.get('percent', 0.0),
                 self._copied.get('bytes_copied', 0) // units.Mi,
                 self._copied.get('bytes_total', 0) // units.Mi, text)
-        self._write(text)
+        copying = self._copying(
+            self._copied, phase=progress_record.RETRYING, attempt=attempt,
+            error=type(exc).__name__, retry_at=int(time.time() + delay))
+        copying['rate'] = 0
+        self._write(text, copying)
 
-    def _write(self, text):
+    def _write(self, text, record):
+        """Write the user's text and the operators' record.
+
+        :param record: the :mod:`progress_record` fields of now.
+        """
         with self._database():
+            if self._started is None:
+                admin = self._db.volume_admin_metadata_get(
+                    self._ctxt, self._volume_id)
+                self._started = progress_record.decode(
+                    admin.get(progress_record.KEY)).get(
+                        'started', int(time.time()))
             self._db.volume_metadata_update(
                 self._ctxt, self._volume_id, {constants.PROGRESS_KEY: text},
                 False)
+            self._db.volume_admin_metadata_update(
+                self._ctxt, self._volume_id, {
+                    progress_record.KEY: progress_record.encode(dict(
+                        record, started=self._started,
+                        updated=int(time.time())))}, False)
 
     @contextlib.contextmanager
     def _database(self):
@@ -329,6 +369,11 @@ class AsyncMigrationEndpoint(object):
         """Remove a migrated volume's source (called on the source)."""
         with _rpc_safe_errors():
             self.manager.clean_up_source(context, volume, src_host)
+
+    @messaging.expected_exceptions(*_REFUSALS)
+    def set_migration_cap(self, context, volume, max_bytes_per_sec):
+        """Set the cap of the volume's migration (called on the target)."""
+        self.manager.set_migration_cap(context, volume, max_bytes_per_sec)
 
 
 class AsyncMigrationVolumeManager(manager.VolumeManager):
@@ -536,9 +581,16 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                         'removed; remove that backend\'s volume-%(vol)s '
                         'by hand.', {'vol': volume.id, 'left': left},
                         resource=volume)
+        now = int(time.time())
+        # a new record: none of an earlier migration's times or errors
+        self.db.volume_admin_metadata_delete(ctxt.elevated(), volume.id,
+                                             throttle.ADMIN_RATE_KEY)
         self.db.volume_admin_metadata_update(
-            ctxt.elevated(), volume.id, {constants.SOURCE_KEY: source_host},
-            False)
+            ctxt.elevated(), volume.id, {
+                constants.SOURCE_KEY: source_host,
+                progress_record.KEY: progress_record.encode({
+                    'phase': progress_record.COPYING, 'started': now,
+                    'updated': now})}, False)
 
     def _admin_metadata(self, ctxt, volume):
         return self.db.volume_admin_metadata_get(ctxt.elevated(), volume.id)
@@ -593,6 +645,43 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             completion = self._completing[volume.id] = _Completion()
         completion.recorder = self._recorder(ctxt, volume, completion.stop)
         self._queue(ctxt, volume, completion)
+
+    def set_migration_cap(self, ctxt, volume, max_bytes_per_sec):
+        """Set the cap of the volume's migration: an operator's.
+
+        It overrides the volume metadata's
+        (:data:`~cinder_asyncmig.volume.throttle.RATE_KEY`) and holds for
+        the rest of the migration, retries and restarts included: the
+        running copy takes it at its next progress record
+        (``[asyncmig] progress_interval``).
+
+        :param max_bytes_per_sec: bytes per second, 0 for no cap of the
+            migration's own (the backend's still holds); None drops it.
+        :raises InvalidVolume: the volume does not migrate to this host.
+        """
+        volume.refresh()
+        # any member of a target cluster: the cap is in the database
+        if (volume.migration_status != constants.ATTACHABLE or
+                not volume_utils.hosts_are_equivalent(
+                    volume.service_topic_queue, self.service_topic_queue)):
+            raise cinder_exception.InvalidVolume(reason=_(
+                'volume %(vol)s does not migrate to %(host)s (its '
+                'migration_status is %(status)s)') % {
+                    'vol': volume.id, 'host': self.host,
+                    'status': volume.migration_status})
+        if max_bytes_per_sec is None:
+            self.db.volume_admin_metadata_delete(
+                ctxt.elevated(), volume.id, throttle.ADMIN_RATE_KEY)
+        else:
+            self.db.volume_admin_metadata_update(
+                ctxt.elevated(), volume.id,
+                {throttle.ADMIN_RATE_KEY: str(max_bytes_per_sec)}, False)
+        LOG.info('The migration of volume %(vol)s is capped at %(cap)s by '
+                 'an operator.', {'vol': volume.id, 'cap': (
+                     'the volume metadata\'s cap' if max_bytes_per_sec is None
+                     else '%d bytes/s' % max_bytes_per_sec
+                     if max_bytes_per_sec else 'nothing of its own')},
+                 resource=volume)
 
     def _recorder(self, ctxt, volume, stop):
         on_cap = None
@@ -877,6 +966,9 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         # gone before the final state shows, so nobody sees both
         self.db.volume_metadata_delete(ctxt.elevated(), volume.id,
                                        constants.PROGRESS_KEY)
+        for key in (progress_record.KEY, throttle.ADMIN_RATE_KEY):
+            self.db.volume_admin_metadata_delete(ctxt.elevated(), volume.id,
+                                                 key)
         volume.update(updates)
         volume.save()
         if cleaned:

@@ -40,9 +40,10 @@ class AsyncMigrationAPI(rpc.RPCAPI):
         1.0 - Initial version: migrate_volume_target,
               complete_migration_target.
         1.1 - Adds cleanup_migration_source.
+        1.2 - Adds set_migration_cap.
     """
 
-    RPC_API_VERSION = '1.1'
+    RPC_API_VERSION = '1.2'
     RPC_DEFAULT_VERSION = '1.0'
     TOPIC = constants.VOLUME_TOPIC
     BINARY = constants.VOLUME_BINARY
@@ -94,3 +95,19 @@ class AsyncMigrationAPI(rpc.RPCAPI):
             timeout=CONF[opts.GROUP].source_cleanup_timeout)
         cctxt.call(ctxt, 'cleanup_migration_source', volume=volume,
                    src_host=src_host)
+
+    def can_set_migration_cap(self):
+        return self.client.can_send_version('1.2')
+
+    def set_migration_cap(self, ctxt, volume, max_bytes_per_sec):
+        """Have the volume's (target) host set its migration's cap.
+
+        :param volume: the volume, migrating asynchronously.
+        :param max_bytes_per_sec: bytes per second, 0 for no cap of the
+            migration's own; None drops the operator's cap, and the
+            volume metadata's applies again.
+        """
+        cctxt = self._get_cctxt(volume.service_topic_queue, version='1.2',
+                                timeout=CONF[opts.GROUP].target_call_timeout)
+        cctxt.call(ctxt, 'set_migration_cap', volume=volume,
+                   max_bytes_per_sec=max_bytes_per_sec)

@@ -12,10 +12,13 @@
 
 """The cap on a migration's copy: where it is set and how caps combine.
 
-A backend sets one in its options; one migration sets its own in the
-volume's metadata (:data:`RATE_KEY`). The lower of the two applies. How the
-cap is held is the copy worker's (:class:`~cinder_asyncmig.engine.worker.
-Pacer`) and the exporter's business, not this module's.
+A backend sets one in its options; one migration sets its own: an
+operator's through the API (``os-async-migration-set``), kept in the
+volume's admin metadata (:data:`ADMIN_RATE_KEY`), or else the volume
+metadata's (:data:`RATE_KEY`). The lower of the backend's and the
+migration's applies. How the cap is held is the copy worker's
+(:class:`~cinder_asyncmig.engine.worker.Pacer`) and the exporter's
+business, not this module's.
 """
 
 from cinder.i18n import _
@@ -25,14 +28,22 @@ from cinder_asyncmig import exception
 # volume metadata key a user or operator sets to cap what one migration
 # reads from its source, in bytes per second
 RATE_KEY = 'async_migration_max_read_bytes_per_sec'
+# admin metadata key of the cap an operator set through the API; it
+# overrides RATE_KEY
+ADMIN_RATE_KEY = 'asyncmig_max_bytes_per_sec'
 
 
-def requested(metadata):
-    """The cap ``metadata`` asks for, in bytes per second; 0 for none.
+def requested(metadata, admin_metadata=None):
+    """The cap asked for, in bytes per second; 0 for none.
 
+    :param metadata: the volume's metadata.
+    :param admin_metadata: its admin metadata: an operator's cap there
+                           overrides the metadata's.
     :raises ValueError: the value is not a whole number >= 0.
     """
-    wanted = (metadata or {}).get(RATE_KEY)
+    wanted = (admin_metadata or {}).get(ADMIN_RATE_KEY)
+    if wanted in (None, ''):
+        wanted = (metadata or {}).get(RATE_KEY)
     if wanted in (None, ''):
         return 0
     wanted = int(wanted)
@@ -47,6 +58,17 @@ def lowest(*caps):
     return min(caps) if caps else 0
 
 
+def _admin_metadata(volume):
+    """The volume's admin metadata if loaded with it, never loading it.
+
+    The progress recorder reads it anew (manager) and hands the cap on.
+    """
+    loaded = getattr(volume, 'obj_attr_is_set', None)
+    if loaded is not None and not loaded('admin_metadata'):
+        return None
+    return getattr(volume, 'admin_metadata', None)
+
+
 def cap(volume, backend_cap):
     """The cap of one migration: the lower of volume and backend.
 
@@ -54,7 +76,7 @@ def cap(volume, backend_cap):
     :raises MigrationSettingInvalid: the volume's value is not a number.
     """
     try:
-        wanted = requested(volume.metadata)
+        wanted = requested(volume.metadata, _admin_metadata(volume))
     except ValueError:
         raise exception.MigrationSettingInvalid(
             volume_id=volume.id, key=RATE_KEY,

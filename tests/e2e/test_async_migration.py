@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 
 from oslo_utils import units
 import rbd
@@ -422,6 +423,140 @@ class AsyncMigrationTest(SandboxTestCase):
         self.assertEqual('available', seen['volume']['status'])
         self.addDetail('seconds to migrating_attachable',
                        content.text_content('%.3f' % took))
+
+    def assert_api_error(self, status, method, path, member=False,
+                         text=None):
+        error = self.assertRaises(cloud.ApiError, self.api, method, path,
+                                  member=member)
+        self.assertEqual(status, error.status, error)
+        if text:
+            self.assertIn(text, str(error))
+
+    def test_operators_see_migrations_through_the_api(self):
+        volume_id, model = self._slow_copy_under_way()
+        settled_id, _ = self.create(fill=False)
+
+        def listed(query=''):
+            # this test's volumes: others of the sandbox may migrate
+            return [m for m in self.api('GET', '/async-migrations' + query)[
+                'async_migrations'] if m['volume_id'] in (
+                    volume_id, settled_id)]
+        self.assertEqual([volume_id], [m['volume_id'] for m in listed()])
+        migration = listed()[0]
+        self.assertEqual(
+            (self.sandbox.source_host, self.sandbox.target_host,
+             kinds.RBD_LINKED, 'copying', constants.ATTACHABLE, SIZE,
+             24 * units.Mi),
+            (migration['source_host'], migration['target_host'],
+             migration['source_kind'], migration['phase'],
+             migration['migration_status'], migration['bytes_total'],
+             migration['max_bytes_per_sec']), migration)
+        self.assertTrue(0 < migration['bytes_copied'] < SIZE, migration)
+        self.assertTrue(0 < migration['percent'] < 100, migration)
+        self.assertLessEqual(migration['started_at'],
+                             migration['updated_at'])
+        # the filters: backends (pools ignored) and phase
+        for query, found in (
+                ('target_host=%s' % self.sandbox.target_host.split('#')[0],
+                 [volume_id]),
+                ('source_host=%s' % self.sandbox.target_host, []),
+                ('phase=copying', [volume_id]),
+                ('phase=committing', [])):
+            self.assertEqual(found, [m['volume_id'] for m in listed(
+                '?' + query)], query)
+        self.assert_api_error(400, 'GET', '/async-migrations?phase=done',
+                              text='Unknown phase done')
+        self.assert_api_error(400, 'GET', '/async-migrations?size=1',
+                              text='Unknown filters: size')
+        # the same through OpenStackClient, with this package's commands
+        cli = json.loads(self.sandbox.openstack(
+            'volume', 'migration', 'list', '--phase', 'copying', '--long',
+            '-f', 'json'))
+        cli = [m for m in cli if m['Volume'] == volume_id]
+        self.assertEqual([(kinds.RBD_LINKED, SIZE)],
+                         [(m['Source Kind'], m['Bytes Total']) for m in cli])
+        cli = json.loads(self.sandbox.openstack(
+            'volume', 'migration', 'show', volume_id, '-f', 'json'))
+        self.assertEqual(('copying', self.sandbox.target_host),
+                         (cli['Phase'], cli['Target Host']))
+        error = self.assertRaises(
+            cloud.CinderCommandError, self.sandbox.openstack, 'volume',
+            'migration', 'show', settled_id)
+        self.assertIn('not migrating', str(error))
+        shown = self.api('GET', '/async-migrations/%s' %
+                         volume_id)['async_migration']
+        self.assertEqual((volume_id, 'copying'),
+                         (shown['volume_id'], shown['phase']))
+        self.assertEqual('copying', self.volume(volume_id)[
+            'migration_progress']['phase'])
+        self.assertIsNone(self.volume(settled_id)['migration_progress'])
+        self.assert_api_error(404, 'GET', '/async-migrations/%s' %
+                              settled_id, text='not migrating')
+        self.assert_api_error(404, 'GET', '/async-migrations/%s' %
+                              uuid.uuid4(), text='could not be found')
+        # admin-only by default: a member of the volume's project is
+        # refused, and sees no progress in its volume's details
+        member_id, _ = self.create(member=True, fill=False)
+        for path in ('/async-migrations',
+                     '/async-migrations/%s' % member_id):
+            self.assert_api_error(403, 'GET', path, member=True)
+        self.assertNotIn('migration_progress',
+                         self.volume(member_id, member=True))
+        self.assert_migrated(volume_id, model, self.follow(volume_id))
+        self.assertEqual([], listed())
+        self.assertIsNone(self.volume(volume_id)['migration_progress'])
+
+    def migration(self, volume_id):
+        return self.api('GET', '/async-migrations/%s' %
+                        volume_id)['async_migration']
+
+    def test_operators_cap_a_running_copy(self):
+        volume_id, model = self._slow_copy_under_way()
+        settled_id, _ = self.create(fill=False)
+        action = '/volumes/%s/action'
+
+        def set_cap(volume, value, member=False):
+            return self.api('POST', action % volume, {
+                'os-async-migration-set': value}, member=member)
+        for bad in ({}, {'max_bytes_per_sec': '8'},
+                    {'max_bytes_per_sec': -1}, {'max_bytes_per_sec': True},
+                    {'max_bytes_per_sec': 1, 'force': True}, 5):
+            error = self.assertRaises(cloud.ApiError, set_cap, volume_id,
+                                      bad)
+            self.assertEqual(400, error.status, bad)
+            self.assertIn('takes max_bytes_per_sec', str(error))
+        for volume, status, member in ((settled_id, 409, False),
+                                       (str(uuid.uuid4()), 404, False),
+                                       (volume_id, 403, True)):
+            error = self.assertRaises(cloud.ApiError, set_cap, volume,
+                                      {'max_bytes_per_sec': 0},
+                                      member=member)
+            self.assertEqual(status, error.status, error)
+        self.assertEqual(24 * units.Mi,
+                         self.migration(volume_id)['max_bytes_per_sec'])
+
+        def capped_at(cap):
+            process.wait_for('the copy capped at %d' % cap, lambda: (
+                self.migration(volume_id)['max_bytes_per_sec'] == cap), 30)
+        # an operator's cap overrides the volume metadata's, at once
+        self.sandbox.openstack('volume', 'migration', 'set', volume_id,
+                               '--max-rate', '4MiB')
+        capped_at(4 * units.Mi)
+        before = self.migration(volume_id)
+        time.sleep(10)
+        after = self.migration(volume_id)
+        copied = after['bytes_copied'] - before['bytes_copied']
+        # far below the metadata's 24 MiB/s (the records are 2 s apart)
+        self.assertLess(copied, 14 * 4 * units.Mi, (before, after))
+        # dropped: the metadata's applies again; 0: the backend's only
+        self.sandbox.openstack('volume', 'migration', 'set', volume_id,
+                               '--no-max-rate')
+        capped_at(24 * units.Mi)
+        set_cap(volume_id, {'max_bytes_per_sec': 0})
+        process.wait_for('the copy uncapped', lambda: self.migration(
+            volume_id)['max_bytes_per_sec'] != 24 * units.Mi, 30)
+        self.assert_migrated(volume_id, model, self.follow(volume_id))
+        self.assert_no_worker_left(volume_id)
 
     def test_attach_io_extend_and_refusals_while_attachable(self):
         # 2 GiB: the copy outlasts the attach and the refusals below

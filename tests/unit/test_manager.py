@@ -29,6 +29,7 @@ from oslo_config import fixture as config_fixture
 from oslo_db import exception as db_exc
 import oslo_messaging as messaging
 from oslo_utils import timeutils
+from oslo_utils import units
 import testtools
 import tooz.coordination
 
@@ -39,8 +40,10 @@ from cinder_asyncmig.sources import kinds
 from cinder_asyncmig.volume import constants
 from cinder_asyncmig.volume.drivers import rbd as rbd_driver
 from cinder_asyncmig.volume import manager
+from cinder_asyncmig.volume import progress as progress_record
 from cinder_asyncmig.volume import rpcapi
 from cinder_asyncmig.volume import slots
+from cinder_asyncmig.volume import throttle
 
 CONF = cfg.CONF
 
@@ -112,6 +115,7 @@ class ProgressRecorderTest(testtools.TestCase):
 
     def test_throttled_but_final_phases_always_written(self):
         db = mock.Mock()
+        db.volume_admin_metadata_get.return_value = {}
         rec = manager._ProgressRecorder(db, 'ctxt', 'vol', interval=5)
         copying = {'phase': 'copying', 'percent': 1.0}
         with mock.patch('time.monotonic', side_effect=[10, 11, 16, 17]):
@@ -126,6 +130,7 @@ class ProgressRecorderTest(testtools.TestCase):
 
     def test_a_retry_keeps_what_was_copied_in_view(self):
         db = mock.Mock()
+        db.volume_admin_metadata_get.return_value = {}
         rec = manager._ProgressRecorder(db, 'ctxt', 'vol', interval=5)
         rec.retrying(1, 10, RuntimeError())
         rec({'phase': 'copying', 'percent': 42.0,
@@ -140,6 +145,114 @@ class ProgressRecorderTest(testtools.TestCase):
              '42.0% (430 of 1024 MiB, 180 MiB/s)',
              '42.0% (430 of 1024 MiB) copied; interrupted by '
              'MigrationEngineError; retry 2 in 20 s'], written)
+
+    def record(self, db):
+        return progress_record.decode(db.admin[progress_record.KEY])
+
+    def test_operators_record_follows_queue_copy_retry_and_end(self):
+        db = _FakeDB()
+        db.admin[progress_record.KEY] = progress_record.encode(
+            {'phase': 'copying', 'started': 1000, 'updated': 1000})
+        caps = []
+        rec = manager._ProgressRecorder(
+            db, 'ctxt', 'vol-1', interval=0,
+            on_cap=lambda cap: caps.append(cap) or 64 * units.Mi)
+        db.metadata[throttle.RATE_KEY] = str(32 * units.Mi)
+        db.volume_metadata_get = lambda ctxt, volume_id: dict(db.metadata)
+        rec.queued(2)
+        self.assertEqual({'phase': 'queued', 'place': 2, 'started': 1000},
+                         {k: v for k, v in self.record(db).items()
+                          if k != 'updated'})
+        copying = {'phase': 'copying', 'percent': 42.0,
+                   'bytes_copied': 430 * units.Mi, 'bytes_total': units.Gi,
+                   'rate_bytes_per_sec': 180 * units.Mi,
+                   'kind': kinds.SHARED_FILE,
+                   'copy_in': 'client.4133 10.213.0.3:0/2905658401'}
+        rec(copying)
+        record = self.record(db)
+        self.assertEqual(
+            {'phase': 'copying', 'copied': 430 * units.Mi,
+             'total': units.Gi, 'rate': 180 * units.Mi,
+             'kind': kinds.SHARED_FILE, 'cap': 64 * units.Mi,
+             'copy_in': copying['copy_in'], 'started': 1000},
+            {k: v for k, v in record.items() if k != 'updated'})
+        self.assertEqual([32 * units.Mi], caps)
+        self.assertLessEqual(time.time() - 5, record['updated'])
+        before = time.time()
+        rec.retrying(3, 40, exception.MigrationEngineError(
+            image='i', step='execute', reason='r'))
+        record = self.record(db)
+        self.assertEqual(('retrying', 3, 'MigrationEngineError',
+                          430 * units.Mi, 0),
+                         (record['phase'], record['attempt'],
+                          record['error'], record['copied'],
+                          record['rate']))
+        self.assertTrue(
+            int(before) + 40 <= record['retry_at'] <= time.time() + 40)
+        rec({'phase': 'committing', 'bytes_copied': units.Gi,
+             'bytes_total': units.Gi})
+        self.assertEqual('committing', self.record(db)['phase'])
+        rec({'phase': 'success', 'bytes_copied': units.Gi,
+             'bytes_total': units.Gi})
+        self.assertEqual(('cleaning-source', 1000),
+                         (self.record(db)['phase'],
+                          self.record(db)['started']))
+
+    def test_a_record_fits_in_admin_metadata(self):
+        record = {'phase': 'retrying', 'copied': 2 ** 50, 'total': 2 ** 50,
+                  'rate': 2 ** 40, 'cap': 2 ** 40, 'attempt': 1000,
+                  'retry_at': 2 ** 33, 'started': 2 ** 33,
+                  'updated': 2 ** 33, 'kind': kinds.SHARED_FILE,
+                  'error': 'E' * 80, 'copy_in': 'client.%d %s' % (
+                      2 ** 60, 'x' * 60), 'place': None}
+        text = progress_record.encode(record)
+        self.assertLessEqual(len(text), 255)
+        decoded = progress_record.decode(text)
+        # what may go went, the numbers stayed
+        self.assertNotIn('copy_in', decoded)
+        self.assertNotIn('place', decoded)
+        self.assertEqual(record['copied'], decoded['copied'])
+        self.assertEqual({}, progress_record.decode('{not json'))
+        self.assertEqual({}, progress_record.decode('[1]'))
+
+
+class DescribeTest(testtools.TestCase):
+
+    def volume(self, migration_status, host, admin):
+        return mock.Mock(id='vol-1', project_id='p', display_name='v',
+                         migration_status=migration_status, host=host,
+                         admin_metadata=admin)
+
+    def test_copying(self):
+        volume = self.volume(constants.ATTACHABLE, 'h@async#p', {
+            constants.SOURCE_KEY: 'h@src#p',
+            progress_record.KEY: progress_record.encode({
+                'phase': 'copying', 'copied': 256 * units.Mi,
+                'total': units.Gi, 'rate': 64 * units.Mi,
+                'cap': 64 * units.Mi, 'kind': kinds.RBD_LINKED,
+                'started': 0, 'updated': 60})})
+        self.assertTrue(progress_record.is_async(volume))
+        seen = progress_record.describe(volume)
+        self.assertEqual(
+            ('h@src#p', 'h@async#p', 'copying', 25.0, 12, kinds.RBD_LINKED,
+             64 * units.Mi, '1970-01-01T00:01:00+00:00'),
+            (seen['source_host'], seen['target_host'], seen['phase'],
+             seen['percent'], seen['eta_seconds'], seen['source_kind'],
+             seen['max_bytes_per_sec'], seen['updated_at']))
+
+    def test_taking_over_and_not_async(self):
+        volume = self.volume('migrating', 'h@src#p',
+                             {constants.TARGET_KEY: 'h@async#p'})
+        self.assertTrue(progress_record.is_async(volume))
+        seen = progress_record.describe(volume)
+        self.assertEqual(('taking-over', 'h@src#p', 'h@async#p', None),
+                         (seen['phase'], seen['source_host'],
+                          seen['target_host'], seen['percent']))
+        # Cinder's own migrations, and ended ones
+        for status, admin in (('migrating', {}), ('success', {
+                constants.SOURCE_KEY: 'h@src#p'}), (None, {})):
+            self.assertFalse(progress_record.is_async(
+                self.volume(status, 'h@async#p', admin)))
 
 
 class StockReasonTest(testtools.TestCase):
@@ -173,7 +286,7 @@ class StockReasonTest(testtools.TestCase):
 class RpcApiTest(testtools.TestCase):
 
     def test_own_version_cap(self):
-        self.assertEqual('1.1',
+        self.assertEqual('1.2',
                          rpcapi.AsyncMigrationAPI.determine_rpc_version_cap())
         CONF.set_override('rpc_version_cap', '0.9', group='asyncmig')
         self.addCleanup(CONF.clear_override, 'rpc_version_cap',
@@ -186,6 +299,40 @@ class RpcApiTest(testtools.TestCase):
         self.assertEqual(rpcapi.NAMESPACE, target.namespace)
         self.assertEqual(rpcapi.AsyncMigrationAPI.RPC_API_VERSION,
                          target.version)
+
+
+class SetMigrationCapTest(testtools.TestCase):
+
+    def setUp(self):
+        super(SetMigrationCapTest, self).setUp()
+        self.mgr = manager.AsyncMigrationVolumeManager.__new__(
+            manager.AsyncMigrationVolumeManager)
+        self.mgr.db = _FakeDB()
+        self.mgr.host = 'sandbox@rbd-async'
+        self.mgr.cluster = None
+        self.volume = mock.Mock(
+            id='vol-1', migration_status=constants.ATTACHABLE,
+            service_topic_queue='sandbox@rbd-async#rbd-async')
+        self.ctxt = mock.Mock()
+
+    def test_set_and_dropped(self):
+        self.mgr.set_migration_cap(self.ctxt, self.volume, 8 * units.Mi)
+        self.assertEqual(str(8 * units.Mi),
+                         self.mgr.db.admin[throttle.ADMIN_RATE_KEY])
+        self.mgr.set_migration_cap(self.ctxt, self.volume, 0)
+        self.assertEqual('0', self.mgr.db.admin[throttle.ADMIN_RATE_KEY])
+        self.mgr.set_migration_cap(self.ctxt, self.volume, None)
+        self.assertNotIn(throttle.ADMIN_RATE_KEY, self.mgr.db.admin)
+
+    def test_refused_unless_it_migrates_here(self):
+        for status, queue in (('success', 'sandbox@rbd-async#rbd-async'),
+                              (constants.ATTACHABLE, 'sandbox@rbd-src#p')):
+            self.volume.migration_status = status
+            self.volume.service_topic_queue = queue
+            self.assertRaises(cinder_exception.InvalidVolume,
+                              self.mgr.set_migration_cap, self.ctxt,
+                              self.volume, units.Mi)
+        self.assertEqual({}, self.mgr.db.admin)
 
 
 class RetryDelayTest(testtools.TestCase):

@@ -68,6 +68,20 @@ class CapTest(testtools.TestCase):
         self.assertEqual(2, throttle.cap(_Volume({throttle.RATE_KEY: '0'}),
                                          2))
 
+    def test_an_operators_cap_overrides_the_volume_metadata(self):
+        metadata = {throttle.RATE_KEY: '10'}
+        for admin, cap in (({}, 10), ({throttle.ADMIN_RATE_KEY: '5'}, 5),
+                           ({throttle.ADMIN_RATE_KEY: '20'}, 20),
+                           # no cap of the migration's own, the user's
+                           # notwithstanding
+                           ({throttle.ADMIN_RATE_KEY: '0'}, 0),
+                           ({throttle.ADMIN_RATE_KEY: ''}, 10)):
+            self.assertEqual(cap, throttle.requested(metadata, admin), admin)
+        volume = _Volume(metadata)
+        volume.admin_metadata = {throttle.ADMIN_RATE_KEY: '4'}
+        self.assertEqual(4, throttle.cap(volume, 8))
+        self.assertEqual(2, throttle.cap(volume, 2))
+
     def test_not_a_number_refused(self):
         for bad in ('fast', '-1', '1.5'):
             self.assertRaises(exception.MigrationSourceRefused,
@@ -213,6 +227,13 @@ class _MetadataDB(object):
 
     def volume_metadata_update(self, ctxt, volume_id, metadata, delete):
         self.written.append(metadata)
+
+    def volume_admin_metadata_get(self, ctxt, volume_id):
+        return {}
+
+    def volume_admin_metadata_update(self, ctxt, volume_id, metadata,
+                                     delete):
+        pass
 
 
 class RecorderTest(testtools.TestCase):

@@ -437,19 +437,21 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         cap within a second. Setting the same cap again changes nothing.
 
         :param max_bytes_per_sec: the migration's own cap, 0 for none.
+        :returns: the cap that holds, in bytes per second (0: none).
         """
         rate = throttle.lowest(
             max_bytes_per_sec,
             self.configuration.async_migration_copy_max_bytes_per_sec)
         status_path = self._status_path(volume.name)
         if copy_worker.read_rate(status_path) == rate:
-            return
+            return rate
         os.makedirs(self._state_dir(), mode=0o700, exist_ok=True)
         copy_worker.write_rate(status_path, rate)
         LOG.info('The copy of volume %(vol)s is capped at %(rate)s.',
                  {'vol': volume.id,
                   'rate': '%d bytes/s' % rate if rate else 'nothing'},
                  resource=volume)
+        return rate
 
     def _release_dead_worker(self, client, name, record, status_path):
         """Blocklist a dead copy worker still watching the image.

@@ -1,0 +1,151 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``openstack volume migration`` commands: asynchronous migrations.
+
+They call the API extension (:mod:`cinder_asyncmig.api.async_migration`)
+through the client OpenStackClient gives volume commands, so they work
+with every ``--os-*`` option and ``clouds.yaml`` entry it takes. Loaded
+from this package's ``openstack.volume.v3`` entry points.
+"""
+
+import argparse
+import urllib.parse
+
+from openstack import exceptions as sdk_exceptions
+from osc_lib.command import command
+from osc_lib import utils
+from oslo_utils import strutils
+
+from cinder_asyncmig.volume import progress
+
+_PATH = '/async-migrations'
+# what the API shows, in the order shown; the list's short form first
+_LIST_COLUMNS = ('volume_id', 'name', 'phase', 'percent',
+                 'rate_bytes_per_sec', 'eta_seconds', 'source_host',
+                 'target_host')
+_LONG_COLUMNS = _LIST_COLUMNS + (
+    'source_kind', 'migration_status', 'queue_place', 'bytes_copied',
+    'bytes_total', 'max_bytes_per_sec', 'copy_in', 'attempt', 'last_error',
+    'next_attempt_at', 'started_at', 'updated_at')
+_HEADERS = {'volume_id': 'Volume', 'rate_bytes_per_sec': 'Rate (B/s)',
+            'eta_seconds': 'ETA (s)', 'max_bytes_per_sec': 'Max Rate (B/s)'}
+
+
+def _header(column):
+    return _HEADERS.get(column) or column.replace('_', ' ').title()
+
+
+def _get(volume_client, path):
+    """GET ``path`` of the volume API; its JSON body."""
+    response = volume_client.get(path)
+    sdk_exceptions.raise_from_response(response)
+    return response.json()
+
+
+def _rate(value):
+    """Bytes per second: a whole number, or one with a unit (64MiB)."""
+    try:
+        rate = (int(value) if value.isdigit() else
+                strutils.string_to_bytes(value, return_int=True))
+    except ValueError:
+        rate = -1
+    if rate < 0:
+        raise argparse.ArgumentTypeError(
+            'not a rate: %s (bytes per second, e.g. 67108864 or 64MiB)' %
+            value)
+    return rate
+
+
+class ListMigration(command.Lister):
+    """List asynchronous volume migrations (admin only)."""
+
+    def get_parser(self, prog_name):
+        parser = super(ListMigration, self).get_parser(prog_name)
+        parser.add_argument(
+            '--source-host', metavar='<host@backend>',
+            help='Only migrations from this backend (pools ignored).')
+        parser.add_argument(
+            '--target-host', metavar='<host@backend>',
+            help='Only migrations to this backend (pools ignored).')
+        parser.add_argument(
+            '--phase', choices=progress.PHASES,
+            help='Only migrations in this phase.')
+        parser.add_argument(
+            '--long', action='store_true', default=False,
+            help='List every field.')
+        return parser
+
+    def take_action(self, parsed_args):
+        query = {key: getattr(parsed_args, key) for key in
+                 ('source_host', 'target_host', 'phase')
+                 if getattr(parsed_args, key)}
+        path = _PATH
+        if query:
+            path += '?' + urllib.parse.urlencode(query)
+        found = _get(self.app.client_manager.volume,
+                     path)['async_migrations']
+        columns = _LONG_COLUMNS if parsed_args.long else _LIST_COLUMNS
+        return ([_header(c) for c in columns],
+                (utils.get_dict_properties(m, columns) for m in found))
+
+
+class ShowMigration(command.ShowOne):
+    """Show the asynchronous migration of a volume (admin only)."""
+
+    def get_parser(self, prog_name):
+        parser = super(ShowMigration, self).get_parser(prog_name)
+        parser.add_argument(
+            'volume', metavar='<volume>',
+            help='Volume that migrates (name or ID).')
+        return parser
+
+    def take_action(self, parsed_args):
+        volume_client = self.app.client_manager.volume
+        volume = volume_client.find_volume(parsed_args.volume,
+                                           ignore_missing=False)
+        migration = _get(volume_client, '%s/%s' % (
+            _PATH, volume.id))['async_migration']
+        return ([_header(c) for c in _LONG_COLUMNS],
+                utils.get_dict_properties(migration, _LONG_COLUMNS))
+
+
+class SetMigration(command.Command):
+    """Set the cap of a volume's asynchronous migration (admin only)."""
+
+    def get_parser(self, prog_name):
+        parser = super(SetMigration, self).get_parser(prog_name)
+        parser.add_argument(
+            'volume', metavar='<volume>',
+            help='Volume that migrates (name or ID).')
+        rate = parser.add_mutually_exclusive_group(required=True)
+        rate.add_argument(
+            '--max-rate', metavar='<bytes-per-second>', type=_rate,
+            help='Cap its copy at this rate (e.g. 67108864 or 64MiB); 0 '
+                 'for no cap of its own (the backend\'s still holds). It '
+                 'overrides the volume\'s metadata key '
+                 'async_migration_max_read_bytes_per_sec.')
+        rate.add_argument(
+            '--no-max-rate', action='store_true',
+            help='Drop the cap set here: the volume metadata\'s applies '
+                 'again.')
+        return parser
+
+    def take_action(self, parsed_args):
+        volume_client = self.app.client_manager.volume
+        volume = volume_client.find_volume(parsed_args.volume,
+                                           ignore_missing=False)
+        cap = None if parsed_args.no_max_rate else parsed_args.max_rate
+        response = volume_client.post(
+            '/volumes/%s/action' % volume.id,
+            json={'os-async-migration-set': {'max_bytes_per_sec': cap}})
+        sdk_exceptions.raise_from_response(response)
