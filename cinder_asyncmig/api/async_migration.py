@@ -22,8 +22,10 @@ It adds:
 - ``GET /v3/{project_id}/async-migrations``: the asynchronous migrations,
   filterable by ``source_host``, ``target_host`` (backends, pools
   ignored) and ``phase``; ``GET .../async-migrations/{volume_id}``: one;
-- ``migration_progress`` in volume details, the same for one volume
-  (None when it does not migrate asynchronously);
+- ``migration_progress`` in the details of a volume that migrates
+  asynchronously, the same for that volume; absent from the others, as
+  clients that check a volume's fields strictly (tempest's schemas) know
+  no such field;
 - the volume action ``os-async-migration-set``: the migration's cap
   (``max_bytes_per_sec``), through the target host's RPC API;
 - the plugin's user messages (:mod:`cinder_asyncmig.messages`), so that
@@ -130,10 +132,12 @@ class VolumeProgressController(wsgi.Controller):
 
     def _add(self, req, resp_volume):
         context = req.environ['cinder.context']
-        volume = _admin_view(context, req.get_db_volume(resp_volume['id']))
-        resp_volume['migration_progress'] = (
-            progress.describe(volume) if progress.is_async(volume)
-            else None)
+        volume = req.get_db_volume(resp_volume['id'])
+        if volume.migration_status not in _MIGRATING:
+            return  # no admin metadata read for the rest
+        volume = _admin_view(context, volume)
+        if progress.is_async(volume):
+            resp_volume['migration_progress'] = progress.describe(volume)
 
     @wsgi.extends
     def show(self, req, resp_obj, id):
