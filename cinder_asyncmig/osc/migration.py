@@ -19,10 +19,13 @@ from this package's ``openstack.volume.v3`` entry points.
 """
 
 import argparse
+import sys
+import time
 import urllib.parse
 
 from openstack import exceptions as sdk_exceptions
 from osc_lib.command import command
+from osc_lib import exceptions
 from osc_lib import utils
 from oslo_utils import strutils
 
@@ -50,6 +53,12 @@ def _get(volume_client, path):
     response = volume_client.get(path)
     sdk_exceptions.raise_from_response(response)
     return response.json()
+
+
+def _post_action(volume_client, volume_id, action):
+    response = volume_client.post('/volumes/%s/action' % volume_id,
+                                  json=action)
+    sdk_exceptions.raise_from_response(response)
 
 
 def _rate(value):
@@ -145,7 +154,97 @@ class SetMigration(command.Command):
         volume = volume_client.find_volume(parsed_args.volume,
                                            ignore_missing=False)
         cap = None if parsed_args.no_max_rate else parsed_args.max_rate
-        response = volume_client.post(
-            '/volumes/%s/action' % volume.id,
-            json={'os-async-migration-set': {'max_bytes_per_sec': cap}})
-        sdk_exceptions.raise_from_response(response)
+        _post_action(volume_client, volume.id, {
+            'os-async-migration-set': {'max_bytes_per_sec': cap}})
+
+
+# migration_status values a migration ends with ('deleting': migrated, its
+# source not removed yet)
+_ENDED = ('success', 'error', 'deleting')
+_POLL = 2.0
+_BAR = 30
+
+
+def _progress_line(migration, status):
+    """One line of a migration's progress: bar, percent, rate, ETA."""
+    if not migration:
+        return 'migration_status %s' % status
+    percent = migration.get('percent') or 0.0
+    filled = int(_BAR * percent / 100)
+    line = '[%s%s] %5.1f%%  %s' % ('#' * filled, '.' * (_BAR - filled),
+                                   percent, migration['phase'])
+    if migration.get('rate_bytes_per_sec'):
+        line += '  %d MiB/s' % (migration['rate_bytes_per_sec'] // 2 ** 20)
+    if migration.get('eta_seconds') is not None:
+        line += '  ETA %d s' % migration['eta_seconds']
+    if migration.get('last_error'):
+        line += '  (%s; attempt %s)' % (migration['last_error'],
+                                        migration.get('attempt'))
+    return line
+
+
+class StartMigration(command.ShowOne):
+    """Migrate a volume to another backend (admin only)."""
+
+    def get_parser(self, prog_name):
+        parser = super(StartMigration, self).get_parser(prog_name)
+        parser.add_argument(
+            'volume', metavar='<volume>',
+            help='Volume to migrate (name or ID).')
+        parser.add_argument(
+            '--host', metavar='<host@backend#pool>', required=True,
+            help='Destination backend. To an async target the volume is '
+                 'usable there at once, while its data is copied.')
+        parser.add_argument(
+            '--force-host-copy', action='store_true', default=False,
+            help='Cinder\'s own generic copy, never the async one.')
+        parser.add_argument(
+            '--wait', action='store_true', default=False,
+            help='Show the progress until the migration ends (Ctrl-C stops '
+                 'the waiting, not the migration).')
+        return parser
+
+    def take_action(self, parsed_args):
+        volume_client = self.app.client_manager.volume
+        volume = volume_client.find_volume(parsed_args.volume,
+                                           ignore_missing=False)
+        started = time.monotonic()
+        _post_action(volume_client, volume.id, {'os-migrate_volume': {
+            'host': parsed_args.host,
+            'force_host_copy': parsed_args.force_host_copy}})
+        shown = self._watch(volume_client, volume.id) if (
+            parsed_args.wait) else volume_client.get_volume(volume.id)
+        result = {'id': volume.id, 'migration_status':
+                  shown.migration_status, 'host': shown.host,
+                  'seconds': round(time.monotonic() - started, 1)}
+        if parsed_args.wait and shown.migration_status == 'error':
+            raise exceptions.CommandError(
+                'The migration of volume %s ended in error; see its user '
+                'messages (openstack volume message list) and the target '
+                'volume service\'s log.' % volume.id)
+        return zip(*sorted(result.items()))
+
+    def _watch(self, volume_client, volume_id):
+        """Poll until the migration ends; a line of progress on stderr."""
+        tty = sys.stderr.isatty()
+        last = None
+        while True:
+            volume = volume_client.get_volume(volume_id)
+            status = volume.migration_status
+            try:
+                migration = _get(volume_client, '%s/%s' % (
+                    _PATH, volume_id))['async_migration']
+            except sdk_exceptions.NotFoundException:
+                migration = None  # Cinder's own migration, or ended
+            line = _progress_line(migration, status)
+            if tty:
+                sys.stderr.write('\r\033[K' + line)
+            elif line != last:
+                sys.stderr.write(line + '\n')
+            sys.stderr.flush()
+            last = line
+            if status in _ENDED:
+                if tty:
+                    sys.stderr.write('\n')
+                return volume
+            time.sleep(_POLL)

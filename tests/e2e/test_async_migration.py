@@ -26,6 +26,7 @@ import os
 import random
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -559,6 +560,29 @@ class AsyncMigrationTest(SandboxTestCase):
             volume_id)['max_bytes_per_sec'] != 24 * units.Mi, 30)
         self.assert_migrated(volume_id, model, self.follow(volume_id))
         self.assert_no_worker_left(volume_id)
+
+    def test_operators_start_a_migration_and_follow_it(self):
+        volume_id, model = self.create()
+        self.api('POST', '/volumes/%s/metadata' % volume_id, {'metadata': {
+            throttle.RATE_KEY: str(64 * units.Mi)}})
+        result = subprocess.run(
+            [os.path.join(self.sandbox.deployment.bin_dir, 'openstack'),
+             'volume', 'migration', 'start', volume_id, '--host',
+             self.sandbox.target_host, '--wait', '-f', 'json'],
+            env=self.sandbox.cli_env(), capture_output=True, text=True,
+            timeout=300, check=False)
+        self.addDetail('stderr', content.text_content(result.stderr))
+        self.assertEqual(0, result.returncode, result.stderr)
+        shown = json.loads(result.stdout)
+        self.assertEqual(('success', self.sandbox.target_host),
+                         (shown['migration_status'], shown['host']))
+        # a line per change of what it shows, the copy's among them
+        self.assertRegex(result.stderr,
+                         r'\[#*\.*\] +\d+\.\d%  copying  \d+ MiB/s  '
+                         r'ETA \d+ s')
+        self.assertIn('migration_status success', result.stderr)
+        self.assert_migrated(volume_id, model,
+                             {'volume': self.volume(volume_id)})
 
     def test_attach_io_extend_and_refusals_while_attachable(self):
         # 2 GiB: the copy outlasts the attach and the refusals below
