@@ -41,6 +41,7 @@ import collections
 import contextlib
 import fcntl
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -183,6 +184,13 @@ def command(name, argv, binds=(), cwd=None):
                         'cinder-asyncmig-roots build %s' % (name, root,
                                                             name))
     mounts = [(_PACKAGE_DIR, os.path.join(SRC, 'cinder_asyncmig'))]
+    metadata = _metadata_dir()
+    if metadata:
+        # its entry points: OpenStackClient's commands, the policies', ...
+        # under one name whatever the version, so that no mount point of
+        # another version lies beside it
+        mounts.append((metadata, os.path.join(
+            SRC, 'cinder_asyncmig.dist-info')))
     seen = set()
     for path in ['/tmp', roots_dir(), _REPO_DIR, cwd] + list(binds):
         if not path:
@@ -197,6 +205,23 @@ def command(name, argv, binds=(), cwd=None):
     if cwd:
         inner = ['/bin/sh', '-c', 'cd "$0" && exec "$@"', cwd] + inner
     return _enter(root, mounts, inner), root_env()
+
+
+def _metadata_dir():
+    """The installed package's metadata directory, None if not installed.
+
+    Beside the package on a root's ``PYTHONPATH``, it makes the package
+    installed there as here, entry points included.
+    """
+    try:
+        dist = importlib.metadata.distribution('cinder-asyncmig')
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for path in dist.files or ():
+        if path.name == 'entry_points.txt' and path.parent.name.endswith(
+                ('.dist-info', '.egg-info')):
+            return str(dist.locate_file(path).parent)
+    return None
 
 
 def _enter(root, mounts, argv):
