@@ -241,8 +241,7 @@ class _ProgressRecorder(object):
                 self._follow_cap()
         self._write(self.render(progress), self._copying(
             progress, phase=progress_record.of_driver(progress.get('phase')),
-            kind=progress.get('kind'), copy_in=progress.get('copy_in'),
-            cap=self._cap))
+            copy_in=progress.get('copy_in')))
 
     def _follow_cap(self):
         metadata = self._db.volume_metadata_get(self._ctxt, self._volume_id)
@@ -261,14 +260,20 @@ class _ProgressRecorder(object):
             return
         self._cap = self._on_cap(cap)
 
-    @staticmethod
-    def _copying(progress, **fields):
-        """The record's fields of a copy's ``progress`` and ``fields``."""
-        if progress is None:
-            return fields
-        return dict(fields, copied=progress.get('bytes_copied'),
-                    total=progress.get('bytes_total'),
-                    rate=progress.get('rate_bytes_per_sec'))
+    def _copying(self, progress, **fields):
+        """The record's fields of a copy's ``progress`` and ``fields``.
+
+        What the copy last reported and its cap stay in view while it
+        waits in line or for a retry.
+        """
+        record = dict(cap=self._cap)
+        if progress is not None:
+            record.update(copied=progress.get('bytes_copied'),
+                          total=progress.get('bytes_total'),
+                          rate=progress.get('rate_bytes_per_sec'),
+                          kind=progress.get('kind'))
+        record.update(fields)
+        return record
 
     def queued(self, place):
         self._write('queued for a copy slot: %s in line' % (
@@ -284,11 +289,10 @@ class _ProgressRecorder(object):
                 self._copied.get('percent', 0.0),
                 self._copied.get('bytes_copied', 0) // units.Mi,
                 self._copied.get('bytes_total', 0) // units.Mi, text)
-        copying = self._copying(
+        self._write(text, self._copying(
             self._copied, phase=progress_record.RETRYING, attempt=attempt,
-            error=type(exc).__name__, retry_at=int(time.time() + delay))
-        copying['rate'] = 0
-        self._write(text, copying)
+            error=type(exc).__name__, retry_at=int(time.time() + delay),
+            rate=0))
 
     def _write(self, text, record):
         """Write the user's text and the operators' record.

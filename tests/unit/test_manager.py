@@ -183,10 +183,16 @@ class ProgressRecorderTest(testtools.TestCase):
             image='i', step='execute', reason='r'))
         record = self.record(db)
         self.assertEqual(('retrying', 3, 'MigrationEngineError',
-                          430 * units.Mi, 0),
+                          430 * units.Mi, 0, kinds.SHARED_FILE,
+                          64 * units.Mi),
                          (record['phase'], record['attempt'],
                           record['error'], record['copied'],
-                          record['rate']))
+                          record['rate'], record['kind'], record['cap']))
+        self.assertNotIn('copy_in', record)
+        rec.queued(1)
+        self.assertEqual(('queued', 1, 430 * units.Mi, kinds.SHARED_FILE),
+                         tuple(self.record(db)[k] for k in (
+                             'phase', 'place', 'copied', 'kind')))
         self.assertTrue(
             int(before) + 40 <= record['retry_at'] <= time.time() + 40)
         rec({'phase': 'committing', 'bytes_copied': units.Gi,
