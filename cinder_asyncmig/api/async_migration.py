@@ -26,8 +26,9 @@ It adds:
   asynchronously, the same for that volume; absent from the others, as
   clients that check a volume's fields strictly (tempest's schemas) know
   no such field;
-- the volume action ``os-async-migration-set``: the migration's cap
-  (``max_bytes_per_sec``), through the target host's RPC API;
+- the volume actions ``os-async-migration-set`` (the migration's cap,
+  ``max_bytes_per_sec``), ``os-async-migration-pause`` and
+  ``os-async-migration-resume``, through the target host's RPC API;
 - the plugin's user messages (:mod:`cinder_asyncmig.messages`), so that
   ``/messages`` renders them.
 
@@ -174,20 +175,18 @@ class VolumeActionsController(wsgi.Controller):
             self._rpcapi = rpcapi.AsyncMigrationAPI()
         return self._rpcapi
 
-    @wsgi.response(202)
-    @wsgi.action('os-async-migration-set')
-    def _set(self, req, id, body):
-        """Set the cap of the volume's migration, on its target host."""
+    def _steer(self, req, id, rule, call, arguments=tuple):
+        """Ask the volume's target host for ``call`` on its migration.
+
+        :param arguments: returns ``call``'s arguments after the volume,
+            once the caller is authorized; raises HTTPBadRequest.
+        :raises HTTPConflict: the volume does not migrate asynchronously
+            (or no longer), the target refuses, or a volume service is too
+            old for the request.
+        """
         context = req.environ['cinder.context']
-        policies.authorize(context, policies.SET_POLICY)
-        params = body.get('os-async-migration-set')
-        if not isinstance(params, dict) or set(params) != {
-                'max_bytes_per_sec'}:
-            raise webob.exc.HTTPBadRequest(explanation=self._SET_USAGE)
-        cap = params['max_bytes_per_sec']
-        if cap is not None and (isinstance(cap, bool) or
-                                not isinstance(cap, int) or cap < 0):
-            raise webob.exc.HTTPBadRequest(explanation=self._SET_USAGE)
+        policies.authorize(context, rule)
+        args = arguments()
         volume = _visible_volume(context, id)
         if (volume.migration_status != constants.ATTACHABLE or
                 not progress.is_async(volume)):
@@ -195,15 +194,46 @@ class VolumeActionsController(wsgi.Controller):
                 'Volume %(id)s does not copy in an asynchronous migration '
                 '(its migration_status is %(status)s).') % {
                     'id': id, 'status': volume.migration_status})
-        if not self.rpcapi.can_set_migration_cap():
+        if not self.rpcapi.can_steer_migrations():
             raise webob.exc.HTTPConflict(explanation=_(
-                'The volume services do not all take a migration cap yet '
+                'The volume services do not all take this request yet '
                 '([asyncmig] rpc_version_cap); upgrade them first.'))
         try:
-            self.rpcapi.set_migration_cap(context, volume, cap)
+            call(context, volume, *args)
         except cinder_exception.InvalidVolume as exc:
-            # the migration ended meanwhile
             raise webob.exc.HTTPConflict(explanation=exc.msg)
+
+    @wsgi.response(202)
+    @wsgi.action('os-async-migration-set')
+    def _set(self, req, id, body):
+        """Set the cap of the volume's migration, on its target host."""
+        def cap():
+            params = body.get('os-async-migration-set')
+            if not isinstance(params, dict) or set(params) != {
+                    'max_bytes_per_sec'}:
+                raise webob.exc.HTTPBadRequest(explanation=self._SET_USAGE)
+            value = params['max_bytes_per_sec']
+            if value is not None and (isinstance(value, bool) or
+                                      not isinstance(value, int) or
+                                      value < 0):
+                raise webob.exc.HTTPBadRequest(explanation=self._SET_USAGE)
+            return (value,)
+        self._steer(req, id, policies.SET_POLICY,
+                    self.rpcapi.set_migration_cap, cap)
+
+    @wsgi.response(202)
+    @wsgi.action('os-async-migration-pause')
+    def _pause(self, req, id, body):
+        """Stop the volume's copy until resumed; it stays usable."""
+        self._steer(req, id, policies.PAUSE_POLICY,
+                    self.rpcapi.pause_migration)
+
+    @wsgi.response(202)
+    @wsgi.action('os-async-migration-resume')
+    def _resume(self, req, id, body):
+        """Start a paused copy again."""
+        self._steer(req, id, policies.RESUME_POLICY,
+                    self.rpcapi.resume_migration)
 
 
 class Async_migration(extensions.ExtensionDescriptor):

@@ -26,6 +26,8 @@ GET_ALL_POLICY = 'async_migration:get_all'
 GET_POLICY = 'async_migration:get'
 PROGRESS_ATTRIBUTE_POLICY = 'async_migration:progress_attribute'
 SET_POLICY = 'async_migration:set'
+PAUSE_POLICY = 'async_migration:pause'
+RESUME_POLICY = 'async_migration:resume'
 
 _PATH = '/async-migrations'
 
@@ -52,6 +54,20 @@ _RULES = [
         check_str=base.RULE_ADMIN_API,
         description='Set the cap of a volume\'s asynchronous migration '
                     '(os-async-migration-set).',
+        operations=[{'method': 'POST',
+                     'path': '/volumes/{volume_id}/action'}]),
+    oslo_policy.DocumentedRuleDefault(
+        name=PAUSE_POLICY,
+        check_str=base.RULE_ADMIN_API,
+        description='Pause the copy of a volume\'s asynchronous migration '
+                    '(os-async-migration-pause).',
+        operations=[{'method': 'POST',
+                     'path': '/volumes/{volume_id}/action'}]),
+    oslo_policy.DocumentedRuleDefault(
+        name=RESUME_POLICY,
+        check_str=base.RULE_ADMIN_API,
+        description='Resume the paused copy of a volume\'s asynchronous '
+                    'migration (os-async-migration-resume).',
         operations=[{'method': 'POST',
                      'path': '/volumes/{volume_id}/action'}]),
 ]

@@ -158,6 +158,43 @@ class SetMigration(command.Command):
             'os-async-migration-set': {'max_bytes_per_sec': cap}})
 
 
+class PauseMigration(command.Command):
+    """Pause the copy of a volume's asynchronous migration (admin only)."""
+
+    def get_parser(self, prog_name):
+        parser = super(PauseMigration, self).get_parser(prog_name)
+        parser.add_argument(
+            'volume', metavar='<volume>',
+            help='Volume that migrates (name or ID). It stays usable, and '
+                 'restarts leave it paused.')
+        return parser
+
+    def take_action(self, parsed_args):
+        volume_client = self.app.client_manager.volume
+        volume = volume_client.find_volume(parsed_args.volume,
+                                           ignore_missing=False)
+        _post_action(volume_client, volume.id,
+                     {'os-async-migration-pause': None})
+
+
+class ResumeMigration(command.Command):
+    """Resume the paused copy of a volume's migration (admin only)."""
+
+    def get_parser(self, prog_name):
+        parser = super(ResumeMigration, self).get_parser(prog_name)
+        parser.add_argument(
+            'volume', metavar='<volume>',
+            help='Volume whose migration is paused (name or ID).')
+        return parser
+
+    def take_action(self, parsed_args):
+        volume_client = self.app.client_manager.volume
+        volume = volume_client.find_volume(parsed_args.volume,
+                                           ignore_missing=False)
+        _post_action(volume_client, volume.id,
+                     {'os-async-migration-resume': None})
+
+
 # migration_status values a migration ends with ('deleting': migrated, its
 # source not removed yet)
 _ENDED = ('success', 'error', 'deleting')

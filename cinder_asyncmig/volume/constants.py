@@ -32,3 +32,6 @@ SOURCE_LEFT = 'deleting'
 FAILED_KEY = 'asyncmig_copy_failed'
 # name of a volume's lock in Cinder's coordination: its id, then this
 LOCK_SUFFIX = '-asyncmig'
+# admin metadata key of a migration an operator paused: when, in epoch
+# seconds; its copy starts again only once resumed
+PAUSED_KEY = 'asyncmig_paused'

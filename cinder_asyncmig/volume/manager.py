@@ -65,6 +65,8 @@ CONF = cfg.CONF
 # seconds a delete waits for the volume's completion to stop: one poll of
 # the copy, or a commit that is under way
 _STOP_TIMEOUT = 120
+# seconds a pause waits for it, within the API's call to this service
+_PAUSE_TIMEOUT = 60
 LOG = logging.getLogger(__name__)
 # a volume's lock, through Cinder's coordination (tooz), so it also holds
 # across the hosts of a cluster: its take-over, a copy attempt, the end of
@@ -379,6 +381,16 @@ class AsyncMigrationEndpoint(object):
         """Set the cap of the volume's migration (called on the target)."""
         self.manager.set_migration_cap(context, volume, max_bytes_per_sec)
 
+    @messaging.expected_exceptions(*_REFUSALS)
+    def pause_migration(self, context, volume):
+        """Stop the volume's copy until resumed (called on the target)."""
+        self.manager.pause_migration(context, volume)
+
+    @messaging.expected_exceptions(*_REFUSALS)
+    def resume_migration(self, context, volume):
+        """Start a paused copy again (called on the target)."""
+        self.manager.resume_migration(context, volume)
+
 
 class AsyncMigrationVolumeManager(manager.VolumeManager):
     """Cinder's volume manager with asynchronous migration to RBD targets."""
@@ -587,8 +599,9 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                         resource=volume)
         now = int(time.time())
         # a new record: none of an earlier migration's times or errors
-        self.db.volume_admin_metadata_delete(ctxt.elevated(), volume.id,
-                                             throttle.ADMIN_RATE_KEY)
+        for key in (throttle.ADMIN_RATE_KEY, constants.PAUSED_KEY):
+            self.db.volume_admin_metadata_delete(ctxt.elevated(), volume.id,
+                                                 key)
         self.db.volume_admin_metadata_update(
             ctxt.elevated(), volume.id, {
                 constants.SOURCE_KEY: source_host,
@@ -640,8 +653,14 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         message.
 
         One completion per volume at a time: a resume at start-up and a
-        cast for the same volume do not race.
+        cast for the same volume do not race. None for a migration an
+        operator paused (:meth:`pause_migration`).
         """
+        if self._admin_metadata(ctxt, volume).get(constants.PAUSED_KEY):
+            LOG.info('The migration of volume %s is paused; its copy '
+                     'starts once it is resumed.', volume.id,
+                     resource=volume)
+            return
         with self._completing_lock:
             if volume.id in self._completing:
                 LOG.info('Volume %s is already being completed.', volume.id)
@@ -649,6 +668,105 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             completion = self._completing[volume.id] = _Completion()
         completion.recorder = self._recorder(ctxt, volume, completion.stop)
         self._queue(ctxt, volume, completion)
+
+    def _migrating_here(self, volume, what):
+        """Refuse a request about a migration that is not this host's.
+
+        :raises InvalidVolume: it is not ``migrating_attachable`` here.
+        """
+        volume.refresh()
+        if (volume.migration_status != constants.ATTACHABLE or
+                not volume_utils.hosts_are_equivalent(volume.host,
+                                                      self.host)):
+            raise cinder_exception.InvalidVolume(reason=_(
+                'cannot %(what)s: volume %(vol)s does not migrate to '
+                '%(host)s (its migration_status is %(status)s)') % {
+                    'what': what, 'vol': volume.id, 'host': self.host,
+                    'status': volume.migration_status})
+
+    def _write_record(self, ctxt, volume, text, **changes):
+        """Write the user's text and the record, with ``changes``."""
+        admin = self._admin_metadata(ctxt, volume)
+        record = dict(progress_record.decode(admin.get(progress_record.KEY)),
+                      updated=int(time.time()), **changes)
+        self.db.volume_metadata_update(ctxt.elevated(), volume.id,
+                                       {constants.PROGRESS_KEY: text}, False)
+        self.db.volume_admin_metadata_update(
+            ctxt.elevated(), volume.id,
+            {progress_record.KEY: progress_record.encode(record)}, False)
+
+    def pause_migration(self, ctxt, volume):
+        """Stop the volume's copy until :meth:`resume_migration`.
+
+        The volume stays usable here, reads of what is not copied yet
+        going to its source as before; restarts and the other services of
+        a cluster leave it paused.
+
+        :raises InvalidVolume: it does not migrate here, is paused already,
+            commits, or its copy runs in the client that holds the
+            volume's exclusive lock, where librbd cannot stop it.
+        """
+        self._migrating_here(volume, _('pause'))
+        admin = self._admin_metadata(ctxt, volume)
+        record = progress_record.decode(admin.get(progress_record.KEY))
+        refusal = None
+        if admin.get(constants.PAUSED_KEY):
+            refusal = _('its migration is paused already')
+        elif record.get('phase') in (progress_record.COMMITTING,
+                                     progress_record.CLEANING_SOURCE):
+            refusal = _('its copy is done and it is %s') % record['phase']
+        elif record.get('copy_in'):
+            refusal = _('its copy runs in %s, the client that holds the '
+                        'volume\'s exclusive lock (its hypervisor), and '
+                        'librbd cannot stop it there; it ends on its own, '
+                        'or once that client closes the volume') % (
+                            record['copy_in'].split()[0])
+        if refusal:
+            raise cinder_exception.InvalidVolume(reason=_(
+                'cannot pause the migration of volume %(vol)s: %(why)s') % {
+                    'vol': volume.id, 'why': refusal})
+        # first: nothing starts the copy again once it is set
+        self.db.volume_admin_metadata_update(
+            ctxt.elevated(), volume.id,
+            {constants.PAUSED_KEY: str(int(time.time()))}, False)
+        try:
+            self._stop_completion(volume, _PAUSE_TIMEOUT)
+        except exception.MigrationEngineError:
+            raise cinder_exception.InvalidVolume(reason=_(
+                'the migration of volume %(vol)s is paused, but its copy '
+                'did not stop within %(n)d s (a cluster that does not '
+                'answer holds it); it stops at its next step') % {
+                    'vol': volume.id, 'n': _PAUSE_TIMEOUT})
+        if hasattr(self.driver, 'stop_copy'):
+            self.driver.stop_copy(volume)
+        copied, total = record.get('copied'), record.get('total')
+        text = _('paused by an operator')
+        if total:
+            text += ' at %.1f%% (%d of %d MiB)' % (
+                100.0 * (copied or 0) / total, (copied or 0) // units.Mi,
+                total // units.Mi)
+        self._write_record(ctxt, volume, text, phase=progress_record.PAUSED,
+                           rate=0, copy_in=None)
+        LOG.info('The migration of volume %s is paused.', volume.id,
+                 resource=volume)
+
+    def resume_migration(self, ctxt, volume):
+        """Start the copy of a paused migration again.
+
+        :raises InvalidVolume: it does not migrate here or is not paused.
+        """
+        self._migrating_here(volume, _('resume'))
+        if not self._admin_metadata(ctxt, volume).get(constants.PAUSED_KEY):
+            raise cinder_exception.InvalidVolume(reason=_(
+                'cannot resume the migration of volume %s: it is not '
+                'paused') % volume.id)
+        self._write_record(ctxt, volume, _('resumed by an operator'),
+                           phase=progress_record.COPYING)
+        self.db.volume_admin_metadata_delete(ctxt.elevated(), volume.id,
+                                             constants.PAUSED_KEY)
+        LOG.info('The migration of volume %s is resumed.', volume.id,
+                 resource=volume)
+        self.complete_migration(ctxt, volume)
 
     def set_migration_cap(self, ctxt, volume, max_bytes_per_sec):
         """Set the cap of the volume's migration: an operator's.
@@ -663,16 +781,7 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             migration's own (the backend's still holds); None drops it.
         :raises InvalidVolume: the volume does not migrate to this host.
         """
-        volume.refresh()
-        # any member of a target cluster: the cap is in the database
-        if (volume.migration_status != constants.ATTACHABLE or
-                not volume_utils.hosts_are_equivalent(
-                    volume.service_topic_queue, self.service_topic_queue)):
-            raise cinder_exception.InvalidVolume(reason=_(
-                'volume %(vol)s does not migrate to %(host)s (its '
-                'migration_status is %(status)s)') % {
-                    'vol': volume.id, 'host': self.host,
-                    'status': volume.migration_status})
+        self._migrating_here(volume, _('set its cap'))
         if max_bytes_per_sec is None:
             self.db.volume_admin_metadata_delete(
                 ctxt.elevated(), volume.id, throttle.ADMIN_RATE_KEY)
@@ -970,7 +1079,8 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         # gone before the final state shows, so nobody sees both
         self.db.volume_metadata_delete(ctxt.elevated(), volume.id,
                                        constants.PROGRESS_KEY)
-        for key in (progress_record.KEY, throttle.ADMIN_RATE_KEY):
+        for key in (progress_record.KEY, throttle.ADMIN_RATE_KEY,
+                    constants.PAUSED_KEY):
             self.db.volume_admin_metadata_delete(ctxt.elevated(), volume.id,
                                                  key)
         volume.update(updates)
@@ -1110,8 +1220,10 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                     volume.admin_metadata.get(constants.FAILED_KEY)):
                 self._clear_failure(ctxt, volume)
             if volume.migration_status == constants.ATTACHABLE:
-                LOG.info('Resuming the background copy of volume %s.',
-                         volume.id, resource=volume)
+                if not volume.admin_metadata.get(constants.PAUSED_KEY):
+                    LOG.info('Resuming the background copy of volume %s.',
+                             volume.id, resource=volume)
+                # paused too: hypervisors read through the source
                 self._ensure_migration_source(ctxt, volume)
                 self.complete_migration(ctxt, volume)
                 resumed.add(volume.name)
@@ -1160,6 +1272,8 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                        migration_status=constants.ATTACHABLE)
         for volume in objects.VolumeList.get_all(ctxt, filters=filters):
             if (volume.status in ('deleting', 'error_deleting') or
+                    # an operator's: nothing completes it meanwhile
+                    volume.admin_metadata.get(constants.PAUSED_KEY) or
                     # just handed over: its completion is on its way here
                     not timeutils.is_older_than(volume.updated_at,
                                                 _ADOPT_SPACING)):

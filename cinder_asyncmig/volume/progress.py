@@ -36,8 +36,9 @@ COPYING = 'copying'
 COMMITTING = 'committing'
 CLEANING_SOURCE = 'cleaning-source'
 RETRYING = 'retrying'
+PAUSED = 'paused'
 PHASES = (TAKING_OVER, QUEUED, COPYING, COMMITTING, CLEANING_SOURCE,
-          RETRYING)
+          RETRYING, PAUSED)
 
 # the driver's phases (``complete_migration_target``'s progress), as shown:
 # a migration the driver calls a success still has its source to remove

@@ -40,7 +40,8 @@ class AsyncMigrationAPI(rpc.RPCAPI):
         1.0 - Initial version: migrate_volume_target,
               complete_migration_target.
         1.1 - Adds cleanup_migration_source.
-        1.2 - Adds set_migration_cap.
+        1.2 - Adds set_migration_cap, pause_migration and
+              resume_migration.
     """
 
     RPC_API_VERSION = '1.2'
@@ -96,8 +97,15 @@ class AsyncMigrationAPI(rpc.RPCAPI):
         cctxt.call(ctxt, 'cleanup_migration_source', volume=volume,
                    src_host=src_host)
 
-    def can_set_migration_cap(self):
+    def can_steer_migrations(self):
+        """Whether the target hosts take the operators' requests (1.2)."""
         return self.client.can_send_version('1.2')
+
+    def _steer(self, ctxt, volume, method, **kwargs):
+        # the host the migration runs on, a member of a cluster too
+        cctxt = self._get_cctxt(volume.host, version='1.2',
+                                timeout=CONF[opts.GROUP].target_call_timeout)
+        cctxt.call(ctxt, method, volume=volume, **kwargs)
 
     def set_migration_cap(self, ctxt, volume, max_bytes_per_sec):
         """Have the volume's (target) host set its migration's cap.
@@ -107,7 +115,13 @@ class AsyncMigrationAPI(rpc.RPCAPI):
             migration's own; None drops the operator's cap, and the
             volume metadata's applies again.
         """
-        cctxt = self._get_cctxt(volume.service_topic_queue, version='1.2',
-                                timeout=CONF[opts.GROUP].target_call_timeout)
-        cctxt.call(ctxt, 'set_migration_cap', volume=volume,
-                   max_bytes_per_sec=max_bytes_per_sec)
+        self._steer(ctxt, volume, 'set_migration_cap',
+                    max_bytes_per_sec=max_bytes_per_sec)
+
+    def pause_migration(self, ctxt, volume):
+        """Have the volume's (target) host stop its copy until resumed."""
+        self._steer(ctxt, volume, 'pause_migration')
+
+    def resume_migration(self, ctxt, volume):
+        """Have the volume's (target) host start a paused copy again."""
+        self._steer(ctxt, volume, 'resume_migration')

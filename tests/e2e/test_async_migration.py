@@ -574,6 +574,40 @@ class AsyncMigrationTest(SandboxTestCase):
         self.assert_migrated(volume_id, model, self.follow(volume_id))
         self.assert_no_worker_left(volume_id)
 
+    def test_operators_pause_and_resume_a_copy(self):
+        volume_id, model = self._slow_copy_under_way()
+        self.sandbox.openstack('volume', 'migration', 'pause', volume_id)
+        paused = self.migration(volume_id)
+        self.assertEqual(('paused', 0), (paused['phase'],
+                                         paused['rate_bytes_per_sec']))
+        self.assertTrue(self.volume(volume_id)['metadata'][
+            constants.PROGRESS_KEY].startswith('paused by an operator at'))
+        # no copy runs; the volume stays usable meanwhile
+        self.assert_no_worker_left(volume_id)
+        self.assertEqual('executing', self.rbd_state(volume_id))
+        error = self.assertRaises(
+            cloud.ApiError, self.api, 'POST', '/volumes/%s/action' %
+            volume_id, {'os-async-migration-pause': None})
+        self.assertEqual(409, error.status)
+        self.assertIn('paused already', str(error))
+        self.write_through_attachment(volume_id, model)
+        # a restart leaves it paused
+        self._restart_target()
+        self.sandbox.wait_service_up(cloud.VOLUME_TARGET, timeout=90)
+        self.assert_no_worker_left(volume_id)
+        self.assertEqual(
+            (constants.ATTACHABLE, 'paused', paused['bytes_copied']),
+            (self.volume(volume_id)['migration_status'],
+             self.migration(volume_id)['phase'],
+             self.migration(volume_id)['bytes_copied']))
+        self.sandbox.openstack('volume', 'migration', 'resume', volume_id)
+        self.assert_migrated(volume_id, model, self.follow(volume_id))
+        self.assert_no_worker_left(volume_id)
+        error = self.assertRaises(
+            cloud.ApiError, self.api, 'POST', '/volumes/%s/action' %
+            volume_id, {'os-async-migration-resume': None})
+        self.assertEqual(409, error.status)
+
     def test_operators_start_a_migration_and_follow_it(self):
         volume_id, model = self.create()
         self.api('POST', '/volumes/%s/metadata' % volume_id, {'metadata': {

@@ -307,21 +307,44 @@ class RpcApiTest(testtools.TestCase):
                          target.version)
 
 
-class SetMigrationCapTest(testtools.TestCase):
+class _StoppingDriver(object):
+    """Stops copies: the volumes whose copy worker it stopped."""
+
+    def __init__(self):
+        self.stopped = []
+
+    def stop_copy(self, volume):
+        self.stopped.append(volume.id)
+
+
+class SteerMigrationTest(testtools.TestCase):
+    """What an operator asks of a migration, on its target host."""
 
     def setUp(self):
-        super(SetMigrationCapTest, self).setUp()
+        super(SteerMigrationTest, self).setUp()
         self.mgr = manager.AsyncMigrationVolumeManager.__new__(
             manager.AsyncMigrationVolumeManager)
         self.mgr.db = _FakeDB()
         self.mgr.host = 'sandbox@rbd-async'
-        self.mgr.cluster = None
+        self.mgr.driver = _StoppingDriver()
+        self.mgr._completing_lock = threading.Lock()
+        self.mgr._completing = {}
+        self.started = []
+        self.mgr.complete_migration = (
+            lambda ctxt, volume: self.started.append(volume.id))
         self.volume = mock.Mock(
             id='vol-1', migration_status=constants.ATTACHABLE,
-            service_topic_queue='sandbox@rbd-async#rbd-async')
+            host='sandbox@rbd-async#rbd-async')
         self.ctxt = mock.Mock()
+        self.mgr.db.admin[progress_record.KEY] = progress_record.encode({
+            'phase': 'copying', 'copied': 256 * units.Mi,
+            'total': units.Gi, 'rate': 64 * units.Mi, 'started': 1000,
+            'kind': kinds.RBD_LINKED})
 
-    def test_set_and_dropped(self):
+    def record(self):
+        return progress_record.decode(self.mgr.db.admin[progress_record.KEY])
+
+    def test_cap_set_and_dropped(self):
         self.mgr.set_migration_cap(self.ctxt, self.volume, 8 * units.Mi)
         self.assertEqual(str(8 * units.Mi),
                          self.mgr.db.admin[throttle.ADMIN_RATE_KEY])
@@ -331,14 +354,53 @@ class SetMigrationCapTest(testtools.TestCase):
         self.assertNotIn(throttle.ADMIN_RATE_KEY, self.mgr.db.admin)
 
     def test_refused_unless_it_migrates_here(self):
-        for status, queue in (('success', 'sandbox@rbd-async#rbd-async'),
-                              (constants.ATTACHABLE, 'sandbox@rbd-src#p')):
+        for status, host in (('success', 'sandbox@rbd-async#rbd-async'),
+                             (constants.ATTACHABLE, 'sandbox@rbd-src#p')):
             self.volume.migration_status = status
-            self.volume.service_topic_queue = queue
-            self.assertRaises(cinder_exception.InvalidVolume,
-                              self.mgr.set_migration_cap, self.ctxt,
-                              self.volume, units.Mi)
-        self.assertEqual({}, self.mgr.db.admin)
+            self.volume.host = host
+            for ask, args in ((self.mgr.set_migration_cap, (units.Mi,)),
+                              (self.mgr.pause_migration, ()),
+                              (self.mgr.resume_migration, ())):
+                self.assertRaises(cinder_exception.InvalidVolume, ask,
+                                  self.ctxt, self.volume, *args)
+        self.assertEqual([progress_record.KEY], list(self.mgr.db.admin))
+        self.assertEqual([], self.mgr.driver.stopped)
+
+    def test_paused_then_resumed(self):
+        self.mgr.pause_migration(self.ctxt, self.volume)
+        self.assertIn(constants.PAUSED_KEY, self.mgr.db.admin)
+        self.assertEqual(['vol-1'], self.mgr.driver.stopped)
+        self.assertEqual(('paused', 0, 256 * units.Mi, 1000),
+                         tuple(self.record()[k] for k in (
+                             'phase', 'rate', 'copied', 'started')))
+        self.assertEqual('paused by an operator at 25.0% (256 of 1024 MiB)',
+                         self.mgr.db.metadata[constants.PROGRESS_KEY])
+        error = self.assertRaises(cinder_exception.InvalidVolume,
+                                  self.mgr.pause_migration, self.ctxt,
+                                  self.volume)
+        self.assertIn('paused already', str(error))
+        self.mgr.resume_migration(self.ctxt, self.volume)
+        self.assertNotIn(constants.PAUSED_KEY, self.mgr.db.admin)
+        self.assertEqual('copying', self.record()['phase'])
+        self.assertEqual(['vol-1'], self.started)
+        error = self.assertRaises(cinder_exception.InvalidVolume,
+                                  self.mgr.resume_migration, self.ctxt,
+                                  self.volume)
+        self.assertIn('not paused', str(error))
+
+    def test_pause_refused_while_committing_or_in_the_lock_holder(self):
+        for record, why in (({'phase': 'committing'}, 'it is committing'),
+                            ({'phase': 'copying', 'copy_in':
+                              'client.4133 10.213.0.3:0/29'},
+                             'runs in client.4133')):
+            self.mgr.db.admin[progress_record.KEY] = progress_record.encode(
+                record)
+            error = self.assertRaises(cinder_exception.InvalidVolume,
+                                      self.mgr.pause_migration, self.ctxt,
+                                      self.volume)
+            self.assertIn(why, str(error))
+        self.assertNotIn(constants.PAUSED_KEY, self.mgr.db.admin)
+        self.assertEqual([], self.mgr.driver.stopped)
 
 
 class RetryDelayTest(testtools.TestCase):
@@ -392,6 +454,7 @@ class _FakeVolume(object):
         self.status = 'available'
         self.migration_status = constants.ATTACHABLE
         self.volume_attachment = []
+        self.admin_metadata = {}
         self.saved = []
 
     def get(self, key, default=None):
@@ -624,7 +687,7 @@ class CompletionTest(testtools.TestCase):
 
     def test_the_scan_completes_what_no_completion_holds(self):
         volumes = {name: _FakeVolume() for name in (
-            'orphan', 'held', 'deleting', 'just-handed-over',
+            'orphan', 'held', 'deleting', 'just-handed-over', 'paused',
             'dead-peer-linked', 'dead-peer-exported')}
         for name, volume in volumes.items():
             volume.id = name
@@ -632,6 +695,7 @@ class CompletionTest(testtools.TestCase):
                 volume.host = 'sandbox-peer@rbd-async#rbd-async'
         volumes['deleting'].status = 'deleting'
         volumes['just-handed-over'].updated_at = timeutils.utcnow()
+        volumes['paused'].admin_metadata[constants.PAUSED_KEY] = '1000'
         # another service's completion holds it
         lock = coordination.COORDINATOR.get_lock(
             manager.LOCK.format(volume=volumes['held']))
@@ -658,7 +722,7 @@ class CompletionTest(testtools.TestCase):
                          lambda: volumes['dead-peer-linked'].saved, 10)
         self.until_ended()
         self.assertEqual({'orphan': ['success'], 'held': [], 'deleting': [],
-                          'just-handed-over': [],
+                          'just-handed-over': [], 'paused': [],
                           'dead-peer-linked': ['success'],
                           'dead-peer-exported': []},
                          {n: v.saved for n, v in volumes.items()})
