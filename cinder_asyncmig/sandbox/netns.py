@@ -34,6 +34,7 @@ import os
 import subprocess
 import uuid
 
+from oslo_concurrency import lockutils
 import psutil
 
 LOG = logging.getLogger(__name__)
@@ -41,8 +42,9 @@ LOG = logging.getLogger(__name__)
 #: the private /16 the networks' /24s are picked from
 _SUPERNET = ipaddress.ip_network('10.213.0.0/16')
 _TABLE = 'asyncmig_partition'
+_RUN_DIR = '/run/cinder-asyncmig'
 #: where each network's record is, while it is up
-_RECORDS = '/run/cinder-asyncmig/networks'
+_RECORDS = os.path.join(_RUN_DIR, 'networks')
 _RULES = """\
 table inet %(table)s {
     chain input {
@@ -159,7 +161,15 @@ class Network(object):
         :raises NetworkError: no free /24, or a command failed (what was
                               made is removed).
         """
-        reap()
+        os.makedirs(_RUN_DIR, mode=0o700, exist_ok=True)
+        # one maker at a time: two would pick the same free /24
+        with lockutils.lock('networks', lock_file_prefix='cinder-asyncmig-',
+                            external=True, lock_path=_RUN_DIR):
+            reap()
+            return cls._make_in(names, reaped)
+
+    @classmethod
+    def _make_in(cls, names, reaped):
         used = _used_networks()
         subnet = next((net for net in _SUPERNET.subnets(new_prefix=24)
                        if not any(net.overlaps(u) for u in used)), None)

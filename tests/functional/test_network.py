@@ -12,6 +12,7 @@
 
 """The test network's hosts and partitions, and what a killed maker left."""
 
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -98,3 +99,21 @@ class NetworkTest(testtools.TestCase):
         # a living maker's network stays
         self.assertIn(mine.hosts['b']['netns'], _netns())
         self.assertTrue(_reaches(mine, 'a', 'b'))
+
+    def test_makers_at_once_get_networks_of_their_own(self):
+        # once the makers are gone
+        self.addCleanup(netns.reap)
+        # processes, as test workers and sandboxes are
+        makers = [subprocess.Popen(
+            [sys.executable, '-c', _MAKER], stdout=subprocess.PIPE,
+            text=True) for _ in range(3)]
+        for maker in makers:
+            self.addCleanup(maker.wait)
+            self.addCleanup(maker.kill)
+        tags = [maker.stdout.readline().strip() for maker in makers]
+        self.assertTrue(all(tags), tags)
+        subnets = [ipaddress.ip_interface(subprocess.run(
+            ['ip', '-4', '-o', 'addr', 'show', 'dev', 'amig%s' % tag],
+            capture_output=True, text=True, check=True).stdout.split()[3])
+            .network for tag in tags]
+        self.assertEqual(3, len(set(subnets)), subnets)
