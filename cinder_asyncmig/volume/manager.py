@@ -740,7 +740,8 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         if hasattr(self.driver, 'stop_copy'):
             self.driver.stop_copy(volume)
         copied, total = record.get('copied'), record.get('total')
-        text = _('paused by an operator')
+        # as the other progress texts: not translated
+        text = 'paused by an operator'
         if total:
             text += ' at %.1f%% (%d of %d MiB)' % (
                 100.0 * (copied or 0) / total, (copied or 0) // units.Mi,
@@ -760,7 +761,7 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             raise cinder_exception.InvalidVolume(reason=_(
                 'cannot resume the migration of volume %s: it is not '
                 'paused') % volume.id)
-        self._write_record(ctxt, volume, _('resumed by an operator'),
+        self._write_record(ctxt, volume, 'resumed by an operator',
                            phase=progress_record.COPYING)
         self.db.volume_admin_metadata_delete(ctxt.elevated(), volume.id,
                                              constants.PAUSED_KEY)

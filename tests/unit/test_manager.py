@@ -27,6 +27,7 @@ from oslo_concurrency import processutils
 from oslo_config import cfg
 from oslo_config import fixture as config_fixture
 from oslo_db import exception as db_exc
+from oslo_i18n import fixture as i18n_fixture
 import oslo_messaging as messaging
 from oslo_utils import timeutils
 from oslo_utils import units
@@ -322,6 +323,8 @@ class SteerMigrationTest(testtools.TestCase):
 
     def setUp(self):
         super(SteerMigrationTest, self).setUp()
+        # as in the services: lazy translation
+        self.useFixture(i18n_fixture.ToggleLazy(True))
         self.mgr = manager.AsyncMigrationVolumeManager.__new__(
             manager.AsyncMigrationVolumeManager)
         self.mgr.db = _FakeDB()
