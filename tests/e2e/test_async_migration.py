@@ -433,7 +433,16 @@ class AsyncMigrationTest(SandboxTestCase):
         if text:
             self.assertIn(text, str(error))
 
+    def _operators_api_on_the_host_release(self):
+        if roots.current() != roots.HOST:
+            # the API, its clients and the manager are the same code on
+            # every release; the copy's cap and a stopped worker are each
+            # release's functional and fault tests'
+            self.skipTest('the operators\' API is tested on the host\'s '
+                          'release (%s), for time' % roots.HOST)
+
     def test_operators_see_migrations_through_the_api(self):
+        self._operators_api_on_the_host_release()
         volume_id, model = self._slow_copy_under_way()
         settled_id, _ = self.create(fill=False)
 
@@ -512,6 +521,7 @@ class AsyncMigrationTest(SandboxTestCase):
                         volume_id)['async_migration']
 
     def test_operators_cap_a_running_copy(self):
+        self._operators_api_on_the_host_release()
         started = time.monotonic()
         timeline = []
         self.addDetail('timeline', content.Content(
@@ -575,6 +585,7 @@ class AsyncMigrationTest(SandboxTestCase):
         self.assert_no_worker_left(volume_id)
 
     def test_operators_pause_and_resume_a_copy(self):
+        self._operators_api_on_the_host_release()
         volume_id, model = self._slow_copy_under_way()
 
         def resumed_quietly():
@@ -618,6 +629,7 @@ class AsyncMigrationTest(SandboxTestCase):
         self.assertEqual(409, error.status)
 
     def test_operators_start_a_migration_and_follow_it(self):
+        self._operators_api_on_the_host_release()
         volume_id, model = self.create()
         self.api('POST', '/volumes/%s/metadata' % volume_id, {'metadata': {
             throttle.RATE_KEY: str(64 * units.Mi)}})
@@ -988,6 +1000,9 @@ class AsyncMigrationTest(SandboxTestCase):
         if self.sandbox.network is None:
             self.skipTest('hosts of their own need root (network '
                           'namespaces)')
+        if self.sandbox.ceph.release != roots.current():
+            self.skipTest('the reef leg\'s functional test_partition cuts '
+                          '%s clients off; here for time' % roots.current())
         volume_id, model = self.create()
         self.api('POST', '/volumes/%s/metadata' % volume_id, {'metadata': {
             throttle.RATE_KEY: str(PARTITION_CAP)}})
