@@ -31,45 +31,32 @@ RESUME_POLICY = 'async_migration:resume'
 
 _PATH = '/async-migrations'
 
+_ACTION = [{'method': 'POST', 'path': '/volumes/{volume_id}/action'}]
+
+
+def _admin_only(name, description, operations):
+    return oslo_policy.DocumentedRuleDefault(
+        name=name, check_str=base.RULE_ADMIN_API, description=description,
+        operations=operations)
+
+
 _RULES = [
-    oslo_policy.DocumentedRuleDefault(
-        name=GET_ALL_POLICY,
-        check_str=base.RULE_ADMIN_API,
-        description='List the asynchronous volume migrations.',
-        operations=[{'method': 'GET', 'path': _PATH}]),
-    oslo_policy.DocumentedRuleDefault(
-        name=GET_POLICY,
-        check_str=base.RULE_ADMIN_API,
-        description='Show the asynchronous migration of a volume.',
-        operations=[{'method': 'GET', 'path': _PATH + '/{volume_id}'}]),
-    oslo_policy.DocumentedRuleDefault(
-        name=PROGRESS_ATTRIBUTE_POLICY,
-        check_str=base.RULE_ADMIN_API,
-        description='Show the progress of an asynchronous migration as '
-                    'the migration_progress attribute of a volume.',
-        operations=[{'method': 'GET', 'path': '/volumes/{volume_id}'},
-                    {'method': 'GET', 'path': '/volumes/detail'}]),
-    oslo_policy.DocumentedRuleDefault(
-        name=SET_POLICY,
-        check_str=base.RULE_ADMIN_API,
-        description='Set the cap of a volume\'s asynchronous migration '
-                    '(os-async-migration-set).',
-        operations=[{'method': 'POST',
-                     'path': '/volumes/{volume_id}/action'}]),
-    oslo_policy.DocumentedRuleDefault(
-        name=PAUSE_POLICY,
-        check_str=base.RULE_ADMIN_API,
-        description='Pause the copy of a volume\'s asynchronous migration '
-                    '(os-async-migration-pause).',
-        operations=[{'method': 'POST',
-                     'path': '/volumes/{volume_id}/action'}]),
-    oslo_policy.DocumentedRuleDefault(
-        name=RESUME_POLICY,
-        check_str=base.RULE_ADMIN_API,
-        description='Resume the paused copy of a volume\'s asynchronous '
-                    'migration (os-async-migration-resume).',
-        operations=[{'method': 'POST',
-                     'path': '/volumes/{volume_id}/action'}]),
+    _admin_only(GET_ALL_POLICY, 'List the asynchronous volume migrations.',
+                [{'method': 'GET', 'path': _PATH}]),
+    _admin_only(GET_POLICY, 'Show the asynchronous migration of a volume.',
+                [{'method': 'GET', 'path': _PATH + '/{volume_id}'}]),
+    _admin_only(PROGRESS_ATTRIBUTE_POLICY,
+                'Show the progress of an asynchronous migration as the '
+                'migration_progress attribute of a volume.',
+                [{'method': 'GET', 'path': '/volumes/{volume_id}'},
+                 {'method': 'GET', 'path': '/volumes/detail'}]),
+    _admin_only(SET_POLICY, 'Set the cap of a volume\'s asynchronous '
+                'migration (os-async-migration-set).', _ACTION),
+    _admin_only(PAUSE_POLICY, 'Pause the copy of a volume\'s asynchronous '
+                'migration (os-async-migration-pause).', _ACTION),
+    _admin_only(RESUME_POLICY, 'Resume the paused copy of a volume\'s '
+                'asynchronous migration (os-async-migration-resume).',
+                _ACTION),
 ]
 
 

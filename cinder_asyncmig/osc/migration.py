@@ -108,34 +108,40 @@ class ListMigration(command.Lister):
                 (utils.get_dict_properties(m, columns) for m in found))
 
 
-class ShowMigration(command.ShowOne):
-    """Show the asynchronous migration of a volume (admin only)."""
+class _OnVolume(object):
+    """A command about one volume's migration: its argument and lookup."""
+
+    volume_help = 'Volume that migrates (name or ID).'
 
     def get_parser(self, prog_name):
-        parser = super(ShowMigration, self).get_parser(prog_name)
-        parser.add_argument(
-            'volume', metavar='<volume>',
-            help='Volume that migrates (name or ID).')
+        parser = super(_OnVolume, self).get_parser(prog_name)
+        parser.add_argument('volume', metavar='<volume>',
+                            help=self.volume_help)
         return parser
 
-    def take_action(self, parsed_args):
+    def volume(self, parsed_args):
+        """The volume client, and the volume the command names."""
         volume_client = self.app.client_manager.volume
-        volume = volume_client.find_volume(parsed_args.volume,
-                                           ignore_missing=False)
+        return volume_client, volume_client.find_volume(
+            parsed_args.volume, ignore_missing=False)
+
+
+class ShowMigration(_OnVolume, command.ShowOne):
+    """Show the asynchronous migration of a volume (admin only)."""
+
+    def take_action(self, parsed_args):
+        volume_client, volume = self.volume(parsed_args)
         migration = _get(volume_client, '%s/%s' % (
             _PATH, volume.id))['async_migration']
         return ([_header(c) for c in _LONG_COLUMNS],
                 utils.get_dict_properties(migration, _LONG_COLUMNS))
 
 
-class SetMigration(command.Command):
+class SetMigration(_OnVolume, command.Command):
     """Set the cap of a volume's asynchronous migration (admin only)."""
 
     def get_parser(self, prog_name):
         parser = super(SetMigration, self).get_parser(prog_name)
-        parser.add_argument(
-            'volume', metavar='<volume>',
-            help='Volume that migrates (name or ID).')
         rate = parser.add_mutually_exclusive_group(required=True)
         rate.add_argument(
             '--max-rate', metavar='<bytes-per-second>', type=_rate,
@@ -150,49 +156,35 @@ class SetMigration(command.Command):
         return parser
 
     def take_action(self, parsed_args):
-        volume_client = self.app.client_manager.volume
-        volume = volume_client.find_volume(parsed_args.volume,
-                                           ignore_missing=False)
+        volume_client, volume = self.volume(parsed_args)
         cap = None if parsed_args.no_max_rate else parsed_args.max_rate
         _post_action(volume_client, volume.id, {
             'os-async-migration-set': {'max_bytes_per_sec': cap}})
 
 
-class PauseMigration(command.Command):
+class _VolumeAction(_OnVolume, command.Command):
+    """A volume action without arguments (:attr:`action`)."""
+
+    action = None
+
+    def take_action(self, parsed_args):
+        volume_client, volume = self.volume(parsed_args)
+        _post_action(volume_client, volume.id, {self.action: None})
+
+
+class PauseMigration(_VolumeAction):
     """Pause the copy of a volume's asynchronous migration (admin only)."""
 
-    def get_parser(self, prog_name):
-        parser = super(PauseMigration, self).get_parser(prog_name)
-        parser.add_argument(
-            'volume', metavar='<volume>',
-            help='Volume that migrates (name or ID). It stays usable, and '
-                 'restarts leave it paused.')
-        return parser
-
-    def take_action(self, parsed_args):
-        volume_client = self.app.client_manager.volume
-        volume = volume_client.find_volume(parsed_args.volume,
-                                           ignore_missing=False)
-        _post_action(volume_client, volume.id,
-                     {'os-async-migration-pause': None})
+    action = 'os-async-migration-pause'
+    volume_help = ('Volume that migrates (name or ID). It stays usable, and '
+                   'restarts leave it paused.')
 
 
-class ResumeMigration(command.Command):
+class ResumeMigration(_VolumeAction):
     """Resume the paused copy of a volume's migration (admin only)."""
 
-    def get_parser(self, prog_name):
-        parser = super(ResumeMigration, self).get_parser(prog_name)
-        parser.add_argument(
-            'volume', metavar='<volume>',
-            help='Volume whose migration is paused (name or ID).')
-        return parser
-
-    def take_action(self, parsed_args):
-        volume_client = self.app.client_manager.volume
-        volume = volume_client.find_volume(parsed_args.volume,
-                                           ignore_missing=False)
-        _post_action(volume_client, volume.id,
-                     {'os-async-migration-resume': None})
+    action = 'os-async-migration-resume'
+    volume_help = 'Volume whose migration is paused (name or ID).'
 
 
 # migration_status values a migration ends with ('deleting': migrated, its
@@ -220,14 +212,13 @@ def _progress_line(migration, status):
     return line
 
 
-class StartMigration(command.ShowOne):
+class StartMigration(_OnVolume, command.ShowOne):
     """Migrate a volume to another backend (admin only)."""
+
+    volume_help = 'Volume to migrate (name or ID).'
 
     def get_parser(self, prog_name):
         parser = super(StartMigration, self).get_parser(prog_name)
-        parser.add_argument(
-            'volume', metavar='<volume>',
-            help='Volume to migrate (name or ID).')
         parser.add_argument(
             '--host', metavar='<host@backend#pool>', required=True,
             help='Destination backend. To an async target the volume is '
@@ -242,9 +233,7 @@ class StartMigration(command.ShowOne):
         return parser
 
     def take_action(self, parsed_args):
-        volume_client = self.app.client_manager.volume
-        volume = volume_client.find_volume(parsed_args.volume,
-                                           ignore_missing=False)
+        volume_client, volume = self.volume(parsed_args)
         started = time.monotonic()
         _post_action(volume_client, volume.id, {'os-migrate_volume': {
             'host': parsed_args.host,
