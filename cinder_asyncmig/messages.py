@@ -58,10 +58,23 @@ COPY_FAILED = ('AM07', _(
     'is not retried; the target service\'s log says why. The volume stays '
     'usable on its target backend and its data is safe. Once the cause is '
     'fixed, restarting the target volume service resumes the copy.'))
+ABORTED = ('AM08', _(
+    'An administrator aborted the migration of the volume: it is back on '
+    'its source backend, with every write made to it during the '
+    'migration.'))
+ABORTED_DISCARDING = ('AM09', _(
+    'An administrator aborted the migration of the volume with force: it '
+    'is back on its source backend as it was when the migration began, '
+    'and the writes made to it during the migration were discarded.'))
+ABORT_REFUSED = ('AM10', _(
+    'The abort of the volume\'s migration was refused once it had begun '
+    '(a client opened the volume meanwhile, or its migration ended); the '
+    'migration goes on. The target service\'s log says why.'))
 
 _ACTIONS = (MIGRATE,)
 _DETAILS = (SOURCE_IN_USE, SETTING_INVALID, SOURCE_NOT_FOUND, SOURCE_REFUSED,
-            TAKE_OVER_FAILED, COPY_LOST, COPY_FAILED)
+            TAKE_OVER_FAILED, COPY_LOST, COPY_FAILED, ABORTED,
+            ABORTED_DISCARDING, ABORT_REFUSED)
 
 # the most specific class first
 _DETAIL_OF = (

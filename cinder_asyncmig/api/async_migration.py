@@ -27,8 +27,10 @@ It adds:
   clients that check a volume's fields strictly (tempest's schemas) know
   no such field;
 - the volume actions ``os-async-migration-set`` (the migration's cap,
-  ``max_bytes_per_sec``), ``os-async-migration-pause`` and
-  ``os-async-migration-resume``, through the target host's RPC API;
+  ``max_bytes_per_sec``), ``os-async-migration-pause``,
+  ``os-async-migration-resume`` and ``os-async-migration-abort``
+  (``force`` for an import-only migration), through the target host's
+  RPC API;
 - the plugin's user messages (:mod:`cinder_asyncmig.messages`), so that
   ``/messages`` renders them.
 
@@ -44,6 +46,7 @@ from cinder import exception as cinder_exception
 from cinder.i18n import _
 from cinder import objects
 from cinder.volume import volume_utils
+from oslo_utils import strutils
 import webob
 
 from cinder_asyncmig.api import policies
@@ -165,6 +168,10 @@ class VolumeActionsController(wsgi.Controller):
                    'to drop the cap set here (the volume metadata\'s '
                    'applies again).')
 
+    _ABORT_USAGE = _('os-async-migration-abort takes an optional force: '
+                     'true to abort an import-only migration, discarding '
+                     'the writes made to the volume since it began.')
+
     def __init__(self, *args, **kwargs):
         super(VolumeActionsController, self).__init__(*args, **kwargs)
         self._rpcapi = None
@@ -175,11 +182,12 @@ class VolumeActionsController(wsgi.Controller):
             self._rpcapi = rpcapi.AsyncMigrationAPI()
         return self._rpcapi
 
-    def _steer(self, req, id, rule, call, arguments=tuple):
+    def _steer(self, req, id, rule, call, arguments=tuple, version='1.2'):
         """Ask the volume's target host for ``call`` on its migration.
 
         :param arguments: returns ``call``'s arguments after the volume,
             once the caller is authorized; raises HTTPBadRequest.
+        :param version: the RPC API version ``call`` needs.
         :raises HTTPConflict: the volume does not migrate asynchronously
             (or no longer), the target refuses, or a volume service is too
             old for the request.
@@ -192,9 +200,11 @@ class VolumeActionsController(wsgi.Controller):
                 not progress.is_async(volume)):
             raise webob.exc.HTTPConflict(explanation=_(
                 'Volume %(id)s does not copy in an asynchronous migration '
-                '(its migration_status is %(status)s).') % {
-                    'id': id, 'status': volume.migration_status})
-        if not self.rpcapi.can_steer_migrations():
+                '(its migration_status is %(status)s%(handover)s).') % {
+                    'id': id, 'status': volume.migration_status,
+                    'handover': _(': it is being handed over to its target')
+                    if progress.is_async(volume) else ''})
+        if not self.rpcapi.can_steer_migrations(version):
             raise webob.exc.HTTPConflict(explanation=_(
                 'The volume services do not all take this request yet '
                 '([asyncmig] rpc_version_cap); upgrade them first.'))
@@ -234,6 +244,26 @@ class VolumeActionsController(wsgi.Controller):
         """Start a paused copy again."""
         self._steer(req, id, policies.RESUME_POLICY,
                     self.rpcapi.resume_migration)
+
+    @wsgi.response(202)
+    @wsgi.action('os-async-migration-abort')
+    def _abort(self, req, id, body):
+        """Roll the volume's migration back; it returns to its source.
+
+        A linked migration loses nothing; an import-only one needs
+        ``force``, and discards the writes made since it began.
+        """
+        def force():
+            params = body.get('os-async-migration-abort') or {}
+            if not isinstance(params, dict) or set(params) - {'force'}:
+                raise webob.exc.HTTPBadRequest(explanation=self._ABORT_USAGE)
+            try:
+                return (strutils.bool_from_string(params.get('force', False),
+                                                  strict=True),)
+            except ValueError:
+                raise webob.exc.HTTPBadRequest(explanation=self._ABORT_USAGE)
+        self._steer(req, id, policies.ABORT_POLICY,
+                    self.rpcapi.abort_migration, force, version='1.3')
 
 
 class Async_migration(extensions.ExtensionDescriptor):

@@ -28,6 +28,7 @@ PROGRESS_ATTRIBUTE_POLICY = 'async_migration:progress_attribute'
 SET_POLICY = 'async_migration:set'
 PAUSE_POLICY = 'async_migration:pause'
 RESUME_POLICY = 'async_migration:resume'
+ABORT_POLICY = 'async_migration:abort'
 
 _PATH = '/async-migrations'
 
@@ -57,6 +58,9 @@ _RULES = [
     _admin_only(RESUME_POLICY, 'Resume the paused copy of a volume\'s '
                 'asynchronous migration (os-async-migration-resume).',
                 _ACTION),
+    _admin_only(ABORT_POLICY, 'Abort the asynchronous migration of a '
+                'volume, rolling it back to its source '
+                '(os-async-migration-abort).', _ACTION),
 ]
 
 

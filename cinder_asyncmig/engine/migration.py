@@ -234,14 +234,8 @@ class Engine(object):
         status = self.status(ioctx, name)
         if status is None or status.state is state.MigrationState.NONE:
             return False
-        if status.import_only and exposed and not force:
-            raise exception.MigrationAbortRefused(
-                image=name,
-                reason=_('it is an import-only migration, so librbd '
-                         'deletes the destination and every write made to '
-                         'it since the migration began would be lost. Let '
-                         'the migration finish, or abort with force to '
-                         'discard those writes.'))
+        if exposed:
+            self.check_abort(status, name, force)
         watchers = self.watchers(ioctx, name)
         if watchers:
             raise exception.MigrationConflict(
@@ -254,6 +248,22 @@ class Engine(object):
         with self.translate_errors('abort', name):
             self._api().migration_abort(ioctx, name)
         return True
+
+    @staticmethod
+    def check_abort(status, name, force=False):
+        """Refuse to abort an import-only migration without ``force``.
+
+        :param status: the migration's status (:meth:`status`).
+        :raises MigrationAbortRefused: it is import-only, not ``force``.
+        """
+        if status is not None and status.import_only and not force:
+            raise exception.MigrationAbortRefused(
+                image=name,
+                reason=_('it is an import-only migration, so librbd '
+                         'deletes the destination and every write made to '
+                         'it since the migration began would be lost. Let '
+                         'the migration finish, or abort with force to '
+                         'discard those writes.'))
 
     # -- the snapshot a native import reads --------------------------------
 

@@ -238,39 +238,84 @@ class StartMigration(_OnVolume, command.ShowOne):
         _post_action(volume_client, volume.id, {'os-migrate_volume': {
             'host': parsed_args.host,
             'force_host_copy': parsed_args.force_host_copy}})
-        shown = self._watch(volume_client, volume.id) if (
+        shown = _watch(volume_client, volume.id) if (
             parsed_args.wait) else volume_client.get_volume(volume.id)
-        result = {'id': volume.id, 'migration_status':
-                  shown.migration_status, 'host': shown.host,
-                  'seconds': round(time.monotonic() - started, 1)}
         if parsed_args.wait and shown.migration_status == 'error':
             raise exceptions.CommandError(
                 'The migration of volume %s ended in error; see its user '
                 'messages (openstack volume message list) and the target '
                 'volume service\'s log.' % volume.id)
-        return zip(*sorted(result.items()))
+        return _outcome(shown, started)
 
-    def _watch(self, volume_client, volume_id):
-        """Poll until the migration ends; a line of progress on stderr."""
-        tty = sys.stderr.isatty()
-        last = None
-        while True:
-            volume = volume_client.get_volume(volume_id)
-            status = volume.migration_status
-            try:
-                migration = _get(volume_client, '%s/%s' % (
-                    _PATH, volume_id))['async_migration']
-            except sdk_exceptions.NotFoundException:
-                migration = None  # Cinder's own migration, or ended
-            line = _progress_line(migration, status)
+
+class AbortMigration(_OnVolume, command.ShowOne):
+    """Abort a volume's asynchronous migration (admin only).
+
+    The volume goes back to its source backend and its migration_status
+    becomes error, with a user message saying it was aborted.
+    """
+
+    volume_help = 'Volume that migrates, detached (name or ID).'
+
+    def get_parser(self, prog_name):
+        parser = super(AbortMigration, self).get_parser(prog_name)
+        parser.add_argument(
+            '--force', action='store_true', default=False,
+            help='Abort an import-only migration (a source in another '
+                 'cluster, a file or an exporter): its target copy is '
+                 'deleted, and every write made to the volume since the '
+                 'migration began is lost. A linked migration (a source '
+                 'in the same cluster) loses nothing and needs no force.')
+        parser.add_argument(
+            '--wait', action='store_true', default=False,
+            help='Wait until the volume is back on its source.')
+        return parser
+
+    def take_action(self, parsed_args):
+        volume_client, volume = self.volume(parsed_args)
+        started = time.monotonic()
+        _post_action(volume_client, volume.id, {'os-async-migration-abort': {
+            'force': parsed_args.force}})
+        shown = _watch(volume_client, volume.id) if (
+            parsed_args.wait) else volume_client.get_volume(volume.id)
+        if parsed_args.wait and shown.migration_status != 'error':
+            raise exceptions.CommandError(
+                'The migration of volume %(id)s was not aborted: it ended '
+                'in %(status)s; see its user messages (openstack volume '
+                'message list).' % {'id': volume.id,
+                                    'status': shown.migration_status})
+        return _outcome(shown, started)
+
+
+def _watch(volume_client, volume_id):
+    """Poll until the migration ends; a line of progress on stderr."""
+    tty = sys.stderr.isatty()
+    last = None
+    while True:
+        volume = volume_client.get_volume(volume_id)
+        status = volume.migration_status
+        try:
+            migration = _get(volume_client, '%s/%s' % (
+                _PATH, volume_id))['async_migration']
+        except sdk_exceptions.NotFoundException:
+            migration = None  # Cinder's own migration, or ended
+        line = _progress_line(migration, status)
+        if tty:
+            sys.stderr.write('\r\033[K' + line)
+        elif line != last:
+            sys.stderr.write(line + '\n')
+        sys.stderr.flush()
+        last = line
+        if status in _ENDED:
             if tty:
-                sys.stderr.write('\r\033[K' + line)
-            elif line != last:
-                sys.stderr.write(line + '\n')
-            sys.stderr.flush()
-            last = line
-            if status in _ENDED:
-                if tty:
-                    sys.stderr.write('\n')
-                return volume
-            time.sleep(_POLL)
+                sys.stderr.write('\n')
+            return volume
+        time.sleep(_POLL)
+
+
+def _outcome(volume, started):
+    """What a command that waited shows: where the volume ended."""
+    result = {'id': volume.id, 'migration_status': volume.migration_status,
+              'host': volume.host,
+              'seconds': round(time.monotonic() - started, 1)}
+    return zip(*sorted(result.items()))

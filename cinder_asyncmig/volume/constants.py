@@ -35,3 +35,7 @@ LOCK_SUFFIX = '-asyncmig'
 # admin metadata key of a migration an operator paused: when, in epoch
 # seconds; its copy starts again only once resumed
 PAUSED_KEY = 'asyncmig_paused'
+# admin metadata key of a migration an operator is aborting: "force" when
+# an import-only one's writes are discarded, else "linked"; a restart of
+# the target volume service finishes the abort
+ABORTING_KEY = 'asyncmig_aborting'

@@ -72,6 +72,10 @@ LOG = logging.getLogger(__name__)
 # across the hosts of a cluster: its take-over, a copy attempt, the end of
 # its migration and the roll-back of a delete never overlap
 LOCK = '{volume.id}' + constants.LOCK_SUFFIX
+# admin metadata keys of what operators asked of a migration; none
+# outlives it
+_STEERING_KEYS = (throttle.ADMIN_RATE_KEY, constants.PAUSED_KEY,
+                  constants.ABORTING_KEY)
 # seconds between two looks for migrations nothing completes; the
 # manager's periodic tasks run every [DEFAULT] periodic_interval at most
 _ADOPT_SPACING = 10
@@ -391,6 +395,11 @@ class AsyncMigrationEndpoint(object):
         """Start a paused copy again (called on the target)."""
         self.manager.resume_migration(context, volume)
 
+    @messaging.expected_exceptions(*_REFUSALS)
+    def abort_migration(self, context, volume, force=False):
+        """Roll the volume's migration back (called on the target)."""
+        self.manager.abort_migration(context, volume, force=force)
+
 
 class AsyncMigrationVolumeManager(manager.VolumeManager):
     """Cinder's volume manager with asynchronous migration to RBD targets."""
@@ -599,7 +608,7 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                         resource=volume)
         now = int(time.time())
         # a new record: none of an earlier migration's times or errors
-        for key in (throttle.ADMIN_RATE_KEY, constants.PAUSED_KEY):
+        for key in _STEERING_KEYS:
             self.db.volume_admin_metadata_delete(ctxt.elevated(), volume.id,
                                                  key)
         self.db.volume_admin_metadata_update(
@@ -654,9 +663,16 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
 
         One completion per volume at a time: a resume at start-up and a
         cast for the same volume do not race. None for a migration an
-        operator paused (:meth:`pause_migration`).
+        operator paused (:meth:`pause_migration`); one an operator is
+        aborting (:meth:`abort_migration`) finishes its abort instead.
         """
-        if self._admin_metadata(ctxt, volume).get(constants.PAUSED_KEY):
+        admin = self._admin_metadata(ctxt, volume)
+        if admin.get(constants.ABORTING_KEY):
+            LOG.info('The migration of volume %s is being aborted; '
+                     'finishing the abort.', volume.id, resource=volume)
+            self._add_to_threadpool(self._abort, ctxt, volume)
+            return
+        if admin.get(constants.PAUSED_KEY):
             LOG.info('The migration of volume %s is paused; its copy '
                      'starts once it is resumed.', volume.id,
                      resource=volume)
@@ -710,7 +726,9 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         admin = self._admin_metadata(ctxt, volume)
         record = progress_record.decode(admin.get(progress_record.KEY))
         refusal = None
-        if admin.get(constants.PAUSED_KEY):
+        if admin.get(constants.ABORTING_KEY):
+            refusal = _('it is being aborted')
+        elif admin.get(constants.PAUSED_KEY):
             refusal = _('its migration is paused already')
         elif record.get('phase') in (progress_record.COMMITTING,
                                      progress_record.CLEANING_SOURCE):
@@ -757,10 +775,14 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         :raises InvalidVolume: it does not migrate here or is not paused.
         """
         self._migrating_here(volume, _('resume'))
-        if not self._admin_metadata(ctxt, volume).get(constants.PAUSED_KEY):
+        admin = self._admin_metadata(ctxt, volume)
+        if admin.get(constants.ABORTING_KEY) or not admin.get(
+                constants.PAUSED_KEY):
             raise cinder_exception.InvalidVolume(reason=_(
-                'cannot resume the migration of volume %s: it is not '
-                'paused') % volume.id)
+                'cannot resume the migration of volume %(vol)s: it is '
+                '%(what)s') % {'vol': volume.id, 'what': (
+                    _('being aborted') if admin.get(constants.ABORTING_KEY)
+                    else _('not paused'))})
         self._write_record(ctxt, volume, 'resumed by an operator',
                            phase=progress_record.COPYING)
         self.db.volume_admin_metadata_delete(ctxt.elevated(), volume.id,
@@ -796,6 +818,145 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                      else '%d bytes/s' % max_bytes_per_sec
                      if max_bytes_per_sec else 'nothing of its own')},
                  resource=volume)
+
+    def abort_migration(self, ctxt, volume, force=False):
+        """Roll the volume's migration back; it goes back to its source.
+
+        Checks what it can at once, then rolls back on the manager's pool,
+        as librbd may take a while to copy a linked migration's writes
+        back to its source. Meanwhile the phase is ``aborting``; then the
+        volume is on its source host, ``migration_status`` is ``error``
+        and a user message says it was aborted. A restart of this service
+        before the end finishes the abort.
+
+        :param force: abort an import-only migration, discarding the
+            writes made here since it began (a linked one loses nothing).
+        :raises InvalidVolume: it does not migrate here, is being aborted
+            already, commits, is attached, or is import-only and not
+            ``force``.
+        """
+        self._migrating_here(volume, _('abort'))
+        admin = self._admin_metadata(ctxt, volume)
+        record = progress_record.decode(admin.get(progress_record.KEY))
+        refusal = None
+        if admin.get(constants.ABORTING_KEY):
+            refusal = _('it is being aborted already')
+        elif record.get('phase') in (progress_record.COMMITTING,
+                                     progress_record.CLEANING_SOURCE):
+            refusal = _('its copy is done and it is %s; it ends in success '
+                        'on its own') % record['phase']
+        elif volume.volume_attachment:
+            refusal = _('it is attached, and librbd rolls a migration back '
+                        'only once no client has the volume open; detach '
+                        'it first')
+        if refusal is None and hasattr(self.driver,
+                                       'check_abort_migration_target'):
+            volume_utils.require_driver_initialized(self.driver)
+            try:
+                self.driver.check_abort_migration_target(ctxt, volume,
+                                                         force=force)
+            except exception.MigrationAbortRefused as exc:
+                refusal = exc.msg
+        if refusal:
+            raise cinder_exception.InvalidVolume(reason=_(
+                'cannot abort the migration of volume %(vol)s: %(why)s') % {
+                    'vol': volume.id, 'why': refusal})
+        # first: nothing starts the copy again once it is set
+        self.db.volume_admin_metadata_update(
+            ctxt.elevated(), volume.id,
+            {constants.ABORTING_KEY: 'force' if force else 'safe'}, False)
+        self._write_record(ctxt, volume, 'aborting',
+                           phase=progress_record.ABORTING, rate=0)
+        LOG.info('Aborting the migration of volume %(vol)s%(force)s.',
+                 {'vol': volume.id,
+                  'force': ' with force' if force else ''}, resource=volume)
+        self._add_to_threadpool(self._abort, ctxt, volume)
+
+    def _abort(self, ctxt, volume):
+        """Finish an operator's abort (on the manager's pool).
+
+        Tried again while it fails on an error that can heal, as a copy
+        is; a client that opened the volume meanwhile ends it, and the
+        migration goes on.
+        """
+        try:
+            self._stop_completion(volume, _STOP_TIMEOUT)
+        except exception.MigrationEngineError as exc:
+            # it stops at its next step; the lock waits for it
+            LOG.warning('Volume %(vol)s: %(err)s; the abort waits for it.',
+                        {'vol': volume.id, 'err': exc}, resource=volume)
+        group = CONF[opts.GROUP]
+        attempt = 0
+        while True:
+            try:
+                return self._roll_back_to_source(ctxt, volume)
+            except exception.MigrationConflict as exc:
+                self._abort_refused(ctxt, volume, exc)
+                return
+            except Exception as exc:
+                if not _can_heal(exc):
+                    LOG.exception('The abort of the migration of volume %s '
+                                  'stopped on an unexpected error; '
+                                  'restarting this volume service tries '
+                                  'again.', volume.id, resource=volume)
+                    return
+                attempt += 1
+                delay = retry_delay(attempt, group.retry_interval,
+                                    group.retry_max_interval)
+                LOG.warning('The abort of the migration of volume %(vol)s '
+                            'failed (attempt %(n)d): %(err)s; retrying in '
+                            '%(delay)d s.', {'vol': volume.id, 'n': attempt,
+                                             'err': exc, 'delay': delay},
+                            resource=volume)
+                time.sleep(delay)
+
+    @coordination.synchronized(LOCK)
+    def _roll_back_to_source(self, ctxt, volume):
+        volume.refresh()
+        admin = self._admin_metadata(ctxt, volume)
+        mode = admin.get(constants.ABORTING_KEY)
+        if volume.migration_status != constants.ATTACHABLE or not mode:
+            LOG.info('Volume %(vol)s no longer migrates (its '
+                     'migration_status is %(status)s): nothing to abort.',
+                     {'vol': volume.id, 'status': volume.migration_status},
+                     resource=volume)
+            self._clear_marker(ctxt, volume, constants.ABORTING_KEY)
+            return
+        source_host = admin[constants.SOURCE_KEY]
+        force = mode == 'force'
+        self._write_record(ctxt, volume, 'aborting',
+                           phase=progress_record.ABORTING, rate=0,
+                           copy_in=None)
+        volume_utils.require_driver_initialized(self.driver)
+        # stops the copy worker and what serves the source here
+        self.driver.abort_migration_target(ctxt, volume, force=force)
+        service = self._get_service(source_host)
+        self._forget_progress(ctxt, volume)
+        volume.update({'host': source_host,
+                       'cluster_name': service.cluster_name,
+                       'availability_zone': service.availability_zone,
+                       'service_uuid': service.uuid,
+                       'migration_status': 'error'})
+        volume.save()
+        self._clear_marker(ctxt, volume, constants.SOURCE_KEY)
+        self._tell_user(ctxt, volume, None, detail=(
+            messages.ABORTED_DISCARDING if force else messages.ABORTED))
+        LOG.info('The migration of volume %(vol)s is aborted; the volume '
+                 'is back on %(src)s.', {'vol': volume.id,
+                                         'src': source_host},
+                 resource=volume)
+
+    def _abort_refused(self, ctxt, volume, exc):
+        LOG.warning('The abort of the migration of volume %(vol)s was '
+                    'refused: %(err)s. The migration goes on.',
+                    {'vol': volume.id, 'err': exc}, resource=volume)
+        self._tell_user(ctxt, volume, exc, messages.ABORT_REFUSED)
+        self._clear_marker(ctxt, volume, constants.ABORTING_KEY)
+        paused = self._admin_metadata(ctxt, volume).get(constants.PAUSED_KEY)
+        self._write_record(ctxt, volume, 'abort refused',
+                           phase=(progress_record.PAUSED if paused
+                                  else progress_record.COPYING))
+        self.complete_migration(ctxt, volume)
 
     def _recorder(self, ctxt, volume, stop):
         on_cap = None
@@ -1078,18 +1239,21 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         if volume.status == 'in-use' and not volume.volume_attachment:
             updates['status'] = 'available'
         # gone before the final state shows, so nobody sees both
-        self.db.volume_metadata_delete(ctxt.elevated(), volume.id,
-                                       constants.PROGRESS_KEY)
-        for key in (progress_record.KEY, throttle.ADMIN_RATE_KEY,
-                    constants.PAUSED_KEY):
-            self.db.volume_admin_metadata_delete(ctxt.elevated(), volume.id,
-                                                 key)
+        self._forget_progress(ctxt, volume)
         volume.update(updates)
         volume.save()
         if cleaned:
             self._clear_marker(ctxt, volume, constants.SOURCE_KEY)
             LOG.info('Migration of volume %s completed.', volume.id,
                      resource=volume)
+
+    def _forget_progress(self, ctxt, volume):
+        """Remove the migration's progress, record and operators' keys."""
+        self.db.volume_metadata_delete(ctxt.elevated(), volume.id,
+                                       constants.PROGRESS_KEY)
+        for key in (progress_record.KEY,) + _STEERING_KEYS:
+            self.db.volume_admin_metadata_delete(ctxt.elevated(), volume.id,
+                                                 key)
 
     def _remove_source(self, ctxt, volume, source_host):
         """Have the source backend remove the source."""
@@ -1221,7 +1385,8 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                     volume.admin_metadata.get(constants.FAILED_KEY)):
                 self._clear_failure(ctxt, volume)
             if volume.migration_status == constants.ATTACHABLE:
-                if not volume.admin_metadata.get(constants.PAUSED_KEY):
+                if not (volume.admin_metadata.get(constants.PAUSED_KEY) or
+                        volume.admin_metadata.get(constants.ABORTING_KEY)):
                     LOG.info('Resuming the background copy of volume %s.',
                              volume.id, resource=volume)
                 # paused too: hypervisors read through the source

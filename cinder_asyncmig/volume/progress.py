@@ -37,8 +37,9 @@ COMMITTING = 'committing'
 CLEANING_SOURCE = 'cleaning-source'
 RETRYING = 'retrying'
 PAUSED = 'paused'
+ABORTING = 'aborting'
 PHASES = (TAKING_OVER, QUEUED, COPYING, COMMITTING, CLEANING_SOURCE,
-          RETRYING, PAUSED)
+          RETRYING, PAUSED, ABORTING)
 
 # the driver's phases (``complete_migration_target``'s progress), as shown:
 # a migration the driver calls a success still has its source to remove

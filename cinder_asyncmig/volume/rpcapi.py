@@ -42,9 +42,10 @@ class AsyncMigrationAPI(rpc.RPCAPI):
         1.1 - Adds cleanup_migration_source.
         1.2 - Adds set_migration_cap, pause_migration and
               resume_migration.
+        1.3 - Adds abort_migration.
     """
 
-    RPC_API_VERSION = '1.2'
+    RPC_API_VERSION = '1.3'
     RPC_DEFAULT_VERSION = '1.0'
     TOPIC = constants.VOLUME_TOPIC
     BINARY = constants.VOLUME_BINARY
@@ -97,13 +98,16 @@ class AsyncMigrationAPI(rpc.RPCAPI):
         cctxt.call(ctxt, 'cleanup_migration_source', volume=volume,
                    src_host=src_host)
 
-    def can_steer_migrations(self):
-        """Whether the target hosts take the operators' requests (1.2)."""
-        return self.client.can_send_version('1.2')
+    def can_steer_migrations(self, version='1.2'):
+        """Whether the target hosts take the operators' requests.
 
-    def _steer(self, ctxt, volume, method, **kwargs):
+        :param version: the request's: 1.2, or 1.3 for an abort.
+        """
+        return self.client.can_send_version(version)
+
+    def _steer(self, ctxt, volume, method, version='1.2', **kwargs):
         # the host the migration runs on, a member of a cluster too
-        cctxt = self._get_cctxt(volume.host, version='1.2',
+        cctxt = self._get_cctxt(volume.host, version=version,
                                 timeout=CONF[opts.GROUP].target_call_timeout)
         cctxt.call(ctxt, method, volume=volume, **kwargs)
 
@@ -125,3 +129,14 @@ class AsyncMigrationAPI(rpc.RPCAPI):
     def resume_migration(self, ctxt, volume):
         """Have the volume's (target) host start a paused copy again."""
         self._steer(ctxt, volume, 'resume_migration')
+
+    def abort_migration(self, ctxt, volume, force=False):
+        """Have the volume's (target) host roll its migration back.
+
+        Returns once the target has checked and begun the abort.
+
+        :param force: abort an import-only migration, discarding the
+                      writes made to the volume since it began.
+        """
+        self._steer(ctxt, volume, 'abort_migration', version='1.3',
+                    force=force)

@@ -628,6 +628,62 @@ class AsyncMigrationTest(SandboxTestCase):
             volume_id, {'os-async-migration-resume': None})
         self.assertEqual(409, error.status)
 
+    def assert_aborted(self, volume_id, source_host, words):
+        """Back on its source, its migration ``error``, the user told."""
+        volume = self.volume(volume_id)
+        self.assertEqual(('available', 'error', source_host),
+                         (volume['status'], volume['migration_status'],
+                          volume['os-vol-host-attr:host']))
+        self.assertNotIn(constants.PROGRESS_KEY, volume['metadata'])
+        self.assertNotIn('migration_progress', volume)
+        self.assertEqual(404, self.assertRaises(
+            cloud.ApiError, self.migration, volume_id).status)
+        told = [m['user_message'] for m in self.api(
+            'GET', '/messages?resource_uuid=%s' % volume_id)['messages']]
+        self.assertEqual(1, len(told), told)
+        for word in words:
+            self.assertIn(word, told[0])
+
+    def test_operators_abort_a_linked_migration(self):
+        self._operators_api_on_the_host_release()
+        volume_id, model = self._slow_copy_under_way()
+        self.write_through_attachment(volume_id, model)
+        attachment = self.attach(volume_id)
+        path = '/volumes/%s/action' % volume_id
+        for body, member, status, text in (
+                ({'os-async-migration-abort': {}}, False, 409,
+                 'detach it first'),
+                ({'os-async-migration-abort': {'force': 'maybe'}}, False,
+                 400, 'takes an optional force'),
+                ({'os-async-migration-abort': {}}, True, 403, None)):
+            error = self.assertRaises(cloud.ApiError, self.api, 'POST', path,
+                                      body, member=member)
+            self.assertEqual(status, error.status, error)
+            if text:
+                self.assertIn(text, str(error))
+        self.api('DELETE', '/attachments/%s' % attachment['id'])
+        self.assertEqual(constants.ATTACHABLE,
+                         self.volume(volume_id)['migration_status'])
+        shown = json.loads(self.sandbox.openstack(
+            'volume', 'migration', 'abort', volume_id, '--wait',
+            '-f', 'json'))
+        self.assertEqual(('error', self.sandbox.source_host),
+                         (shown['migration_status'], shown['host']))
+        self.assert_aborted(volume_id, self.sandbox.source_host,
+                            ('aborted', 'with every write made to it'))
+        # the source holds every byte, the write made at the target too;
+        # the target nothing
+        self.assertEqual(model.sha256(),
+                         self.image_sha256(self.src_pool, volume_id))
+        self.assertNotIn('volume-%s' % volume_id,
+                         rbd.RBD().list(self.ioctx[self.dst_pool]))
+        self.assert_no_worker_left(volume_id)
+        # a volume like any other there: it migrates again
+        self.api('DELETE', '/volumes/%s/metadata/%s' % (volume_id,
+                                                        throttle.RATE_KEY))
+        self.migrate(volume_id)
+        self.assert_migrated(volume_id, model, self.follow(volume_id))
+
     def test_operators_start_a_migration_and_follow_it(self):
         self._operators_api_on_the_host_release()
         volume_id, model = self.create()

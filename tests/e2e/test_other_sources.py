@@ -163,6 +163,10 @@ class OtherSourcesTest(testtools.TestCase):
     reset_and_force_delete = base_e2e.AsyncMigrationTest.reset_and_force_delete
     hypervisor_reading = base_e2e.AsyncMigrationTest.hypervisor_reading
     partition_mid_copy = base_e2e.AsyncMigrationTest.partition_mid_copy
+    migration = base_e2e.AsyncMigrationTest.migration
+    assert_aborted = base_e2e.AsyncMigrationTest.assert_aborted
+    _operators_api_on_the_host_release = (
+        base_e2e.AsyncMigrationTest._operators_api_on_the_host_release)
 
     def create(self, kind, metadata=None, density=0.5):
         """A 1 GiB volume of ``kind`` ('file' or 'xcluster') with data."""
@@ -395,6 +399,44 @@ class OtherSourcesTest(testtools.TestCase):
                 text = f.read()
             self.assertNotIn(key, text, path)
             self.assertNotIn(token, text, path)
+
+    def test_exported_source_aborted_with_force_leaves_nothing(self):
+        self._operators_api_on_the_host_release()
+        volume_id, model = self.capped_copy_under_way('xcluster')
+        served = self.exporter_handle(volume_id)
+        # lost by the abort: an import-only migration writes no source
+        self.hypervisor_write(ceph_base.ImageModel(SIZE), volume_id)
+        path = '/volumes/%s/action' % volume_id
+        error = self.assertRaises(cloud.ApiError, self.api, 'POST', path,
+                                  {'os-async-migration-abort': {}})
+        self.assertEqual(409, error.status, error)
+        self.assertIn('import-only migration', str(error))
+        self.assertEqual(constants.ATTACHABLE,
+                         self.volume(volume_id)['migration_status'])
+        shown = json.loads(self.sandbox.openstack(
+            'volume', 'migration', 'abort', volume_id, '--force', '--wait',
+            '-f', 'json'))
+        source_host = self.env['ASYNCMIG_XCLUSTER_HOST']
+        self.assertEqual(('error', source_host),
+                         (shown['migration_status'], shown['host']))
+        self.assert_aborted(volume_id, source_host,
+                            ('with force', 'discarded'))
+        name = 'volume-%s' % volume_id
+        self.assertEqual(model.sha256(),
+                         ceph_base.image_sha256(self.x_ioctx, name))
+        self.assertNotIn(name, rbd.RBD().list(self.dst_ioctx))
+        self.assert_nothing_left(volume_id, served.port)
+        self.assertEqual([], self.target_processes(WORKER_MODULE))
+        self.assertEqual([], [n for n in os.listdir(self.state_dir)
+                              if volume_id in n])
+        # a volume like any other there: it migrates again, from its
+        # source as it was
+        self.api('DELETE', '/volumes/%s/metadata/%s' % (volume_id,
+                                                        throttle.RATE_KEY))
+        self.migrate(volume_id)
+        self.assert_migrated(volume_id, model, self.follow(volume_id),
+                             kinds.EXPORTER)
+        self.assert_nothing_left(volume_id)
 
     def test_exporter_killed_mid_copy_is_served_again(self):
         volume_id, model = self.capped_copy_under_way('xcluster')

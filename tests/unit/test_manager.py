@@ -293,7 +293,7 @@ class StockReasonTest(testtools.TestCase):
 class RpcApiTest(testtools.TestCase):
 
     def test_own_version_cap(self):
-        self.assertEqual('1.2',
+        self.assertEqual('1.3',
                          rpcapi.AsyncMigrationAPI.determine_rpc_version_cap())
         CONF.set_override('rpc_version_cap', '0.9', group='asyncmig')
         self.addCleanup(CONF.clear_override, 'rpc_version_cap',
@@ -337,8 +337,11 @@ class SteerMigrationTest(testtools.TestCase):
             lambda ctxt, volume: self.started.append(volume.id))
         self.volume = mock.Mock(
             id='vol-1', migration_status=constants.ATTACHABLE,
-            host='sandbox@rbd-async#rbd-async')
+            host='sandbox@rbd-async#rbd-async', volume_attachment=[])
         self.ctxt = mock.Mock()
+        self.pool = []
+        self.mgr._add_to_threadpool = (
+            lambda func, *args: self.pool.append(func.__name__))
         self.mgr.db.admin[progress_record.KEY] = progress_record.encode({
             'phase': 'copying', 'copied': 256 * units.Mi,
             'total': units.Gi, 'rate': 64 * units.Mi, 'started': 1000,
@@ -363,7 +366,8 @@ class SteerMigrationTest(testtools.TestCase):
             self.volume.host = host
             for ask, args in ((self.mgr.set_migration_cap, (units.Mi,)),
                               (self.mgr.pause_migration, ()),
-                              (self.mgr.resume_migration, ())):
+                              (self.mgr.resume_migration, ()),
+                              (self.mgr.abort_migration, (True,))):
                 self.assertRaises(cinder_exception.InvalidVolume, ask,
                                   self.ctxt, self.volume, *args)
         self.assertEqual([progress_record.KEY], list(self.mgr.db.admin))
@@ -404,6 +408,56 @@ class SteerMigrationTest(testtools.TestCase):
             self.assertIn(why, str(error))
         self.assertNotIn(constants.PAUSED_KEY, self.mgr.db.admin)
         self.assertEqual([], self.mgr.driver.stopped)
+
+    def _import_only(self):
+        class Driver(_StoppingDriver):
+            initialized = True
+            supported = True
+
+            def check_abort_migration_target(self, ctxt, volume,
+                                             force=False):
+                if not force:
+                    raise exception.MigrationAbortRefused(
+                        image='volume-1', reason='it is an import-only '
+                        'migration, so librbd deletes the destination')
+        self.mgr.driver = Driver()
+
+    def test_abort_refused_before_anything_changes(self):
+        self._import_only()
+        for change, why in (
+                (lambda: setattr(self.volume, 'volume_attachment',
+                                 [object()]), 'detach it first'),
+                (lambda: self.mgr.db.admin.update({
+                    progress_record.KEY: progress_record.encode(
+                        {'phase': 'cleaning-source'})}),
+                 'it is cleaning-source'),
+                (lambda: None, 'import-only migration')):
+            self.volume.volume_attachment = []
+            self.mgr.db.admin[progress_record.KEY] = '{"phase":"copying"}'
+            change()
+            error = self.assertRaises(cinder_exception.InvalidVolume,
+                                      self.mgr.abort_migration, self.ctxt,
+                                      self.volume)
+            self.assertIn(why, str(error))
+        self.assertEqual([progress_record.KEY], list(self.mgr.db.admin))
+        self.assertEqual([], self.pool)
+        self.assertEqual([], self.mgr.driver.stopped)
+
+    def test_abort_begun_then_nothing_else_steers_it(self):
+        self._import_only()
+        self.mgr.abort_migration(self.ctxt, self.volume, force=True)
+        self.assertEqual('force', self.mgr.db.admin[constants.ABORTING_KEY])
+        self.assertEqual(('aborting', 0, 1000), tuple(
+            self.record()[k] for k in ('phase', 'rate', 'started')))
+        self.assertEqual(['_abort'], self.pool)
+        for ask, why in ((self.mgr.abort_migration, 'aborted already'),
+                         (self.mgr.pause_migration, 'being aborted'),
+                         (self.mgr.resume_migration, 'being aborted')):
+            error = self.assertRaises(cinder_exception.InvalidVolume, ask,
+                                      self.ctxt, self.volume)
+            self.assertIn(why, str(error))
+        self.assertEqual(['_abort'], self.pool)
+        self.assertEqual([], self.started)
 
 
 class RetryDelayTest(testtools.TestCase):
@@ -730,6 +784,54 @@ class CompletionTest(testtools.TestCase):
                           'dead-peer-exported': []},
                          {n: v.saved for n, v in volumes.items()})
         self.assertEqual({'dead-peer-exported'}, self.mgr._left_to_host)
+
+    def aborting(self, error=None, failures=0):
+        """A driver whose abort fails ``failures`` times with ``error``."""
+        self.mgr.db.admin.update({
+            constants.SOURCE_KEY: 'src@rbd-src#rbd', progress_record.KEY:
+            '{"phase":"aborting"}', constants.ABORTING_KEY: 'safe',
+            throttle.ADMIN_RATE_KEY: '1024'})
+        self.mgr.db.metadata[constants.PROGRESS_KEY] = 'aborting'
+        self.mgr._get_service = lambda host: mock.Mock(
+            cluster_name=None, availability_zone='az-src', uuid='svc-src')
+        aborts = []
+
+        class Driver(_FakeDriver):
+            def abort_migration_target(self, ctxt, volume, force=False):
+                aborts.append(force)
+                if len(aborts) <= failures:
+                    raise error
+                return True
+        self.mgr.driver = Driver()
+        return aborts
+
+    def test_an_abort_gives_the_volume_back_to_its_source(self):
+        aborts = self.aborting(OSError(110, 'timed out'), failures=1)
+        self.mgr._abort(self.ctxt, self.volume)
+        self.assertEqual([False, False], aborts)
+        self.assertEqual([10], self.sleeps)
+        self.assertEqual(('src@rbd-src#rbd', 'az-src', 'svc-src', ['error']),
+                         (self.volume.host, self.volume.availability_zone,
+                          self.volume.service_uuid, self.volume.saved))
+        self.assertEqual(({}, {}), (self.mgr.db.admin, self.mgr.db.metadata))
+        self.assertEqual([(self.volume.id, messages.ABORTED)],
+                         self.mgr.message_api.left)
+        # again, as a restart would: it ended
+        self.mgr._abort(self.ctxt, self.volume)
+        self.assertEqual(2, len(aborts))
+
+    def test_an_abort_refused_once_begun_lets_the_migration_go_on(self):
+        aborts = self.aborting(exception.MigrationConflict(
+            image='volume-1', reason='it is open by 1 client(s)'),
+            failures=1)
+        self.mgr._abort(self.ctxt, self.volume)
+        self.until_ended()
+        self.assertEqual(1, len(aborts))
+        self.assertEqual([(self.volume.id, messages.ABORT_REFUSED)],
+                         self.mgr.message_api.left)
+        self.assertEqual('sandbox@rbd-async#rbd-async', self.volume.host)
+        self.assertEqual(['success'], self.volume.saved)
+        self.assertNotIn(constants.ABORTING_KEY, self.mgr.db.admin)
 
     def stopped_in_a_cluster(self):
         """Complete in a cluster; check it stopped before the commit."""

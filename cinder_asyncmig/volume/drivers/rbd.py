@@ -628,9 +628,8 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
             status = self.engine.status(client.ioctx, name)
             if status is None or status.state is state.MigrationState.NONE:
                 return False
-            if status.import_only and not force:
-                # refuses, before anything is stopped
-                return self.engine.abort(client.ioctx, name)
+            # refuses before anything is stopped
+            self.engine.check_abort(status, name, force)
             record = self.engine.read_record(client.ioctx, name)
             kind = self._kind_of(name, record)
             worker = copy_worker.ExecuteWorker.adopt(status_path, name)
@@ -643,6 +642,17 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         copy_worker.remove_files(status_path)
         self._stop_source(context, volume, kind, record)
         return aborted
+
+    def check_abort_migration_target(self, context, volume, force=False):
+        """Refuse what :meth:`abort_migration_target` would refuse.
+
+        Nothing is stopped or changed; the abort itself checks again.
+
+        :raises MigrationAbortRefused: import-only without ``force``.
+        """
+        with cinder_rbd.RADOSClient(self) as client:
+            status = self.engine.status(client.ioctx, volume.name)
+        self.engine.check_abort(status, volume.name, force)
 
     def delete_volume(self, volume):
         """Delete a volume; an unfinished migration is rolled back first.
