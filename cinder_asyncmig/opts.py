@@ -226,6 +226,13 @@ manager_opts = [
                  help='Seconds between two updates of a migrating '
                       'volume\'s progress in its metadata '
                       '("async_migration_progress").'),
+    cfg.IntOpt('notification_interval',
+               default=60, min=1,
+               help='Seconds between two volume.async_migration.progress '
+                    'notifications of a migration in the same phase; a '
+                    'change of phase is notified at once. Notifications go '
+                    'out only where [oslo_messaging_notifications] driver '
+                    'is set.'),
     cfg.IntOpt('target_call_timeout',
                default=120, min=10,
                help='Seconds the source volume service waits for the '

@@ -351,6 +351,8 @@ def common_settings(deployment, host=HOST):
         ('DEFAULT', 'host', host),
         ('DEFAULT', 'my_ip', '127.0.0.1'),
         ('DEFAULT', 'transport_url', deployment.transport_url),
+        # Cinder's volume.* notifications and the plugin's, on the broker
+        ('oslo_messaging_notifications', 'driver', 'messagingv2'),
         ('DEFAULT', 'default_volume_type', MIGRATABLE_TYPE),
         ('DEFAULT', 'scheduler_default_weighers', 'GoodnessWeigher'),
         ('database', 'connection', deployment.database_url),

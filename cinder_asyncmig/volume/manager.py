@@ -56,6 +56,7 @@ from cinder_asyncmig import messages
 from cinder_asyncmig import opts
 from cinder_asyncmig.sources import file as file_source
 from cinder_asyncmig.volume import constants
+from cinder_asyncmig.volume import notifications
 from cinder_asyncmig.volume import progress as progress_record
 from cinder_asyncmig.volume import rpcapi
 from cinder_asyncmig.volume import slots
@@ -190,12 +191,16 @@ class _ProgressRecorder(object):
     worker started again mid-copy gets it back. Once the event ``stop`` is
     set, the next call raises :class:`_Stopped`. With ``owner``, a
     callable, each write asks it first whether this service still owns the
-    migration, and raises :class:`_Lost` once it does not.
+    migration, and raises :class:`_Lost` once it does not. With
+    ``notify``, a callable, it calls it at each change of phase and at
+    most every ``[asyncmig] notification_interval`` seconds meanwhile.
     """
 
     def __init__(self, db, ctxt, volume_id, interval, on_cap=None,
-                 stop=None, owner=None):
+                 stop=None, owner=None, notify=None):
         self._db = db
+        self._notify = notify
+        self._notified = (None, 0.0)
         self._stop = stop
         self._owner = owner
         self._ctxt = ctxt
@@ -320,6 +325,14 @@ class _ProgressRecorder(object):
                     progress_record.KEY: progress_record.encode(dict(
                         record, started=self._started,
                         updated=int(time.time())))}, False)
+        if self._notify is None:
+            return
+        phase, now = record.get('phase'), time.monotonic()
+        last_phase, last = self._notified
+        if phase != last_phase or now - last >= CONF[
+                opts.GROUP].notification_interval:
+            self._notified = (phase, now)
+            self._notify()
 
     @contextlib.contextmanager
     def _database(self):
@@ -569,6 +582,7 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             LOG.info('Volume %(vol)s is usable on %(host)s while its data '
                      'is copied.', {'vol': volume.id, 'host': host['host']},
                      resource=volume)
+            self._notify(ctxt, volume, notifications.START)
             self.asyncmig_rpcapi.complete_migration_target(ctxt, volume)
 
     def _tell_user(self, ctxt, volume, exc, detail=None):
@@ -621,6 +635,24 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
     def _admin_metadata(self, ctxt, volume):
         return self.db.volume_admin_metadata_get(ctxt.elevated(), volume.id)
 
+    def _payload(self, ctxt, volume, admin=None, **changes):
+        """A notification's payload of now, or None if it cannot be read."""
+        try:
+            if admin is None:
+                admin = self._admin_metadata(ctxt, volume)
+            return notifications.payload(volume, admin, **changes)
+        except Exception:
+            LOG.exception('Volume %s: cannot read what to notify.',
+                          volume.id, resource=volume)
+            return None
+
+    def _notify(self, ctxt, volume, event, body=None, **changes):
+        """Send ``event``, of ``body`` or of now; never raises."""
+        if body is None:
+            body = self._payload(ctxt, volume, **changes)
+        if body is not None:
+            notifications.send(ctxt, self.host, event, body)
+
     # -- target side: blueprint steps 2 and 4-5 ------------------------------
 
     @coordination.synchronized(LOCK)
@@ -641,9 +673,13 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                 LOG.warning('Volume %(vol)s was not taken over: %(err)s',
                             {'vol': volume.id, 'err': exc}, resource=volume)
                 self._tell_user(ctxt, volume, exc)
+                self._notify(ctxt, volume, notifications.ERROR,
+                             last_error=type(exc).__name__)
                 raise
             except Exception as exc:
                 self._tell_user(ctxt, volume, exc)
+                self._notify(ctxt, volume, notifications.ERROR,
+                             last_error=type(exc).__name__)
                 raise
 
     def complete_migration(self, ctxt, volume):
@@ -710,6 +746,7 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         self.db.volume_admin_metadata_update(
             ctxt.elevated(), volume.id,
             {progress_record.KEY: progress_record.encode(record)}, False)
+        self._notify(ctxt, volume, notifications.PROGRESS)
 
     def pause_migration(self, ctxt, volume):
         """Stop the volume's copy until :meth:`resume_migration`.
@@ -931,6 +968,8 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         # stops the copy worker and what serves the source here
         self.driver.abort_migration_target(ctxt, volume, force=force)
         service = self._get_service(source_host)
+        end = self._payload(ctxt, volume, migration_status='error',
+                            result='aborted')
         self._forget_progress(ctxt, volume)
         volume.update({'host': source_host,
                        'cluster_name': service.cluster_name,
@@ -941,6 +980,7 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         self._clear_marker(ctxt, volume, constants.SOURCE_KEY)
         self._tell_user(ctxt, volume, None, detail=(
             messages.ABORTED_DISCARDING if force else messages.ABORTED))
+        self._notify(ctxt, volume, notifications.END, end)
         LOG.info('The migration of volume %(vol)s is aborted; the volume '
                  'is back on %(src)s.', {'vol': volume.id,
                                          'src': source_host},
@@ -965,9 +1005,11 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         owner = None
         if self.cluster:
             owner = functools.partial(self._owns, ctxt.elevated(), volume.id)
+        notify = functools.partial(self._notify, ctxt, volume,
+                                   notifications.PROGRESS)
         return _ProgressRecorder(self.db, ctxt.elevated(), volume.id,
                                  CONF[opts.GROUP].progress_interval, on_cap,
-                                 stop, owner)
+                                 stop, owner, notify)
 
     def _owns(self, ctxt, volume_id):
         """Whether the volume's host is still this service.
@@ -1100,6 +1142,8 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             LOG.exception('The migration of volume %s cannot be '
                           'completed.', volume.id, resource=volume)
             self._tell_user(ctxt, volume, exc)
+            self._notify(ctxt, volume, notifications.ERROR,
+                         last_error=type(exc).__name__)
             volume.refresh()
             volume.migration_status = 'error'
             volume.save()
@@ -1142,6 +1186,8 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                   resource=volume)
         try:
             self._tell_user(ctxt, volume, exc, messages.COPY_FAILED)
+            self._notify(ctxt, volume, notifications.ERROR,
+                         last_error=type(exc).__name__)
             self.db.volume_admin_metadata_update(
                 ctxt.elevated(), volume.id,
                 {constants.FAILED_KEY: type(exc).__name__}, False)
@@ -1225,8 +1271,8 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
 
     def _finish(self, ctxt, volume, source_left):
         volume.refresh()
-        source_host = self._admin_metadata(ctxt, volume).get(
-            constants.SOURCE_KEY)
+        admin = self._admin_metadata(ctxt, volume)
+        source_host = admin.get(constants.SOURCE_KEY)
         to_remove = bool(source_host) and source_left is not False
         cleaned = (not to_remove or
                    self._clean_up_source(ctxt, volume, source_host))
@@ -1238,10 +1284,15 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             updates['provider_location'] = None
         if volume.status == 'in-use' and not volume.volume_attachment:
             updates['status'] = 'available'
+        # of the migration that ends, with its final state
+        end = self._payload(
+            ctxt, volume, admin, migration_status=updates['migration_status'],
+            result='success' if cleaned else 'source-left')
         # gone before the final state shows, so nobody sees both
         self._forget_progress(ctxt, volume)
         volume.update(updates)
         volume.save()
+        self._notify(ctxt, volume, notifications.END, end)
         if cleaned:
             self._clear_marker(ctxt, volume, constants.SOURCE_KEY)
             LOG.info('Migration of volume %s completed.', volume.id,

@@ -97,13 +97,15 @@ def is_async(volume):
              constants.TARGET_KEY in admin))
 
 
-def describe(volume):
+def describe(volume, admin=None):
     """What the API shows of the asynchronous migration of ``volume``.
 
     :param volume: a volume object, with its admin metadata
                    (:func:`is_async` is true of it).
+    :param admin: its admin metadata, if not the volume's own.
     """
-    admin = volume.admin_metadata or {}
+    if admin is None:
+        admin = volume.admin_metadata or {}
     record = decode(admin.get(KEY))
     if volume.migration_status == constants.ATTACHABLE:
         source_host = admin.get(constants.SOURCE_KEY)

@@ -33,6 +33,8 @@ import threading
 import time
 import uuid
 
+from oslo_config import cfg
+import oslo_messaging
 from oslo_utils import units
 import rbd
 import sqlalchemy
@@ -683,6 +685,94 @@ class AsyncMigrationTest(SandboxTestCase):
                                                         throttle.RATE_KEY))
         self.migrate(volume_id)
         self.assert_migrated(volume_id, model, self.follow(volume_id))
+
+    def notifications(self):
+        """The plugin's notifications on the sandbox's broker, from now.
+
+        :returns: a list that fills with ``(priority, publisher_id,
+                  event_type, payload)``.
+        """
+        seen = []
+
+        class Endpoint(object):
+            filter_rule = oslo_messaging.NotificationFilter(
+                event_type=r'^volume\.async_migration\.')
+
+            def info(self, ctxt, publisher_id, event_type, payload,
+                     metadata):
+                seen.append(('INFO', publisher_id, event_type, payload))
+
+            def error(self, ctxt, publisher_id, event_type, payload,
+                      metadata):
+                seen.append(('ERROR', publisher_id, event_type, payload))
+        transport = oslo_messaging.get_notification_transport(
+            cfg.ConfigOpts(), url=self.sandbox.deployment.transport_url)
+        self.addCleanup(transport.cleanup)
+        # a pool of its own: its own queue, from now on
+        listener = oslo_messaging.get_notification_listener(
+            transport, [oslo_messaging.Target(topic='notifications')],
+            [Endpoint()], executor='threading', pool=self.id())
+        listener.start()
+        self.addCleanup(listener.wait)
+        self.addCleanup(listener.stop)
+        return seen
+
+    def test_operators_get_notifications(self):
+        self._operators_api_on_the_host_release()
+        seen = self.notifications()
+        volume_id, model = self.create()
+        self.api('POST', '/volumes/%s/metadata' % volume_id, {'metadata': {
+            throttle.RATE_KEY: str(128 * units.Mi)}})
+        self.migrate(volume_id)
+        self.assert_migrated(volume_id, model, self.follow(volume_id))
+        # a refused take-over: a bad value of the plugin's key
+        refused, _ = self.create()
+        self.api('POST', '/volumes/%s/metadata' % refused, {'metadata': {
+            throttle.RATE_KEY: 'fast'}})
+        self.migrate(refused)
+        self.wait(refused, 'refused',
+                  lambda v: v['migration_status'] == 'error')
+
+        def of(volume, event):
+            return [n for n in seen if n[3]['volume_id'] == volume and
+                    n[2] == 'volume.async_migration.' + event]
+        process.wait_for('the end notified', lambda: of(volume_id, 'end') and
+                         of(refused, 'error'), 30)
+        events = [n[2].rsplit('.', 1)[1] for n in seen
+                  if n[3]['volume_id'] == volume_id]
+        self.assertEqual('start', events[0], events)
+        self.assertEqual('end', events[-1], events)
+        self.assertEqual({'progress'}, set(events[1:-1]), events)
+        # the phases as they went; copying more than once at 128 MiB/s
+        phases = [n[3]['phase'] for n in of(volume_id, 'progress')]
+        self.assertEqual(['copying', 'committing', 'cleaning-source'],
+                         [p for i, p in enumerate(phases)
+                          if not i or phases[i - 1] != p], phases)
+        source, target = (self.sandbox.source_host.split('#')[0],
+                          self.sandbox.target_host.split('#')[0])
+        (start,), (end,) = of(volume_id, 'start'), of(volume_id, 'end')
+        self.assertEqual(('INFO', 'volume.' + source), start[:2])
+        self.assertEqual(('INFO', 'volume.' + target), end[:2])
+        self.assertEqual(
+            (self.sandbox.source_host, self.sandbox.target_host,
+             kinds.RBD_LINKED, 'success', 'success', units.Gi),
+            tuple(end[3][k] for k in (
+                'source_host', 'target_host', 'source_kind', 'result',
+                'migration_status', 'bytes_total')))
+        # the list API's fields
+        self.assertLessEqual(
+            {'volume_id', 'phase', 'percent', 'rate_bytes_per_sec',
+             'eta_seconds', 'max_bytes_per_sec', 'started_at'},
+            set(end[3]))
+        (error,) = of(refused, 'error')
+        self.assertEqual(
+            ('ERROR', 'volume.' + target, 'taking-over',
+             'MigrationSettingInvalid'),
+            error[:2] + (error[3]['phase'], error[3]['last_error']))
+        with open(self.sandbox.ceph.client_keyring()) as f:
+            key = [line.split('=', 1)[1].strip() for line in f
+                   if line.strip().startswith('key')][0]
+        self.assertNotIn(key, json.dumps(seen))
 
     def test_operators_start_a_migration_and_follow_it(self):
         self._operators_api_on_the_host_release()

@@ -129,6 +129,30 @@ class ProgressRecorderTest(testtools.TestCase):
         self.assertEqual(3, len(written))
         self.assertTrue(written[-1].startswith('100.0%'))
 
+    def test_notified_at_each_phase_and_at_most_every_interval(self):
+        CONF.set_override('notification_interval', 60, group='asyncmig')
+        self.addCleanup(CONF.clear_override, 'notification_interval',
+                        group='asyncmig')
+        db = mock.Mock()
+        db.volume_admin_metadata_get.return_value = {}
+        notified = []
+        rec = manager._ProgressRecorder(
+            db, 'ctxt', 'vol', interval=2,
+            notify=lambda: notified.append(
+                progress_record.decode(db.volume_admin_metadata_update.
+                                       call_args.args[2][
+                                           progress_record.KEY])['phase']))
+        copying = {'phase': 'copying', 'percent': 1.0}
+        clock = [10]
+        with mock.patch('time.monotonic', lambda: clock[0]):
+            for now in (10, 12, 14, 75):
+                clock[0] = now
+                rec(copying)
+            rec.retrying(1, 10, RuntimeError())
+            rec({'phase': 'committing', 'percent': 100.0})
+        self.assertEqual(['copying', 'copying', 'retrying', 'committing'],
+                         notified)
+
     def test_a_retry_keeps_what_was_copied_in_view(self):
         db = mock.Mock()
         db.volume_admin_metadata_get.return_value = {}
@@ -323,6 +347,12 @@ class SteerMigrationTest(testtools.TestCase):
 
     def setUp(self):
         super(SteerMigrationTest, self).setUp()
+        # what the manager notifies: (event, payload)
+        self.notified = []
+        self.useFixture(fixtures.MockPatch(
+            'cinder_asyncmig.volume.notifications.send',
+            side_effect=lambda ctxt, host, event, body: self.notified.append(
+                (event, body))))
         # as in the services: lazy translation
         self.useFixture(i18n_fixture.ToggleLazy(True))
         self.mgr = manager.AsyncMigrationVolumeManager.__new__(
@@ -505,6 +535,8 @@ class _FakeVolume(object):
 
     def __init__(self):
         self.id = 'vol-1'
+        self.project_id = 'project-1'
+        self.display_name = 'vol'
         self.updated_at = timeutils.utcnow() - datetime.timedelta(minutes=1)
         self.host = 'sandbox@rbd-async#rbd-async'
         self.is_clustered = False
@@ -602,6 +634,12 @@ class CompletionTest(testtools.TestCase):
 
     def setUp(self):
         super(CompletionTest, self).setUp()
+        # what the manager notifies: (event, payload)
+        self.notified = []
+        self.useFixture(fixtures.MockPatch(
+            'cinder_asyncmig.volume.notifications.send',
+            side_effect=lambda ctxt, host, event, body: self.notified.append(
+                (event, body))))
         self.mgr = manager.AsyncMigrationVolumeManager.__new__(
             manager.AsyncMigrationVolumeManager)
         self.mgr._completing = {}
@@ -703,6 +741,8 @@ class CompletionTest(testtools.TestCase):
                          self.mgr.message_api.left)
         self.assertEqual({constants.FAILED_KEY: 'KeyError'},
                          self.mgr.db.admin)
+        self.assertEqual([('error', 'KeyError')],
+                         [(e, b['last_error']) for e, b in self.notified])
         self.volume.admin_metadata = dict(self.mgr.db.admin)
         self.mgr._clear_failure(self.ctxt, self.volume)
         self.assertEqual(constants.ATTACHABLE, self.volume.migration_status)
@@ -816,6 +856,15 @@ class CompletionTest(testtools.TestCase):
         self.assertEqual(({}, {}), (self.mgr.db.admin, self.mgr.db.metadata))
         self.assertEqual([(self.volume.id, messages.ABORTED)],
                          self.mgr.message_api.left)
+        # the phase, each time it is tried; then its end, from the target
+        self.assertEqual(['progress', 'progress', 'end'],
+                         [event for event, _ in self.notified])
+        end = self.notified[-1][1]
+        self.assertEqual(
+            ('vol-1', 'aborted', 'error', 'aborting', 'src@rbd-src#rbd',
+             'sandbox@rbd-async#rbd-async'),
+            tuple(end[k] for k in ('volume_id', 'result', 'migration_status',
+                                   'phase', 'source_host', 'target_host')))
         # again, as a restart would: it ended
         self.mgr._abort(self.ctxt, self.volume)
         self.assertEqual(2, len(aborts))
