@@ -2,7 +2,7 @@
 #
 # Run the project's checks on every Ceph release, one leg per release:
 #
-#   pacific           pep8, unit, functional, e2e, tempest
+#   pacific           pep8, docs, unit, functional, e2e, tempest
 #                                                (the host's Ceph 16.2)
 #   reef              functional                   (Ceph 18.2, trixie root)
 #   tentacle          functional, e2e              (Ceph 20.2, sid root)
@@ -28,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 declare -A LEG_ENVS=(
-    [pacific]=pep8,py3,functional,e2e,tempest
+    [pacific]=pep8,docs,py3,functional,e2e,tempest
     [reef]=functional-reef
     [tentacle]=functional-tentacle,e2e-tentacle
     [reef-on-tentacle]=e2e-reef-on-tentacle
