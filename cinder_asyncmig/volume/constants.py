@@ -39,3 +39,6 @@ PAUSED_KEY = 'asyncmig_paused'
 # an import-only one's writes are discarded, else "linked"; a restart of
 # the target volume service finishes the abort
 ABORTING_KEY = 'asyncmig_aborting'
+# admin metadata key of a retype's migration, from the hand-over to its
+# end: the new volume type's id, which the volume takes with success
+NEW_TYPE_KEY = 'asyncmig_new_type'

@@ -36,6 +36,8 @@ from cinder import coordination
 from cinder import exception as cinder_exception
 from cinder.i18n import _
 from cinder import objects
+from cinder import quota
+from cinder import quota_utils
 from cinder.volume.drivers import remotefs
 from cinder.volume import manager
 from cinder.volume import volume_utils
@@ -459,11 +461,13 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         :param volume: the volume to migrate.
         :param host: the destination, ``{'host', 'capabilities', ...}``.
         :param force_host_copy: skip driver-assisted and async migration.
-        :param new_type_id: set by a retype (migrates the stock way).
+        :param new_type_id: set by a retype; the volume takes the type
+            when its migration ends in success, as Cinder's own
+            migrations do.
         :param diff: the type difference of a retype.
         """
         reason = self._stock_migration_reason(volume, host, force_host_copy,
-                                              new_type_id)
+                                              new_type_id, diff)
         if reason:
             LOG.info('Migrating volume %(vol)s the stock way: %(reason)s',
                      {'vol': volume.id, 'reason': reason}, resource=volume)
@@ -482,18 +486,19 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             status_update = {'status': volume.previous_status}
         volume.migration_status = 'migrating'
         volume.save()
-        self._set_marker(ctxt, volume, host['host'])
-        self._hand_over(ctxt, volume, host, status_update)
+        self._set_marker(ctxt, volume, host['host'], new_type_id)
+        self._hand_over(ctxt, volume, host, status_update, new_type_id, diff)
 
     def _stock_migration_reason(self, volume, host, force_host_copy,
-                                new_type_id):
+                                new_type_id, diff=None):
         if volume.volume_attachment:
             return _('it has attachments, and Cinder migrates attached '
                      'volumes itself, with Nova.')
         if force_host_copy:
             return _('force_host_copy was requested.')
-        if new_type_id:
-            return _('it is a retype.')
+        if new_type_id and not self._can_use_driver_migration(diff):
+            return _('the retype changes its QoS or encryption, which only '
+                     'Cinder\'s migration applies.')
         if not (host.get('capabilities') or {}).get(
                 'async_migration_target'):
             return _('the destination %s is not an async migration '
@@ -515,7 +520,8 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             description[file_source.PATH_KEY] = self.driver.local_path(volume)
         return description
 
-    def _hand_over(self, ctxt, volume, host, status_update):
+    def _hand_over(self, ctxt, volume, host, status_update, new_type_id=None,
+                   diff=None):
         try:
             moved, is_async, model_update = (
                 self.asyncmig_rpcapi.migrate_volume_target(
@@ -554,11 +560,12 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                      {'host': host['host'], 'vol': volume.id},
                      resource=volume)
             self._clear_marker(ctxt, volume)
+            self._clear_marker(ctxt, volume, constants.NEW_TYPE_KEY)
             if status_update:
                 volume.update(status_update)
                 volume.save()
             return super(AsyncMigrationVolumeManager, self).migrate_volume(
-                ctxt, volume, host)
+                ctxt, volume, host, new_type_id=new_type_id, diff=diff)
 
         dst_service = self._get_service(host['host'])
         updates = {
@@ -572,6 +579,9 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         }
         updates.update(status_update)
         updates.update(model_update or {})
+        if new_type_id and not is_async:
+            updates['volume_type_id'] = new_type_id
+            self._clear_marker(ctxt, volume, constants.NEW_TYPE_KEY)
         if is_async:
             # the target cleans the source up after the commit
             self._set_source_marker(ctxt, volume, volume.host)
@@ -601,13 +611,16 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
     def _end_hand_over(self, ctxt, volume, status_update):
         """The volume stays on its source: its migration ended in error."""
         self._clear_marker(ctxt, volume)
+        self._clear_marker(ctxt, volume, constants.NEW_TYPE_KEY)
         volume.update(dict(status_update, migration_status='error'))
         volume.save()
 
-    def _set_marker(self, ctxt, volume, target_host):
-        self.db.volume_admin_metadata_update(
-            ctxt.elevated(), volume.id, {constants.TARGET_KEY: target_host},
-            False)
+    def _set_marker(self, ctxt, volume, target_host, new_type_id=None):
+        marker = {constants.TARGET_KEY: target_host}
+        if new_type_id:
+            marker[constants.NEW_TYPE_KEY] = new_type_id
+        self.db.volume_admin_metadata_update(ctxt.elevated(), volume.id,
+                                             marker, False)
 
     def _clear_marker(self, ctxt, volume, key=constants.TARGET_KEY):
         self.db.volume_admin_metadata_delete(ctxt.elevated(), volume.id, key)
@@ -968,6 +981,9 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         # stops the copy worker and what serves the source here
         self.driver.abort_migration_target(ctxt, volume, force=force)
         service = self._get_service(source_host)
+        if admin.get(constants.NEW_TYPE_KEY):
+            self._undo_retype_quota(ctxt, volume,
+                                    admin[constants.NEW_TYPE_KEY])
         end = self._payload(ctxt, volume, migration_status='error',
                             result='aborted')
         self._forget_progress(ctxt, volume)
@@ -985,6 +1001,21 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                  'is back on %(src)s.', {'vol': volume.id,
                                          'src': source_host},
                  resource=volume)
+
+    def _undo_retype_quota(self, ctxt, volume, new_type_id):
+        """Count the volume under its own type again, not the new one.
+
+        A retype moves the volume's usage of the per-type quotas to the
+        new type as soon as the target takes it over; an aborted one never
+        gives it that type.
+        """
+        for type_id, negative in ((volume.volume_type_id, False),
+                                  (new_type_id, True)):
+            reservations = quota_utils.get_volume_type_reservation(
+                ctxt, volume, type_id, reserve_vol_type_only=True,
+                negative=negative)
+            quota.QUOTAS.commit(ctxt, reservations,
+                                project_id=volume.project_id)
 
     def _abort_refused(self, ctxt, volume, exc):
         LOG.warning('The abort of the migration of volume %(vol)s was '
@@ -1278,6 +1309,9 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                    self._clean_up_source(ctxt, volume, source_host))
         updates = {'migration_status': ('success' if cleaned
                                         else constants.SOURCE_LEFT)}
+        if admin.get(constants.NEW_TYPE_KEY):
+            # a retype's: the type comes with the end of the migration
+            updates['volume_type_id'] = admin[constants.NEW_TYPE_KEY]
         if cleaned and to_remove:
             # the source backend's (e.g. an NFS share); kept until the
             # source is removed, as its driver finds the source with it
@@ -1302,7 +1336,8 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         """Remove the migration's progress, record and operators' keys."""
         self.db.volume_metadata_delete(ctxt.elevated(), volume.id,
                                        constants.PROGRESS_KEY)
-        for key in (progress_record.KEY,) + _STEERING_KEYS:
+        for key in (progress_record.KEY, constants.NEW_TYPE_KEY) + (
+                _STEERING_KEYS):
             self.db.volume_admin_metadata_delete(ctxt.elevated(), volume.id,
                                                  key)
 
@@ -1389,8 +1424,13 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         """
         source_host = None
         if not unmanage_only:
-            source_host = self._admin_metadata(context, volume).get(
-                constants.SOURCE_KEY)
+            admin = self._admin_metadata(context, volume)
+            source_host = admin.get(constants.SOURCE_KEY)
+            if admin.get(constants.NEW_TYPE_KEY):
+                # a retype's: its quota usage is the new type's since the
+                # hand-over, and Cinder releases the volume's type's
+                volume.volume_type_id = admin[constants.NEW_TYPE_KEY]
+                volume.save()
         if source_host:
             try:
                 self._drop_migration(context, volume, source_host)
@@ -1572,7 +1612,8 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             service = self._get_service(target)
             self._hand_over(ctxt, volume, {
                 'host': target, 'cluster_name': service.cluster_name,
-                'capabilities': {'async_migration_target': True}}, {})
+                'capabilities': {'async_migration_target': True}}, {},
+                volume.admin_metadata.get(constants.NEW_TYPE_KEY))
         except Exception:
             LOG.exception('Could not resume the hand-over of volume %s.',
                           volume.id, resource=volume)

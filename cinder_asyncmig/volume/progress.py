@@ -140,6 +140,8 @@ def describe(volume, admin=None):
         'rate_bytes_per_sec': rate,
         'eta_seconds': eta,
         'max_bytes_per_sec': record.get('cap'),
+        # a retype's: the type the volume takes with success
+        'new_volume_type_id': admin.get(constants.NEW_TYPE_KEY),
         'copy_in': record.get('copy_in'),
         'attempt': record.get('attempt'),
         'last_error': record.get('error'),

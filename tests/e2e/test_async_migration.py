@@ -774,6 +774,69 @@ class AsyncMigrationTest(SandboxTestCase):
                    if line.strip().startswith('key')][0]
         self.assertNotIn(key, json.dumps(seen))
 
+    def type_usage(self, volume_id):
+        """Gigabytes in use of the source's and the target's types."""
+        project = self.volume(volume_id)['os-vol-tenant-attr:tenant_id']
+        quotas = self.api('GET', '/os-quota-sets/%s?usage=true' %
+                          project)['quota_set']
+        return tuple(quotas['gigabytes_%s' % self.sandbox.env()[key]][
+            'in_use'] for key in ('ASYNCMIG_SOURCE_TYPE',
+                                  'ASYNCMIG_TARGET_TYPE'))
+
+    def test_retype_with_migration_is_async(self):
+        self._operators_api_on_the_host_release()
+        env = self.sandbox.env()
+        old_type, new_type = (env['ASYNCMIG_SOURCE_TYPE'],
+                              env['ASYNCMIG_TARGET_TYPE'])
+        volume_id, model = self.create(volume_type=old_type)
+        before = self.volume(volume_id)
+        usage = self.type_usage(volume_id)
+        self.api('POST', '/volumes/%s/metadata' % volume_id, {'metadata': {
+            throttle.RATE_KEY: str(24 * units.Mi)}})
+
+        def retype():
+            self.sandbox.cinder('retype', '--migration-policy', 'on-demand',
+                                volume_id, new_type)
+            return self.wait(
+                volume_id, 'attachable',
+                lambda v: v['migration_status'] == constants.ATTACHABLE)
+        # usable on the target at once, with its status back; the type
+        # comes with success, as with Cinder's own migrations, and the
+        # per-type quota counts it under the new type from now
+        during = retype()
+        self.assertEqual(('available', self.sandbox.target_host, old_type),
+                         (during['status'], during['os-vol-host-attr:host'],
+                          during['volume_type']))
+        self.assertEqual((usage[0] - 1, usage[1] + 1),
+                         self.type_usage(volume_id))
+        self.assertEqual(
+            [t['id'] for t in self.api('GET', '/types')['volume_types']
+             if t['name'] == new_type],
+            [self.migration(volume_id)['new_volume_type_id']])
+        # an aborted retype: back where it was, quota included
+        self.sandbox.openstack('volume', 'migration', 'abort', volume_id,
+                               '--wait')
+        aborted = self.volume(volume_id)
+        self.assertEqual((self.sandbox.source_host, old_type, 'error'),
+                         (aborted['os-vol-host-attr:host'],
+                          aborted['volume_type'],
+                          aborted['migration_status']))
+        self.assertEqual(usage, self.type_usage(volume_id))
+        self.api('DELETE', '/volumes/%s/metadata/%s' % (volume_id,
+                                                        throttle.RATE_KEY))
+        retype()
+        seen = self.follow(volume_id)
+        self.assert_migrated(volume_id, model, seen)
+        after = seen['volume']
+        # tempest's VolumeRetypeWithMigrationTest's assertions
+        self.assertEqual(new_type, after['volume_type'])
+        for key in ('id', 'size', 'description', 'name', 'user_id',
+                    'os-vol-tenant-attr:tenant_id'):
+            self.assertEqual(before[key], after[key], key)
+        self.assertEqual('success', after['os-vol-mig-status-attr:migstat'])
+        self.assertEqual((usage[0] - 1, usage[1] + 1),
+                         self.type_usage(volume_id))
+
     def test_operators_start_a_migration_and_follow_it(self):
         self._operators_api_on_the_host_release()
         volume_id, model = self.create()

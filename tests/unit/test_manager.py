@@ -309,7 +309,12 @@ class StockReasonTest(testtools.TestCase):
         self.assertIn('attachments', self.reason(
             volume=mock.Mock(volume_attachment=[object()])))
         self.assertIn('force_host_copy', self.reason(force_host_copy=True))
-        self.assertIn('retype', self.reason(new_type_id='t'))
+        self.assertIn('retype', self.reason(new_type_id='t', diff={
+            'encryption': {'provider': ('luks', None)}}))
+        # a retype that only changes the backend is async
+        self.assertIsNone(self.reason(new_type_id='t', diff={
+            'extra_specs': {'volume_backend_name': ('rbd-src',
+                                                    'rbd-async')}}))
         self.assertIn('not an async migration target', self.reason(
             host={'host': 'h@lvm#p', 'capabilities': {}}))
 
