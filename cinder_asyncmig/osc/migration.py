@@ -19,6 +19,7 @@ from this package's ``openstack.volume.v3`` entry points.
 """
 
 import argparse
+import datetime
 import sys
 import time
 import urllib.parse
@@ -319,3 +320,215 @@ def _outcome(volume, started):
               'host': volume.host,
               'seconds': round(time.monotonic() - started, 1)}
     return zip(*sorted(result.items()))
+
+
+def _backend(host):
+    """The ``host@backend`` of ``host``, pools ignored."""
+    return host.split('#', 1)[0] if host else host
+
+
+def _epoch(iso):
+    return datetime.datetime.fromisoformat(iso).timestamp() if iso else None
+
+
+class DrainMigration(command.Lister):
+    """Migrate every available volume of a backend to another (admin only).
+
+    The volumes move a few at a time, each usable on the destination at
+    once. Ctrl-C stops starting new ones: the ones under way finish on
+    their own, and running the same command again carries on.
+    """
+
+    # a volume's outcome while the drain runs, then at its end
+    _COLUMNS = ('ID', 'Name', 'Size', 'Result', 'Seconds')
+
+    def get_parser(self, prog_name):
+        parser = super(DrainMigration, self).get_parser(prog_name)
+        parser.add_argument(
+            '--from', dest='source', metavar='<host@backend>', required=True,
+            help='Backend to empty (pools ignored).')
+        parser.add_argument(
+            '--to', dest='target', metavar='<host@backend#pool>',
+            required=True,
+            help='Destination: an async migration target.')
+        parser.add_argument(
+            '--parallel', metavar='<count>', type=int,
+            help='Migrations under way at once (default, and at most: the '
+                 'destination\'s async_migration_max_concurrent_copies, or '
+                 '4 when it has no bound).')
+        parser.add_argument(
+            '--max-rate', metavar='<bytes-per-second>', type=_rate,
+            help='Cap each copy at this rate (e.g. 64MiB), as '
+                 '"openstack volume migration set --max-rate" does.')
+        return parser
+
+    def run(self, parsed_args):
+        status = super(DrainMigration, self).run(parsed_args)
+        if self._interrupted:
+            return 130
+        return 1 if self._failed else status
+
+    def take_action(self, parsed_args):
+        self._interrupted = self._failed = False
+        volume_client = self.app.client_manager.volume
+        parallel = self._parallel(volume_client, parsed_args)
+        fleet = {}      # volume id -> its row, in the order found
+        pending = []    # available volumes of the source, not started
+        for volume in volume_client.volumes(details=True, all_projects=True):
+            if _backend(volume.host) != _backend(parsed_args.source):
+                continue
+            reason = self._skipped(volume)
+            fleet[volume.id] = {'ID': volume.id, 'Name': volume.name,
+                                'Size': volume.size, 'Result': reason,
+                                'Seconds': None}
+            if reason is None:
+                pending.append(volume.id)
+        started = {}    # volume id -> when this run started it
+        capped = set()
+        try:
+            while True:
+                under_way = self._under_way(volume_client, parsed_args)
+                for volume_id, migration in under_way.items():
+                    row = fleet.setdefault(volume_id, {
+                        'ID': volume_id, 'Name': migration['name'],
+                        'Size': (migration['bytes_total'] or 0) // 2 ** 30,
+                        'Seconds': None})
+                    row['Result'] = migration['phase']
+                    row['migration'] = migration
+                    if (parsed_args.max_rate is not None and
+                            volume_id not in capped and
+                            migration['phase'] != 'taking-over'):
+                        _post_action(volume_client, volume_id, {
+                            'os-async-migration-set': {
+                                'max_bytes_per_sec': parsed_args.max_rate}})
+                        capped.add(volume_id)
+                for volume_id, row in fleet.items():
+                    if 'migration' in row and volume_id not in under_way:
+                        self._ended(volume_client, row, started)
+                # those just asked for, too, before they show in the list
+                busy = {i for i, r in fleet.items() if 'migration' in r}
+                while pending and len(busy) < parallel:
+                    volume_id = pending.pop(0)
+                    if self._start(volume_client, fleet[volume_id],
+                                   parsed_args.target):
+                        started[volume_id] = time.time()
+                        busy.add(volume_id)
+                self._draw(fleet)
+                if not pending and not busy:
+                    break
+                time.sleep(_POLL)
+        except KeyboardInterrupt:
+            self._interrupted = True
+            for volume_id in pending:
+                fleet[volume_id]['Result'] = 'not started'
+            going = [r for r in fleet.values() if 'migration' in r]
+            for row in going:
+                row['Result'] += ' (goes on)'
+            sys.stderr.write(
+                '\nInterrupted: %d migration(s) under way go on and end on '
+                'their own; %d volume(s) not started. Run the same command '
+                'again to carry on.\n' % (len(going), len(pending)))
+        return self._COLUMNS, [utils.get_dict_properties(r, self._COLUMNS)
+                               for r in fleet.values()]
+
+    def _parallel(self, volume_client, parsed_args):
+        """Migrations at once, within the destination's bound."""
+        bound = None
+        for pool in _get(volume_client, '/scheduler-stats/get_pools'
+                         '?detail=True')['pools']:
+            if pool['name'] == parsed_args.target:
+                capabilities = pool.get('capabilities') or {}
+                if not capabilities.get('async_migration_target'):
+                    raise exceptions.CommandError(
+                        '%s is not an async migration target.' %
+                        parsed_args.target)
+                bound = capabilities.get(
+                    'async_migration_max_concurrent_copies') or None
+        wanted = parsed_args.parallel or bound or 4
+        if wanted < 1:
+            raise exceptions.CommandError('--parallel must be at least 1.')
+        if bound and wanted > bound:
+            sys.stderr.write('--parallel %d is above the destination\'s '
+                             'bound of %d copies at once; using %d.\n' %
+                             (wanted, bound, bound))
+            wanted = bound
+        return wanted
+
+    @staticmethod
+    def _skipped(volume):
+        """Why the drain leaves ``volume`` where it is, or None."""
+        if volume.status == 'in-use' or volume.attachments:
+            return ('skipped: attached; Cinder migrates attached volumes '
+                    'with Nova (openstack server migrate, or detach first)')
+        if volume.status != 'available':
+            return 'skipped: its status is %s' % volume.status
+        if volume.migration_status not in (None, 'success', 'error'):
+            return 'skipped: migrating already (%s)' % (
+                volume.migration_status)
+        return None
+
+    @staticmethod
+    def _under_way(volume_client, parsed_args):
+        """The migrations from the source to the destination, by volume."""
+        query = urllib.parse.urlencode({
+            'source_host': _backend(parsed_args.source),
+            'target_host': _backend(parsed_args.target)})
+        return {m['volume_id']: m for m in _get(
+            volume_client, '%s?%s' % (_PATH, query))['async_migrations']}
+
+    def _start(self, volume_client, row, target):
+        try:
+            _post_action(volume_client, row['ID'], {'os-migrate_volume': {
+                'host': target, 'force_host_copy': False}})
+        except sdk_exceptions.HttpException as exc:
+            row['Result'] = 'refused: %s' % (exc.details or exc)
+            self._failed = True
+            return False
+        row['Result'] = 'taking-over'
+        row['migration'] = None
+        return True
+
+    def _ended(self, volume_client, row, started):
+        """Record how the migration of ``row``'s volume ended."""
+        volume = volume_client.get_volume(row['ID'])
+        if volume.migration_status not in _ENDED:
+            return  # between the hand-over and the list, or Cinder's own
+        migration = row.pop('migration') or {}
+        began = started.get(row['ID']) or _epoch(migration.get('started_at'))
+        row['Result'] = volume.migration_status
+        row['Size'] = volume.size
+        if began:
+            row['Seconds'] = round(time.time() - began, 1)
+        if volume.migration_status == 'error':
+            self._failed = True
+
+    def _draw(self, fleet):
+        """The fleet's progress: a line per migration under way, a total."""
+        rows = list(fleet.values())
+        moving = [r for r in rows if 'migration' in r]
+        done = [r for r in rows if r['Result'] in _ENDED]
+        total = sum(r['Size'] or 0 for r in rows
+                    if not str(r['Result']).startswith('skipped'))
+        copied = sum(r['Size'] or 0 for r in done) + sum(
+            ((r['migration'] or {}).get('bytes_copied') or 0) / 2 ** 30
+            for r in moving)
+        percent = 100.0 * copied / total if total else 100.0
+        filled = int(_BAR * percent / 100)
+        lines = ['%-36s %s' % (r['ID'], _progress_line(
+            r['migration'], r['Result'])) for r in moving]
+        lines.append('[%s%s] %5.1f%%  %d of %d volumes migrated, %d under '
+                     'way' % ('#' * filled, '.' * (_BAR - filled), percent,
+                              len(done), len([
+                                  r for r in rows if not str(
+                                      r['Result']).startswith('skipped')]),
+                              len(moving)))
+        text = '\n'.join(lines)
+        if sys.stderr.isatty():
+            drawn = getattr(self, '_drawn', 0)
+            sys.stderr.write('\033[%dA\033[J' % drawn if drawn else '')
+            sys.stderr.write(text + '\n')
+            self._drawn = len(lines)
+        elif text != getattr(self, '_last', None):
+            sys.stderr.write(text + '\n')
+        sys.stderr.flush()
+        self._last = text

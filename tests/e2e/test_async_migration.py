@@ -837,6 +837,83 @@ class AsyncMigrationTest(SandboxTestCase):
         self.assertEqual((usage[0] - 1, usage[1] + 1),
                          self.type_usage(volume_id))
 
+    def drain(self, *args):
+        """Start ``openstack volume migration drain``; its stderr lines."""
+        proc = subprocess.Popen(
+            [os.path.join(self.sandbox.deployment.bin_dir, 'openstack'),
+             'volume', 'migration', 'drain', '--from',
+             self.sandbox.source_host.split('#')[0], '--to',
+             self.sandbox.target_host, '-f', 'json'] + list(args),
+            env=self.sandbox.cli_env(), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        lines = []
+        reader = threading.Thread(target=lambda: lines.extend(proc.stderr))
+        reader.start()
+        return proc, lines, reader
+
+    def test_operators_drain_a_backend(self):
+        self._operators_api_on_the_host_release()
+        models = {}
+        for _ in range(10):
+            volume_id, model = self.create(fill=False)
+            with rbd.Image(self.ioctx[self.src_pool],
+                           'volume-%s' % volume_id) as image:
+                for _ in range(3):
+                    at = self.rng.randrange(0, SIZE - 4 * units.Mi)
+                    payload = self.rng.randbytes(4 * units.Mi)
+                    image.write(payload, at)
+                    model.apply(at, payload)
+            models[volume_id] = model
+        in_use, _ = self.create(fill=False)
+        attachment = self.attach(in_use)
+        self.addCleanup(self.api, 'DELETE',
+                        '/attachments/%s' % attachment['id'])
+        # one Ctrl-C once the first volume is migrated
+        started = time.monotonic()
+        proc, lines, reader = self.drain('--parallel', '3')
+        process.wait_for('a volume drained', lambda: any(
+            ' 1 of ' in line for line in lines) or proc.poll() is not None,
+            300)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        reader.join()
+        first = time.monotonic() - started
+        self.addDetail('first run', content.text_content(''.join(lines)))
+        self.assertEqual(130, proc.returncode, out)
+        rows = {r['ID']: r for r in json.loads(out)}
+        self.assertTrue(rows[in_use]['Result'].startswith(
+            'skipped: attached'), rows[in_use])
+        results = [rows[v]['Result'] for v in models]
+        self.assertIn('success', results)
+        self.assertIn('not started', results)
+        self.assertIn('Run the same command again', ''.join(lines))
+        # what was under way goes on: nothing stays half-way
+        going = [v for v in models if rows[v]['Result'].endswith(
+            '(goes on)')]
+        for volume_id in going:
+            self.assertEqual('success', self.follow(volume_id)['volume'][
+                'migration_status'])
+        # again: it carries on with the rest
+        again = time.monotonic()
+        proc, lines, reader = self.drain()
+        out, _ = proc.communicate(timeout=600)
+        reader.join()
+        second = time.monotonic() - again
+        self.addDetail('second run', content.text_content(''.join(lines)))
+        self.assertEqual(0, proc.returncode, ''.join(lines))
+        rows.update({r['ID']: r for r in json.loads(out)})
+        for volume_id, model in models.items():
+            self.assert_migrated(volume_id, model,
+                                 {'volume': self.volume(volume_id)})
+        self.assertEqual(self.sandbox.source_host,
+                         self.volume(in_use)['os-vol-host-attr:host'])
+        seconds = [rows[v]['Seconds'] for v in models
+                   if isinstance(rows[v]['Seconds'], (int, float))]
+        self.addDetail('drain seconds', content.text_content(
+            'first run %.1f, second run %.1f, sum of the volumes\' %.1f '
+            '(%d timed)' % (first, second, sum(seconds), len(seconds))))
+
     def test_operators_start_a_migration_and_follow_it(self):
         self._operators_api_on_the_host_release()
         volume_id, model = self.create()

@@ -117,6 +117,10 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         kinds = self._source_kinds()
         self._stats['async_migration_target'] = bool(kinds)
         self._stats['async_migration_source_kinds'] = kinds
+        # clients that start many (a drain) keep within it
+        self._stats['async_migration_max_concurrent_copies'] = (
+            self.configuration.safe_get(
+                'async_migration_max_concurrent_copies') or 0)
         # what another service of a cluster can take over from one that
         # died ([DEFAULT] cluster): not a source served from its host
         self._stats['async_migration_failover_kinds'] = [
