@@ -854,6 +854,14 @@ class AsyncMigrationTest(SandboxTestCase):
 
     def test_operators_drain_a_backend(self):
         self._operators_api_on_the_host_release()
+        # an attached one too: 11 volumes, above the default quota of 10
+        in_use, _ = self.create(fill=False)
+        project = self.volume(in_use)['os-vol-tenant-attr:tenant_id']
+        path = '/os-quota-sets/%s' % project
+        default = self.api('GET', path)['quota_set']['volumes']
+        self.api('PUT', path, {'quota_set': {'volumes': 20}})
+        self.addCleanup(self.api, 'PUT', path,
+                        {'quota_set': {'volumes': default}})
         models = {}
         for _ in range(10):
             volume_id, model = self.create(fill=False)
@@ -865,7 +873,6 @@ class AsyncMigrationTest(SandboxTestCase):
                     image.write(payload, at)
                     model.apply(at, payload)
             models[volume_id] = model
-        in_use, _ = self.create(fill=False)
         attachment = self.attach(in_use)
         self.addCleanup(self.api, 'DELETE',
                         '/attachments/%s' % attachment['id'])
