@@ -46,7 +46,9 @@ target_opts = [
                      'host (see async_migration_shared_file_backends), '
                      'read as a raw file stream. "%(exported)s": any volume '
                      'os-brick can attach on this host, served read-only '
-                     'over HTTP to librbd as a raw stream. An empty list '
+                     'to librbd as a raw stream by an exporter on this '
+                     'host, over HTTP or NBD (see '
+                     'async_migration_exporter_transport). An empty list '
                      'turns asynchronous migration to this backend off, '
                      'and Cinder falls back to its generic migration.' % {
                          'linked': kinds.RBD_LINKED,
@@ -74,9 +76,9 @@ target_opts = [
                default=128 * units.Mi, min=0,
                help='Cap, in bytes per second, on the background copy of '
                     'each migration to this backend, whatever its source '
-                    'kind (default 128 MiB/s: see the README\'s '
-                    'benchmarks for IO on the volume during the copy). A '
-                    'volume\'s metadata '
+                    'kind. The default, 128 MiB/s, spares the IO of the '
+                    'cluster\'s other images while the copy runs; on fast '
+                    'flash, raise it. A volume\'s metadata '
                     '"async_migration_max_read_bytes_per_sec" sets a cap '
                     'for its own migration, and can be changed while it '
                     'copies; the lower cap applies. 0 means no cap. It does '
@@ -105,8 +107,8 @@ target_opts = [
                     'line, with nothing running for them. 0 means no '
                     'bound. Each copy is a worker process with its own Ceph '
                     'client, watched from a thread of the volume manager\'s '
-                    'pool: keep this below backend_native_threads_pool_size '
-                    '(see the README\'s scale benchmark).'),
+                    'pool: keep this below '
+                    'backend_native_threads_pool_size.'),
     cfg.IntOpt('async_migration_stall_timeout',
                default=600, min=30,
                help='Seconds the background copy may go without progress '
@@ -140,52 +142,59 @@ target_opts = [
 exporter_opts = [
     cfg.HostAddressOpt('async_migration_exporter_bind_address',
                        default='$my_ip',
-                       help='IPv4 address or host name the HTTP exporter '
-                            'of a source volume listens on. librbd clients '
+                       help='IPv4 address or host name the exporter of a '
+                            'source volume listens on, over HTTP or NBD. '
+                            'librbd clients '
                             'on the destination side (the copy worker and '
                             'the hypervisors the volume is attached to) '
                             'read the source through it, so it must be '
                             'reachable from them. The wildcard address '
                             'and IPv6 literals are refused: the address '
-                            'becomes part of the URL librbd records, and '
+                            'becomes part of the URL or NBD URI librbd '
+                            'records, and '
                             'librbd 16.2 cannot parse IPv6 literals.'),
     cfg.PortOpt('async_migration_exporter_port_min',
                 default=10800,
-                help='Lowest TCP port an HTTP exporter may listen on. A new '
-                     'export takes the first free port of the range.'),
+                help='Lowest TCP port an exporter may listen on, over HTTP '
+                     'or NBD. A new export takes the first free port of the '
+                     'range.'),
     cfg.PortOpt('async_migration_exporter_port_max',
                 default=10899,
-                help='Highest TCP port an HTTP exporter may listen on. The '
-                     'range bounds how many volumes this host exports at '
-                     'once.'),
+                help='Highest TCP port an exporter may listen on, over '
+                     'HTTP or NBD. The range bounds how many volumes this '
+                     'host exports at once.'),
     cfg.StrOpt('async_migration_exporter_cert_file',
-               help='PEM certificate (chain) the HTTP exporter presents. '
-                    'When set together with '
+               help='PEM certificate (chain) the exporter presents with '
+                    'the http transport. When set together with '
                     'async_migration_exporter_key_file the exporter '
                     'serves HTTPS with TLS 1.2 or newer; the librbd '
-                    'clients must trust the certificate.'),
+                    'clients must trust the certificate. The nbd transport '
+                    'takes its certificates from '
+                    'async_migration_exporter_nbd_tls_dir instead.'),
     cfg.StrOpt('async_migration_exporter_key_file',
                help='PEM private key of '
                     'async_migration_exporter_cert_file.'),
     cfg.IntOpt('async_migration_exporter_max_bytes_per_sec',
                default=0, min=0,
-               help='Cap, in bytes per second, on what one HTTP exporter '
-                    'reads from its source volume, summed over all its '
-                    'connections. 0 means no cap.'),
+               help='Cap, in bytes per second, on what one exporter reads '
+                    'from its source volume, summed over all its '
+                    'connections; with the nbd transport, a qemu throttle '
+                    'group. 0 means no cap.'),
     cfg.IntOpt('async_migration_exporter_max_connections',
                default=16, min=1, max=1024,
-               help='Requests one HTTP exporter answers at once (its '
-                    'worker threads). While every worker is busy, further '
-                    'requests wait; idle keep-alive connections hold no '
-                    'worker and close after '
+               help='With the http transport: requests one exporter '
+                    'answers at once (its worker threads). While every '
+                    'worker is busy, further requests wait; idle '
+                    'keep-alive connections hold no worker and close after '
                     'async_migration_exporter_timeout. With the nbd '
                     'transport: clients qemu-nbd serves at once.'),
     cfg.IntOpt('async_migration_exporter_timeout',
                default=30, min=1, max=3600,
-               help='Seconds an HTTP exporter waits for a whole request '
-                    'head, keeps an idle connection open and waits for '
-                    'one read or write of a client, before it closes the '
-                    'connection.'),
+               help='With the http transport: seconds the exporter waits '
+                    'for a whole request head, keeps an idle connection '
+                    'open and waits for one read or write of a client, '
+                    'before it closes the connection. With the nbd '
+                    'transport: seconds qemu-nbd has to start serving.'),
     cfg.StrOpt('async_migration_exporter_transport',
                default='auto', choices=('auto', 'http', 'nbd'),
                help='How the exporter serves a source LUN. "nbd": '
