@@ -254,12 +254,16 @@ class VolumeActionsController(wsgi.Controller):
         ``force``, and discards the writes made since it began.
         """
         def force():
-            params = body.get('os-async-migration-abort') or {}
-            if not isinstance(params, dict) or set(params) - {'force'}:
+            params = body.get('os-async-migration-abort')
+            if params is None:
+                params = {}
+            value = params.get('force', False) if isinstance(
+                params, dict) else None
+            if (not isinstance(params, dict) or set(params) - {'force'} or
+                    not isinstance(value, (bool, str))):
                 raise webob.exc.HTTPBadRequest(explanation=self._ABORT_USAGE)
             try:
-                return (strutils.bool_from_string(params.get('force', False),
-                                                  strict=True),)
+                return (strutils.bool_from_string(value, strict=True),)
             except ValueError:
                 raise webob.exc.HTTPBadRequest(explanation=self._ABORT_USAGE)
         self._steer(req, id, policies.ABORT_POLICY,

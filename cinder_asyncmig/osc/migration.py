@@ -277,15 +277,37 @@ class AbortMigration(_OnVolume, command.ShowOne):
         started = time.monotonic()
         _post_action(volume_client, volume.id, {'os-async-migration-abort': {
             'force': parsed_args.force}})
-        shown = _watch(volume_client, volume.id) if (
+        shown = self._wait(volume_client, volume.id) if (
             parsed_args.wait) else volume_client.get_volume(volume.id)
-        if parsed_args.wait and shown.migration_status != 'error':
-            raise exceptions.CommandError(
-                'The migration of volume %(id)s was not aborted: it ended '
-                'in %(status)s; see its user messages (openstack volume '
-                'message list).' % {'id': volume.id,
-                                    'status': shown.migration_status})
         return _outcome(shown, started)
+
+    @staticmethod
+    def _wait(volume_client, volume_id):
+        """Poll while the abort runs; the volume once it has ended.
+
+        :raises CommandError: the migration was not aborted (it had
+            committed, or a client opened the volume meanwhile) and goes
+            on.
+        """
+        while True:
+            volume = volume_client.get_volume(volume_id)
+            if volume.migration_status == 'error':
+                return volume
+            phase = None
+            if volume.migration_status == 'migrating_attachable':
+                try:
+                    phase = _get(volume_client, '%s/%s' % (
+                        _PATH, volume_id))['async_migration']['phase']
+                except sdk_exceptions.NotFoundException:
+                    pass  # ended meanwhile
+            if phase != 'aborting':
+                raise exceptions.CommandError(
+                    'The migration of volume %(id)s was not aborted (its '
+                    'migration_status is %(status)s, its phase %(phase)s); '
+                    'see its user messages (openstack volume message '
+                    'list).' % {'id': volume_id, 'phase': phase,
+                                'status': volume.migration_status})
+            time.sleep(_POLL)
 
 
 def _watch(volume_client, volume_id):
@@ -398,10 +420,14 @@ class DrainMigration(command.Lister):
                     if (parsed_args.max_rate is not None and
                             volume_id not in capped and
                             migration['phase'] != 'taking-over'):
-                        _post_action(volume_client, volume_id, {
-                            'os-async-migration-set': {
-                                'max_bytes_per_sec': parsed_args.max_rate}})
                         capped.add(volume_id)
+                        try:
+                            _post_action(volume_client, volume_id, {
+                                'os-async-migration-set': {
+                                    'max_bytes_per_sec':
+                                        parsed_args.max_rate}})
+                        except sdk_exceptions.ConflictException:
+                            pass  # it ended meanwhile
                 for volume_id, row in fleet.items():
                     if 'migration' in row and volume_id not in under_way:
                         self._ended(volume_client, row, started)
@@ -428,7 +454,7 @@ class DrainMigration(command.Lister):
                 '\nInterrupted: %d migration(s) under way go on and end on '
                 'their own; %d volume(s) not started. Run the same command '
                 'again to carry on.\n' % (len(going), len(pending)))
-        return self._COLUMNS, [utils.get_dict_properties(r, self._COLUMNS)
+        return self._COLUMNS, [tuple(r[c] for c in self._COLUMNS)
                                for r in fleet.values()]
 
     def _parallel(self, volume_client, parsed_args):

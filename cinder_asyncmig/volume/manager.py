@@ -425,6 +425,8 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         self._asyncmig_rpcapi = None
         # volume id -> its running _Completion
         self._completing = {}
+        # the volumes whose abort runs here
+        self._aborting = set()
         self._completing_lock = threading.Lock()
         # volumes whose copy only their (dead) host can resume, told once
         self._left_to_host = set()
@@ -687,12 +689,14 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                             {'vol': volume.id, 'err': exc}, resource=volume)
                 self._tell_user(ctxt, volume, exc)
                 self._notify(ctxt, volume, notifications.ERROR,
-                             last_error=type(exc).__name__)
+                             last_error=type(exc).__name__,
+                             migration_status='error')
                 raise
             except Exception as exc:
                 self._tell_user(ctxt, volume, exc)
                 self._notify(ctxt, volume, notifications.ERROR,
-                             last_error=type(exc).__name__)
+                             last_error=type(exc).__name__,
+                             migration_status='error')
                 raise
 
     def complete_migration(self, ctxt, volume):
@@ -906,7 +910,7 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                 self.driver.check_abort_migration_target(ctxt, volume,
                                                          force=force)
             except exception.MigrationAbortRefused as exc:
-                refusal = exc.msg
+                refusal = exc.kwargs['reason']
         if refusal:
             raise cinder_exception.InvalidVolume(reason=_(
                 'cannot abort the migration of volume %(vol)s: %(why)s') % {
@@ -935,6 +939,17 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             # it stops at its next step; the lock waits for it
             LOG.warning('Volume %(vol)s: %(err)s; the abort waits for it.',
                         {'vol': volume.id, 'err': exc}, resource=volume)
+        with self._completing_lock:
+            if volume.id in self._aborting:
+                return
+            self._aborting.add(volume.id)
+        try:
+            self._abort_until_done(ctxt, volume)
+        finally:
+            with self._completing_lock:
+                self._aborting.discard(volume.id)
+
+    def _abort_until_done(self, ctxt, volume):
         group = CONF[opts.GROUP]
         attempt = 0
         while True:
@@ -946,9 +961,10 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             except Exception as exc:
                 if not _can_heal(exc):
                     LOG.exception('The abort of the migration of volume %s '
-                                  'stopped on an unexpected error; '
-                                  'restarting this volume service tries '
-                                  'again.', volume.id, resource=volume)
+                                  'stopped on an unexpected error; the '
+                                  'next look for migrations that nothing '
+                                  'completes tries again.', volume.id,
+                                  resource=volume)
                     return
                 attempt += 1
                 delay = retry_delay(attempt, group.retry_interval,
@@ -974,10 +990,16 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             return
         source_host = admin[constants.SOURCE_KEY]
         force = mode == 'force'
+        volume_utils.require_driver_initialized(self.driver)
+        if self.driver.migration_committed(ctxt, volume):
+            # its copy committed before it stopped: too late, and its
+            # completion ends it
+            raise exception.MigrationConflict(
+                image=volume.name, reason=_('its copy committed before the '
+                                            'abort could stop it'))
         self._write_record(ctxt, volume, 'aborting',
                            phase=progress_record.ABORTING, rate=0,
                            copy_in=None)
-        volume_utils.require_driver_initialized(self.driver)
         # stops the copy worker and what serves the source here
         self.driver.abort_migration_target(ctxt, volume, force=force)
         service = self._get_service(source_host)
@@ -1174,7 +1196,8 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                           'completed.', volume.id, resource=volume)
             self._tell_user(ctxt, volume, exc)
             self._notify(ctxt, volume, notifications.ERROR,
-                         last_error=type(exc).__name__)
+                         last_error=type(exc).__name__,
+                         migration_status='error')
             volume.refresh()
             volume.migration_status = 'error'
             volume.save()
@@ -1218,7 +1241,8 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         try:
             self._tell_user(ctxt, volume, exc, messages.COPY_FAILED)
             self._notify(ctxt, volume, notifications.ERROR,
-                         last_error=type(exc).__name__)
+                         last_error=type(exc).__name__,
+                         migration_status='error')
             self.db.volume_admin_metadata_update(
                 ctxt.elevated(), volume.id,
                 {constants.FAILED_KEY: type(exc).__name__}, False)
@@ -1373,6 +1397,9 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             volume.update({'migration_status': 'success',
                            'provider_location': None})
             volume.save()
+            self._notify(ctxt, volume, notifications.END,
+                         phase=progress_record.CLEANING_SOURCE,
+                         result='success')
             self._clear_marker(ctxt, volume, constants.SOURCE_KEY)
             LOG.info('The source of volume %(vol)s on %(src)s is removed.',
                      {'vol': volume.id, 'src': source_host},

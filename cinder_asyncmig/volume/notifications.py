@@ -26,9 +26,10 @@ Cinder's own ``volume.*`` notifications are), with the publisher
   or a copy stopped on an error no retry gets past.
 
 The payload is what the list API shows of the migration
-(:func:`cinder_asyncmig.volume.progress.describe`) with ``event``, and
-``error`` on an error. A notification that cannot be sent is logged and
-the migration goes on.
+(:func:`cinder_asyncmig.volume.progress.describe`); ``end`` adds
+``result``, and ``error`` gives the error's class in ``last_error`` and
+the state the migration is left in (``migration_status`` ``error``). A
+notification that cannot be sent is logged and the migration goes on.
 """
 
 from cinder import rpc

@@ -107,16 +107,16 @@ def describe(volume, admin=None):
     if admin is None:
         admin = volume.admin_metadata or {}
     record = decode(admin.get(KEY))
-    if volume.migration_status == constants.ATTACHABLE:
-        source_host = admin.get(constants.SOURCE_KEY)
-        target_host = volume.host
-        phase = record.get('phase', COPYING)
-    else:
+    if volume.migration_status in ('starting', 'migrating'):
         # the source's volume service hands it over
         source_host = volume.host
         target_host = admin.get(constants.TARGET_KEY)
         phase = TAKING_OVER
         record = {}
+    else:
+        source_host = admin.get(constants.SOURCE_KEY)
+        target_host = volume.host
+        phase = record.get('phase', COPYING)
     copied, total = record.get('copied'), record.get('total')
     rate = record.get('rate')
     percent = eta = None

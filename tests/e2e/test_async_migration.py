@@ -867,21 +867,26 @@ class AsyncMigrationTest(SandboxTestCase):
             volume_id, model = self.create(fill=False)
             with rbd.Image(self.ioctx[self.src_pool],
                            'volume-%s' % volume_id) as image:
-                for _ in range(3):
-                    at = self.rng.randrange(0, SIZE - 4 * units.Mi)
-                    payload = self.rng.randbytes(4 * units.Mi)
+                for _ in range(4):
+                    at = self.rng.randrange(0, SIZE - 8 * units.Mi)
+                    payload = self.rng.randbytes(8 * units.Mi)
                     image.write(payload, at)
                     model.apply(at, payload)
             models[volume_id] = model
+            # their owner's cap, until the drain's takes over
+            self.api('POST', '/volumes/%s/metadata' % volume_id,
+                     {'metadata': {throttle.RATE_KEY: str(4 * units.Mi)}})
         attachment = self.attach(in_use)
         self.addCleanup(self.api, 'DELETE',
                         '/attachments/%s' % attachment['id'])
-        # one Ctrl-C once the first volume is migrated
+        # one Ctrl-C once the first volumes are migrated; each copies
+        # 32 MiB at 4 MiB/s, then 8 MiB/s
         started = time.monotonic()
-        proc, lines, reader = self.drain('--parallel', '3')
+        proc, lines, reader = self.drain('--parallel', '3', '--max-rate',
+                                         '8MiB')
         process.wait_for('a volume drained', lambda: any(
-            ' 1 of ' in line for line in lines) or proc.poll() is not None,
-            300)
+            re.search(r'%  [1-9]\d* of 10 volumes migrated', line)
+            for line in lines) or proc.poll() is not None, 300)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
         reader.join()

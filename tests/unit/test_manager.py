@@ -540,6 +540,7 @@ class _FakeVolume(object):
 
     def __init__(self):
         self.id = 'vol-1'
+        self.name = 'volume-vol-1'
         self.project_id = 'project-1'
         self.display_name = 'vol'
         self.updated_at = timeutils.utcnow() - datetime.timedelta(minutes=1)
@@ -649,6 +650,7 @@ class CompletionTest(testtools.TestCase):
             manager.AsyncMigrationVolumeManager)
         self.mgr._completing = {}
         self.mgr._completing_lock = threading.Lock()
+        self.mgr._aborting = set()
         self.mgr._left_to_host = set()
         self.mgr.db = _FakeDB()
         self.mgr._asyncmig_rpcapi = _FakeRpc()
@@ -830,8 +832,11 @@ class CompletionTest(testtools.TestCase):
                          {n: v.saved for n, v in volumes.items()})
         self.assertEqual({'dead-peer-exported'}, self.mgr._left_to_host)
 
-    def aborting(self, error=None, failures=0):
-        """A driver whose abort fails ``failures`` times with ``error``."""
+    def aborting(self, error=None, failures=0, committed=False):
+        """A driver whose abort fails ``failures`` times with ``error``.
+
+        :param committed: its migration committed before the abort.
+        """
         self.mgr.db.admin.update({
             constants.SOURCE_KEY: 'src@rbd-src#rbd', progress_record.KEY:
             '{"phase":"aborting"}', constants.ABORTING_KEY: 'safe',
@@ -842,6 +847,9 @@ class CompletionTest(testtools.TestCase):
         aborts = []
 
         class Driver(_FakeDriver):
+            def migration_committed(self, ctxt, volume):
+                return committed
+
             def abort_migration_target(self, ctxt, volume, force=False):
                 aborts.append(force)
                 if len(aborts) <= failures:
@@ -886,6 +894,25 @@ class CompletionTest(testtools.TestCase):
         self.assertEqual('sandbox@rbd-async#rbd-async', self.volume.host)
         self.assertEqual(['success'], self.volume.saved)
         self.assertNotIn(constants.ABORTING_KEY, self.mgr.db.admin)
+
+    def test_an_abort_too_late_lets_the_migration_end(self):
+        # the copy committed as the abort stopped it
+        aborts = self.aborting(committed=True)
+        self.mgr._abort(self.ctxt, self.volume)
+        self.until_ended()
+        self.assertEqual([], aborts)
+        self.assertEqual([(self.volume.id, messages.ABORT_REFUSED)],
+                         self.mgr.message_api.left)
+        self.assertEqual(('sandbox@rbd-async#rbd-async', ['success']),
+                         (self.volume.host, self.volume.saved))
+        self.assertNotIn(constants.ABORTING_KEY, self.mgr.db.admin)
+
+    def test_one_abort_at_a_time(self):
+        self.aborting()
+        self.mgr._aborting.add(self.volume.id)
+        self.mgr._abort(self.ctxt, self.volume)
+        self.assertEqual([], self.volume.saved)
+        self.assertIn(constants.ABORTING_KEY, self.mgr.db.admin)
 
     def stopped_in_a_cluster(self):
         """Complete in a cluster; check it stopped before the commit."""

@@ -647,6 +647,17 @@ class AsyncMigrationRBDDriver(cinder_rbd.RBDDriver):
         self._stop_source(context, volume, kind, record)
         return aborted
 
+    def migration_committed(self, context, volume):
+        """Whether the volume's migration here is committed already.
+
+        True when its image is here and librbd migrates it no longer; False
+        while it migrates, and once an abort removed the image.
+        """
+        with cinder_rbd.RADOSClient(self) as client:
+            status = self.engine.status(client.ioctx, volume.name)
+        return status is not None and (
+            status.state is state.MigrationState.NONE)
+
     def check_abort_migration_target(self, context, volume, force=False):
         """Refuse what :meth:`abort_migration_target` would refuse.
 
