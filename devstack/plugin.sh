@@ -4,11 +4,10 @@
 #
 # Adds an asynchronous migration target backend (AsyncMigrationRBDDriver)
 # on the Ceph cluster of devstack-plugin-ceph, and the plugin's volume
-# manager, to Cinder. Every setting comes from
-# "cinder-asyncmig-sandbox print-settings" (cinder_asyncmig/sandbox/
-# settings.py), which the sandbox's end-to-end tests use as well; the
-# sources only the sandbox has (a second Ceph cluster, an NFS share
-# mounted in place) are not part of it.
+# manager, to Cinder. Every setting comes from "cinder-asyncmig-config"
+# (cinder_asyncmig/settings.py), which the sandbox's end-to-end tests use
+# as well; the sources only the sandbox has (a second Ceph cluster, an NFS
+# share mounted in place) are not part of it.
 
 # Save trace setting
 _XTRACE_ASYNCMIG=$(set +o | grep xtrace)
@@ -16,7 +15,7 @@ set -o xtrace
 
 # asyncmig_settings - print the "section key value" lines for cinder.conf
 function asyncmig_settings {
-    local args=(print-settings --format iniset --backend target
+    local args=(--format iniset --backend target
         --ceph-conf "$CEPH_CONF_FILE" --rbd-user "$CINDER_CEPH_USER"
         --secret-uuid "$CINDER_CEPH_UUID" --state-dir "$ASYNCMIG_STATE_DIR")
     if [[ -n "$ASYNCMIG_BACKEND_NAME" ]]; then
@@ -28,7 +27,7 @@ function asyncmig_settings {
     if [[ -n "$ASYNCMIG_VOLUME_MANAGER" ]]; then
         args+=(--volume-manager "$ASYNCMIG_VOLUME_MANAGER")
     fi
-    "$(get_python_exec_prefix)/cinder-asyncmig-sandbox" "${args[@]}"
+    "$(get_python_exec_prefix)/cinder-asyncmig-config" "${args[@]}"
 }
 
 # asyncmig_setting <key> - the value of one backend setting
@@ -89,8 +88,8 @@ function configure_asyncmig_cinder {
 function configure_asyncmig_api {
     local extensions
     mapfile -t extensions < <(
-        "$(get_python_exec_prefix)/cinder-asyncmig-sandbox" print-settings \
-            --api | awk '$2 == "osapi_volume_extension" { print $3 }')
+        "$(get_python_exec_prefix)/cinder-asyncmig-config" --api |
+            awk '$2 == "osapi_volume_extension" { print $3 }')
     iniset_multiline "$CINDER_CONF" DEFAULT osapi_volume_extension \
         "${extensions[@]}"
 }

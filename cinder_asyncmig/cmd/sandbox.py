@@ -10,7 +10,7 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""cinder-asyncmig-sandbox: real Cinder services on loopback, and settings.
+"""cinder-asyncmig-sandbox: real Cinder services on loopback.
 
     cinder-asyncmig-sandbox up [--dir DIR] [--memstore-gib N | --disk-gib N]
                                [--ceph-release R] [--cluster-release R]
@@ -20,7 +20,6 @@
     cinder-asyncmig-sandbox status --dir DIR
     cinder-asyncmig-sandbox down --dir DIR
     cinder-asyncmig-sandbox down --under DIR   (every sandbox below DIR)
-    cinder-asyncmig-sandbox print-settings [--format iniset|ini] ...
     cinder-asyncmig-sandbox demo [--dir DIR] [--size-gib N] [--keep]
     cinder-asyncmig-sandbox tempest [--dir DIR] [--volume-manager CLASS]
                                     [--regex R] [--concurrency N] [--keep]
@@ -30,9 +29,6 @@ the ``cinder`` client and ``rbd`` at it) and a summary on stderr.
 ``--ceph-release`` runs ``up`` or ``demo`` in that release's root (see
 ``cinder-asyncmig-roots``): Ceph and the Cinder services then use its
 librbd; ``--cluster-release`` picks the Ceph daemons' release alone.
-``print-settings`` prints the backend and volume manager settings of
-:mod:`cinder_asyncmig.sandbox.settings` for devstack's ``iniset``: the
-backends devstack deploys, not the ones only the sandbox has.
 ``tempest`` brings a sandbox up, runs tempest's volume API tests against
 it (:mod:`cinder_asyncmig.sandbox.tempest`) and takes it down; it exits
 with tempest's status.
@@ -52,8 +48,8 @@ from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.sandbox import demo as sandbox_demo
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sandbox import roots
-from cinder_asyncmig.sandbox import settings
 from cinder_asyncmig.sandbox import tempest
+from cinder_asyncmig import settings
 
 
 def _parser():
@@ -137,29 +133,6 @@ def _parser():
             help="run Ceph and the Cinder services of this release's root "
                  "(default: the host's %s)" % roots.HOST)
 
-    show = sub.add_parser(
-        'print-settings',
-        help='print backend and volume manager settings (devstack)')
-    show.add_argument('--format', choices=('iniset', 'ini'),
-                      default='iniset',
-                      help='"section key value" lines, or an ini file')
-    show.add_argument('--api', action='store_true',
-                      help='print the cinder-api settings instead: '
-                           'Cinder\'s API extensions and the plugin\'s')
-    show.add_argument('--backend', action='append',
-                      choices=[b.role for b in settings.DEVSTACK_BACKENDS],
-                      help='backend(s) to print (default: all)')
-    show.add_argument('--name', help='section and backend name, if not '
-                                     'the default (one backend only)')
-    show.add_argument('--pool', help='Ceph pool, if not the default (one '
-                                     'backend only)')
-    show.add_argument('--ceph-conf', default='/etc/ceph/ceph.conf')
-    show.add_argument('--rbd-user', default='cinder')
-    show.add_argument('--secret-uuid', default='',
-                      help='libvirt secret of the Ceph user')
-    show.add_argument('--state-dir',
-                      help='async_migration_state_dir of the target')
-    show.add_argument('--volume-manager', default=settings.VOLUME_MANAGER)
     return parser
 
 
@@ -244,30 +217,6 @@ def _down(args):
         sandbox.down()
 
 
-def _print_settings(args):
-    if args.api:
-        result = settings.api_options()
-    else:
-        result = _backend_settings(args)
-    if args.format == 'ini':
-        sys.stdout.write(settings.render_ini(result))
-    else:
-        sys.stdout.write(settings.iniset_lines(result))
-
-
-def _backend_settings(args):
-    roles = args.backend or [b.role for b in settings.DEVSTACK_BACKENDS]
-    if (args.name or args.pool) and len(roles) != 1:
-        raise ValueError('--name and --pool need exactly one --backend')
-    result = settings.manager_options(args.volume_manager)
-    for role in roles:
-        result += settings.backend_options(
-            settings.backend(role), args.ceph_conf, args.rbd_user,
-            args.secret_uuid, pool=args.pool, name=args.name,
-            state_dir=args.state_dir)
-    return result
-
-
 def main(argv=None):
     args = _parser().parse_args(argv)
     release = getattr(args, 'ceph_release', None)
@@ -289,7 +238,6 @@ def main(argv=None):
     commands = {'up': _up, 'status': _status, 'down': _down,
                 'demo': lambda a: sandbox_demo.run(a.dir, a.size_gib,
                                                    a.keep),
-                'print-settings': _print_settings,
                 'tempest': _tempest,
                 'env': lambda a: sys.stdout.write(_exports(
                     cloud.Sandbox.load(a.dir).env(member=a.member)))}

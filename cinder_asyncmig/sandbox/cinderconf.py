@@ -24,7 +24,7 @@ import shlex
 
 from cinder_asyncmig.sandbox import keystone
 from cinder_asyncmig.sandbox import pki
-from cinder_asyncmig.sandbox import settings
+from cinder_asyncmig import settings
 
 #: Names of the sandbox's Cinder services, for ``Sandbox.service(name)``.
 API = 'api'

@@ -75,7 +75,7 @@ from cinder_asyncmig.sandbox import pki
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sandbox import rabbitmq
 from cinder_asyncmig.sandbox import roots
-from cinder_asyncmig.sandbox import settings
+from cinder_asyncmig import settings
 
 LOG = logging.getLogger(__name__)
 

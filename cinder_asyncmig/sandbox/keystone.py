@@ -31,7 +31,7 @@ import sys
 import urllib.request
 
 from cinder_asyncmig.sandbox import process
-from cinder_asyncmig.sandbox import settings
+from cinder_asyncmig import settings
 
 REGION = 'RegionOne'
 DOMAIN = 'default'

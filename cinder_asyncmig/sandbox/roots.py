@@ -38,6 +38,7 @@ into every root.
 """
 
 import collections
+import configparser
 import contextlib
 import fcntl
 import hashlib
@@ -289,19 +290,28 @@ def root_packages(bindep_path=None):
 
 def _requirement_files():
     files = [os.path.join(_REPO_DIR, name)
-             for name in ('requirements.txt', 'test-requirements.txt',
-                          'sandbox-requirements.txt')]
-    missing = [f for f in files if not os.path.isfile(f)]
+             for name in ('requirements.txt', 'test-requirements.txt')]
+    missing = [f for f in files + [os.path.join(_REPO_DIR, 'setup.cfg')]
+               if not os.path.isfile(f)]
     if missing:
         raise RootError('%s not found: build roots from a checkout of '
                         'cinder-asyncmig' % ', '.join(missing))
     return files
 
 
+def sandbox_requirements(setup_cfg=None):
+    """The sandbox's requirements: setup.cfg's ``[extras] sandbox``."""
+    parser = configparser.ConfigParser()
+    parser.read(setup_cfg or os.path.join(_REPO_DIR, 'setup.cfg'))
+    return [line.strip() for line in
+            parser.get('extras', 'sandbox').splitlines() if line.strip()]
+
+
 def _recipe(name):
     digest = hashlib.sha256()
     digest.update(json.dumps([RECIPE_VERSION, release(name)._asdict(),
-                              root_packages()]).encode())
+                              root_packages(),
+                              sandbox_requirements()]).encode())
     for path in _requirement_files():
         with open(path, 'rb') as f:
             digest.update(f.read())
@@ -407,6 +417,9 @@ def _build_into(rel, root, log, mirror):
         for path in _requirement_files():
             files += ['-r', os.path.join(reqs, os.path.basename(path))]
             shutil.copy(path, reqs)
+        with open(os.path.join(reqs, 'sandbox.txt'), 'w') as f:
+            f.write(''.join(r + '\n' for r in sandbox_requirements()))
+        files += ['-r', os.path.join(reqs, 'sandbox.txt')]
         step(['python3', '-m', 'venv', '--system-site-packages', VENV])
         step([os.path.join(VENV, 'bin', 'pip'), 'install', '-q',
               '--no-cache-dir'] + files, binds=[reqs])

@@ -26,7 +26,7 @@ import subprocess
 from cinder_asyncmig.sandbox import cinderconf
 from cinder_asyncmig.sandbox import keystone
 from cinder_asyncmig.sandbox import process
-from cinder_asyncmig.sandbox import settings as sandbox_settings
+from cinder_asyncmig import settings as sandbox_settings
 
 #: Every test of Cinder's API in tempest.
 DEFAULT_REGEX = r'^tempest\.api\.volume\.'

@@ -47,7 +47,7 @@ from cinder_asyncmig.sandbox import cinderconf
 from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sandbox import roots
-from cinder_asyncmig.sandbox import settings as manager_settings
+from cinder_asyncmig import settings as manager_settings
 from cinder_asyncmig.sources import kinds
 from cinder_asyncmig.volume import constants
 from cinder_asyncmig.volume import throttle
@@ -838,7 +838,11 @@ class AsyncMigrationTest(SandboxTestCase):
                          self.type_usage(volume_id))
 
     def drain(self, *args):
-        """Start ``openstack volume migration drain``; its stderr lines."""
+        """Start ``openstack volume migration drain``.
+
+        :returns: the process, its stderr lines as they come, and a
+                  callable that waits for its end and returns its stdout.
+        """
         proc = subprocess.Popen(
             [os.path.join(self.sandbox.deployment.bin_dir, 'openstack'),
              'volume', 'migration', 'drain', '--from',
@@ -847,10 +851,19 @@ class AsyncMigrationTest(SandboxTestCase):
             env=self.sandbox.cli_env(), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
         self.addCleanup(lambda: proc.poll() is None and proc.kill())
-        lines = []
-        reader = threading.Thread(target=lambda: lines.extend(proc.stderr))
-        reader.start()
-        return proc, lines, reader
+        lines, out = [], []
+        readers = [threading.Thread(target=lambda: lines.extend(proc.stderr)),
+                   threading.Thread(target=lambda: out.append(
+                       proc.stdout.read()))]
+        for reader in readers:
+            reader.start()
+
+        def ended(timeout):
+            proc.wait(timeout)
+            for reader in readers:
+                reader.join()
+            return out[0]
+        return proc, lines, ended
 
     def test_operators_drain_a_backend(self):
         self._operators_api_on_the_host_release()
@@ -882,16 +895,16 @@ class AsyncMigrationTest(SandboxTestCase):
         # one Ctrl-C once the first volumes are migrated; each copies
         # 32 MiB at 4 MiB/s, then 8 MiB/s
         started = time.monotonic()
-        proc, lines, reader = self.drain('--parallel', '3', '--max-rate',
-                                         '8MiB')
+        proc, lines, ended = self.drain('--parallel', '3', '--max-rate',
+                                        '8MiB')
         process.wait_for('a volume drained', lambda: any(
             re.search(r'%  [1-9]\d* of 10 volumes migrated', line)
             for line in lines) or proc.poll() is not None, 300)
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-        reader.join()
+        out = ended(60)
         first = time.monotonic() - started
-        self.addDetail('first run', content.text_content(''.join(lines)))
+        shown = ''.join(lines)
+        self.addDetail('first run', content.text_content(shown))
         self.assertEqual(130, proc.returncode, out)
         rows = {r['ID']: r for r in json.loads(out)}
         self.assertTrue(rows[in_use]['Result'].startswith(
@@ -899,7 +912,7 @@ class AsyncMigrationTest(SandboxTestCase):
         results = [rows[v]['Result'] for v in models]
         self.assertIn('success', results)
         self.assertIn('not started', results)
-        self.assertIn('Run the same command again', ''.join(lines))
+        self.assertIn('Run the same command again', shown)
         # what was under way goes on: nothing stays half-way
         going = [v for v in models if rows[v]['Result'].endswith(
             '(goes on)')]
@@ -908,12 +921,12 @@ class AsyncMigrationTest(SandboxTestCase):
                 'migration_status'])
         # again: it carries on with the rest
         again = time.monotonic()
-        proc, lines, reader = self.drain()
-        out, _ = proc.communicate(timeout=600)
-        reader.join()
+        proc, lines, ended = self.drain()
+        out = ended(600)
         second = time.monotonic() - again
-        self.addDetail('second run', content.text_content(''.join(lines)))
-        self.assertEqual(0, proc.returncode, ''.join(lines))
+        shown = ''.join(lines)
+        self.addDetail('second run', content.text_content(shown))
+        self.assertEqual(0, proc.returncode, shown)
         rows.update({r['ID']: r for r in json.loads(out)})
         for volume_id, model in models.items():
             self.assert_migrated(volume_id, model,

@@ -40,7 +40,7 @@ from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.sandbox import etcd
 from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.sandbox import roots
-from cinder_asyncmig.sandbox import settings
+from cinder_asyncmig import settings
 from cinder_asyncmig.volume import constants
 from cinder_asyncmig.volume import throttle
 from tests.e2e import test_async_migration as base_e2e

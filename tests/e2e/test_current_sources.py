@@ -42,7 +42,7 @@ from cinder_asyncmig.engine import worker
 from cinder_asyncmig.sandbox import cinderconf
 from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.sandbox import process
-from cinder_asyncmig.sandbox import settings
+from cinder_asyncmig import settings
 from cinder_asyncmig.sources import exporter
 from cinder_asyncmig.sources import kinds
 from cinder_asyncmig.sources import native

@@ -128,9 +128,9 @@ class DevstackPluginTest(testtools.TestCase):
         # what setup_develop installs: the console script
         bin_dir = os.path.join(self.dir, 'bin')
         os.makedirs(bin_dir, exist_ok=True)
-        script = os.path.join(bin_dir, 'cinder-asyncmig-sandbox')
+        script = os.path.join(bin_dir, 'cinder-asyncmig-config')
         with open(script, 'w') as f:
-            f.write('#!/bin/sh\nexec "%s" -m cinder_asyncmig.cmd.sandbox '
+            f.write('#!/bin/sh\nexec "%s" -m cinder_asyncmig.cmd.config '
                     '"$@"\n' % sys.executable)
         os.chmod(script, 0o755)
         env = dict(os.environ, PYTHON=sys.executable, ASYNCMIG_DIR=REPO,

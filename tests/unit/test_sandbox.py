@@ -25,15 +25,15 @@ from os_brick.remotefs import remotefs as brick_remotefs
 from oslo_config import cfg
 import testtools
 
-from cinder_asyncmig.cmd import sandbox as sandbox_cmd
+from cinder_asyncmig.cmd import config as config_cmd
 from cinder_asyncmig.sandbox import cinderconf
 from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.sandbox import etcd
 from cinder_asyncmig.sandbox import keystone
 from cinder_asyncmig.sandbox import mariadb
 from cinder_asyncmig.sandbox import rabbitmq
-from cinder_asyncmig.sandbox import settings
 from cinder_asyncmig.sandbox import tempest
+from cinder_asyncmig import settings
 from cinder_asyncmig.sources import kinds as source_kinds
 
 
@@ -827,7 +827,7 @@ class PrintSettingsTest(testtools.TestCase):
     def _run(self, *args):
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            rc = sandbox_cmd.main(['print-settings'] + list(args))
+            rc = config_cmd.main(list(args))
         return rc, out.getvalue()
 
     def test_devstack_target_settings(self):
