@@ -195,7 +195,7 @@ _POLL = 2.0
 _BAR = 30
 
 
-def _progress_line(migration, status):
+def progress_line(migration, status):
     """One line of a migration's progress: bar, percent, rate, ETA."""
     if not migration:
         return 'migration_status %s' % status
@@ -322,7 +322,7 @@ def _watch(volume_client, volume_id):
                 _PATH, volume_id))['async_migration']
         except sdk_exceptions.NotFoundException:
             migration = None  # Cinder's own migration, or ended
-        line = _progress_line(migration, status)
+        line = progress_line(migration, status)
         if tty:
             sys.stderr.write('\r\033[K' + line)
         elif line != last:
@@ -540,7 +540,7 @@ class DrainMigration(command.Lister):
             for r in moving)
         percent = 100.0 * copied / total if total else 100.0
         filled = int(_BAR * percent / 100)
-        lines = ['%-36s %s' % (r['ID'], _progress_line(
+        lines = ['%-36s %s' % (r['ID'], progress_line(
             r['migration'], r['Result'])) for r in moving]
         lines.append('[%s%s] %5.1f%%  %d of %d volumes migrated, %d under '
                      'way' % ('#' * filled, '.' * (_BAR - filled), percent,

@@ -17,9 +17,10 @@ fills it with known data as a hypervisor would (librbd), runs ``cinder
 migrate`` to the async RBD backend, prints how long until the volume is
 ``migrating_attachable``, attaches it through the attachments API and
 reads and writes it through librbd with the *target's* connection info
-while the copy runs, shows the copy's progress (the volume's
-``async_migration_progress`` metadata) until ``success``, verifies every
-byte and tears the sandbox down unless asked to keep it.
+while the copy runs, shows the migration as an operator sees it
+(``openstack volume migration show``) and its progress from the same API
+until ``success``, verifies every byte and tears the sandbox down unless
+asked to keep it.
 """
 
 import hashlib
@@ -29,12 +30,16 @@ import time
 
 from oslo_utils import units
 
+from cinder_asyncmig.osc import migration as osc_migration
 from cinder_asyncmig.sandbox import ceph
 from cinder_asyncmig.sandbox import cloud
 from cinder_asyncmig.volume import constants
 
 CHUNK = 4 * units.Mi
 _POLL = 0.1
+# what the demo shows of ``openstack volume migration show``
+_SHOWN = ('Source Host', 'Target Host', 'Source Kind', 'Phase', 'Percent',
+          'Rate (B/s)', 'Max Rate (B/s)', 'Started At')
 
 
 def bar(percent, width=40):
@@ -225,21 +230,30 @@ class Demo(object):
         return writes
 
     def _show_progress(self, volume_id):
+        """The operators' view of the migration, then its progress."""
+        self.say('$ openstack volume migration show %s' % volume_id)
+        try:
+            self.say(self.sandbox.openstack(
+                'volume', 'migration', 'show', volume_id,
+                *[arg for column in _SHOWN for arg in ('-c', column)]
+            ).rstrip())
+        except cloud.CinderCommandError as exc:
+            self.say('(%s)' % exc.stderr.strip())  # ended meanwhile
         last = None
         while True:
             volume = self.volume(volume_id)
             state = volume['migration_status']
-            progress = volume['metadata'].get(constants.PROGRESS_KEY)
-            if progress and progress != last:
-                last = progress
-                try:
-                    line = '%s %s' % (bar(float(progress.split('%')[0])),
-                                      progress.split(' ', 1)[1])
-                except ValueError:
-                    # "interrupted by ...; retry N in S s"
-                    line = progress
+            try:
+                migration = self.sandbox.api(
+                    'GET', '/async-migrations/%s' % volume_id)[
+                        'async_migration']
+            except cloud.ApiError:
+                migration = None  # ended
+            line = osc_migration.progress_line(migration, state)
+            if migration and line != last:
+                last = line
                 if self.tty:
-                    self.out.write('\r' + line)
+                    self.out.write('\r\033[K' + line)
                     self.out.flush()
                 else:
                     self.say(line)
