@@ -868,14 +868,19 @@ class AsyncMigrationTest(SandboxTestCase):
     def test_operators_drain_a_backend(self):
         self._operators_api_on_the_host_release()
         # an attached one too: 11 volumes, above the default quota of 10
-        in_use, _ = self.create(fill=False)
-        project = self.volume(in_use)['os-vol-tenant-attr:tenant_id']
-        path = '/os-quota-sets/%s' % project
-        default = self.api('GET', path)['quota_set']['volumes']
-        self.api('PUT', path, {'quota_set': {'volumes': 20}})
-        self.addCleanup(self.api, 'PUT', path,
-                        {'quota_set': {'volumes': default}})
+        default = self.api('GET', '/os-quota-sets/%s' % (
+            self.sandbox.project_id()))['quota_set']['volumes']
+        self.sandbox.set_quota(volumes=20)
         models = {}
+
+        def restore():
+            # once they are gone: a quota below the usage is refused
+            for volume_id in list(models) + [in_use]:
+                self.sandbox.wait_volume_gone(volume_id, timeout=120)
+            self.sandbox.set_quota(volumes=default)
+        # registered first, so that it runs after the volumes' deletes
+        self.addCleanup(restore)
+        in_use, _ = self.create(fill=False)
         for _ in range(10):
             volume_id, model = self.create(fill=False)
             with rbd.Image(self.ioctx[self.src_pool],
