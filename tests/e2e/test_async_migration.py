@@ -886,8 +886,8 @@ class AsyncMigrationTest(SandboxTestCase):
             with rbd.Image(self.ioctx[self.src_pool],
                            'volume-%s' % volume_id) as image:
                 for _ in range(4):
-                    at = self.rng.randrange(0, SIZE - 8 * units.Mi)
-                    payload = self.rng.randbytes(8 * units.Mi)
+                    at = self.rng.randrange(0, SIZE - 4 * units.Mi)
+                    payload = self.rng.randbytes(4 * units.Mi)
                     image.write(payload, at)
                     model.apply(at, payload)
             models[volume_id] = model
@@ -898,7 +898,7 @@ class AsyncMigrationTest(SandboxTestCase):
         self.addCleanup(self.api, 'DELETE',
                         '/attachments/%s' % attachment['id'])
         # one Ctrl-C once the first volumes are migrated; each copies
-        # 32 MiB at 4 MiB/s, then 8 MiB/s
+        # 16 MiB at 4 MiB/s, then 8 MiB/s
         started = time.monotonic()
         proc, lines, ended = self.drain('--parallel', '3', '--max-rate',
                                         '8MiB')
