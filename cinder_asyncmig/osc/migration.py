@@ -40,7 +40,7 @@ _LIST_COLUMNS = ('volume_id', 'name', 'phase', 'percent',
 _LONG_COLUMNS = _LIST_COLUMNS + (
     'source_kind', 'migration_status', 'queue_place', 'bytes_copied',
     'bytes_total', 'max_bytes_per_sec', 'copy_in', 'attempt', 'last_error',
-    'next_attempt_at', 'started_at', 'updated_at')
+    'next_attempt_at', 'started_at', 'updated_at', 'new_volume_type_id')
 _HEADERS = {'volume_id': 'Volume', 'rate_bytes_per_sec': 'Rate (B/s)',
             'eta_seconds': 'ETA (s)', 'max_bytes_per_sec': 'Max Rate (B/s)'}
 
@@ -82,11 +82,13 @@ class ListMigration(command.Lister):
     def get_parser(self, prog_name):
         parser = super(ListMigration, self).get_parser(prog_name)
         parser.add_argument(
-            '--source-host', metavar='<host@backend>',
-            help='Only migrations from this backend (pools ignored).')
+            '--source-host', metavar='<backend>',
+            help='Only migrations from this backend, host@backend (pools '
+                 'ignored).')
         parser.add_argument(
-            '--target-host', metavar='<host@backend>',
-            help='Only migrations to this backend (pools ignored).')
+            '--target-host', metavar='<backend>',
+            help='Only migrations to this backend, host@backend (pools '
+                 'ignored).')
         parser.add_argument(
             '--phase', choices=progress.PHASES,
             help='Only migrations in this phase.')
@@ -221,9 +223,10 @@ class StartMigration(_OnVolume, command.ShowOne):
     def get_parser(self, prog_name):
         parser = super(StartMigration, self).get_parser(prog_name)
         parser.add_argument(
-            '--host', metavar='<host@backend#pool>', required=True,
-            help='Destination backend. To an async target the volume is '
-                 'usable there at once, while its data is copied.')
+            '--host', metavar='<pool>', required=True,
+            help='Destination, host@backend#pool. To an async target the '
+                 'volume is usable there at once, while its data is '
+                 'copied.')
         parser.add_argument(
             '--force-host-copy', action='store_true', default=False,
             help='Cinder\'s own generic copy, never the async one.')
@@ -367,12 +370,12 @@ class DrainMigration(command.Lister):
     def get_parser(self, prog_name):
         parser = super(DrainMigration, self).get_parser(prog_name)
         parser.add_argument(
-            '--from', dest='source', metavar='<host@backend>', required=True,
-            help='Backend to empty (pools ignored).')
+            '--from', dest='source', metavar='<backend>', required=True,
+            help='Backend to empty, host@backend (pools ignored).')
         parser.add_argument(
-            '--to', dest='target', metavar='<host@backend#pool>',
-            required=True,
-            help='Destination: an async migration target.')
+            '--to', dest='target', metavar='<pool>', required=True,
+            help='Destination, host@backend#pool: a pool of an async '
+                 'migration target.')
         parser.add_argument(
             '--parallel', metavar='<count>', type=int,
             help='Migrations under way at once (default, and at most: the '
@@ -447,6 +450,10 @@ class DrainMigration(command.Lister):
             self._interrupted = True
             for volume_id in pending:
                 fleet[volume_id]['Result'] = 'not started'
+            for row in fleet.values():
+                if row['Result'] is None:
+                    # interrupted while asking Cinder to migrate it
+                    row['Result'] = 'asked, unknown (see its migration_status)'
             going = [r for r in fleet.values() if 'migration' in r]
             for row in going:
                 row['Result'] += ' (goes on)'
@@ -459,20 +466,21 @@ class DrainMigration(command.Lister):
 
     def _parallel(self, volume_client, parsed_args):
         """Migrations at once, within the destination's bound."""
-        bound = None
-        for pool in _get(volume_client, '/scheduler-stats/get_pools'
-                         '?detail=True')['pools']:
-            if pool['name'] == parsed_args.target:
-                capabilities = pool.get('capabilities') or {}
-                if not capabilities.get('async_migration_target'):
-                    raise exceptions.CommandError(
-                        '%s is not an async migration target.' %
-                        parsed_args.target)
-                bound = capabilities.get(
-                    'async_migration_max_concurrent_copies') or None
-        wanted = parsed_args.parallel or bound or 4
-        if wanted < 1:
+        if parsed_args.parallel is not None and parsed_args.parallel < 1:
             raise exceptions.CommandError('--parallel must be at least 1.')
+        pools = {pool['name']: pool.get('capabilities') or {}
+                 for pool in _get(volume_client, '/scheduler-stats/get_pools'
+                                  '?detail=True')['pools']}
+        if parsed_args.target not in pools:
+            raise exceptions.CommandError(
+                'The scheduler knows no pool %s; the pools are: %s.' % (
+                    parsed_args.target, ', '.join(sorted(pools))))
+        capabilities = pools[parsed_args.target]
+        if not capabilities.get('async_migration_target'):
+            raise exceptions.CommandError(
+                '%s is not an async migration target.' % parsed_args.target)
+        bound = capabilities.get('async_migration_max_concurrent_copies')
+        wanted = parsed_args.parallel or bound or 4
         if bound and wanted > bound:
             sys.stderr.write('--parallel %d is above the destination\'s '
                              'bound of %d copies at once; using %d.\n' %
@@ -532,7 +540,7 @@ class DrainMigration(command.Lister):
         """The fleet's progress: a line per migration under way, a total."""
         rows = list(fleet.values())
         moving = [r for r in rows if 'migration' in r]
-        done = [r for r in rows if r['Result'] in _ENDED]
+        done = [r for r in rows if r['Result'] in ('success', 'deleting')]
         total = sum(r['Size'] or 0 for r in rows
                     if not str(r['Result']).startswith('skipped'))
         copied = sum(r['Size'] or 0 for r in done) + sum(

@@ -499,7 +499,8 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         if force_host_copy:
             return _('force_host_copy was requested.')
         if new_type_id and not self._can_use_driver_migration(diff):
-            return _('the retype changes its QoS or encryption, which only '
+            return _('the retype changes more than the backend (QoS, '
+                     'encryption or other extra specs), which only '
                      'Cinder\'s migration applies.')
         if not (host.get('capabilities') or {}).get(
                 'async_migration_target'):
@@ -536,6 +537,9 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                       {'host': host['host'], 'vol': volume.id,
                        'err': _message_of(exc)}, resource=volume)
             self._end_hand_over(ctxt, volume, status_update)
+            if new_type_id:
+                # Cinder's retype then rolls back the quota it reserved
+                raise
             return
         except Exception as exc:
             if not _target_lacks_endpoint(exc):
@@ -960,11 +964,9 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                 return
             except Exception as exc:
                 if not _can_heal(exc):
-                    LOG.exception('The abort of the migration of volume %s '
-                                  'stopped on an unexpected error; the '
-                                  'next look for migrations that nothing '
-                                  'completes tries again.', volume.id,
-                                  resource=volume)
+                    # as a copy's: error, and a restart of this service
+                    # finishes the abort
+                    self._fail(ctxt, volume, exc)
                     return
                 attempt += 1
                 delay = retry_delay(attempt, group.retry_interval,
@@ -1031,12 +1033,22 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         new type as soon as the target takes it over; an aborted one never
         gives it that type.
         """
-        for type_id, negative in ((volume.volume_type_id, False),
-                                  (new_type_id, True)):
-            reservations = quota_utils.get_volume_type_reservation(
+        try:
+            reservations = [quota_utils.get_volume_type_reservation(
                 ctxt, volume, type_id, reserve_vol_type_only=True,
-                negative=negative)
-            quota.QUOTAS.commit(ctxt, reservations,
+                negative=negative) for type_id, negative in (
+                    (volume.volume_type_id, False), (new_type_id, True))]
+        except cinder_exception.OverQuota as exc:
+            LOG.warning('Volume %(vol)s: its per-type quota usage stays '
+                        'with the type its aborted retype would have given '
+                        'it (%(err)s); correct it with "cinder '
+                        'quota-update" if needed.',
+                        {'vol': volume.id, 'err': exc}, resource=volume)
+            reservations = []
+        # at most once: an abort tried again finds no new type
+        self._clear_marker(ctxt, volume, constants.NEW_TYPE_KEY)
+        for reservation in reservations:
+            quota.QUOTAS.commit(ctxt, reservation,
                                 project_id=volume.project_id)
 
     def _abort_refused(self, ctxt, volume, exc):
@@ -1449,15 +1461,10 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         then Cinder deletes the volume here. When that fails the volume
         ends in ``error_deleting`` and deleting it again retries.
         """
-        source_host = None
+        admin = {}
         if not unmanage_only:
             admin = self._admin_metadata(context, volume)
-            source_host = admin.get(constants.SOURCE_KEY)
-            if admin.get(constants.NEW_TYPE_KEY):
-                # a retype's: its quota usage is the new type's since the
-                # hand-over, and Cinder releases the volume's type's
-                volume.volume_type_id = admin[constants.NEW_TYPE_KEY]
-                volume.save()
+        source_host = admin.get(constants.SOURCE_KEY)
         if source_host:
             try:
                 self._drop_migration(context, volume, source_host)
@@ -1471,6 +1478,11 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
                                   resource=volume)
                     volume.update({'status': 'error_deleting'})
                     volume.save()
+        if admin.get(constants.NEW_TYPE_KEY):
+            # a retype's: its quota usage is the new type's since the
+            # hand-over, and Cinder releases the volume's type's
+            volume.volume_type_id = admin[constants.NEW_TYPE_KEY]
+            volume.save()
         return super(AsyncMigrationVolumeManager, self).delete_volume(
             context, volume, unmanage_only=unmanage_only, cascade=cascade)
 
@@ -1635,11 +1647,15 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
 
     def _resume_hand_over(self, ctxt, volume):
         target = volume.admin_metadata[constants.TARGET_KEY]
+        status_update = {}
+        if volume.status in ('retyping', 'maintenance'):
+            status_update = {'status': volume.previous_status}
         try:
             service = self._get_service(target)
             self._hand_over(ctxt, volume, {
                 'host': target, 'cluster_name': service.cluster_name,
-                'capabilities': {'async_migration_target': True}}, {},
+                'capabilities': {'async_migration_target': True}},
+                status_update,
                 volume.admin_metadata.get(constants.NEW_TYPE_KEY))
         except Exception:
             LOG.exception('Could not resume the hand-over of volume %s.',

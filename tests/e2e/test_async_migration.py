@@ -791,6 +791,18 @@ class AsyncMigrationTest(SandboxTestCase):
         volume_id, model = self.create(volume_type=old_type)
         before = self.volume(volume_id)
         usage = self.type_usage(volume_id)
+        # refused by the target (a bad value of the plugin's key): the
+        # retype fails, and Cinder gives the quota back
+        self.api('POST', '/volumes/%s/metadata' % volume_id, {'metadata': {
+            throttle.RATE_KEY: 'fast'}})
+        self.sandbox.cinder('retype', '--migration-policy', 'on-demand',
+                            volume_id, new_type)
+        refused = self.wait(volume_id, 'refused',
+                            lambda v: v['migration_status'] == 'error')
+        self.assertEqual(('available', self.sandbox.source_host, old_type),
+                         (refused['status'], refused['os-vol-host-attr:host'],
+                          refused['volume_type']))
+        self.assertEqual(usage, self.type_usage(volume_id))
         self.api('POST', '/volumes/%s/metadata' % volume_id, {'metadata': {
             throttle.RATE_KEY: str(24 * units.Mi)}})
 
