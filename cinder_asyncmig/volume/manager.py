@@ -937,17 +937,18 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         is; a client that opened the volume meanwhile ends it, and the
         migration goes on.
         """
-        try:
-            self._stop_completion(volume, _STOP_TIMEOUT)
-        except exception.MigrationEngineError as exc:
-            # it stops at its next step; the lock waits for it
-            LOG.warning('Volume %(vol)s: %(err)s; the abort waits for it.',
-                        {'vol': volume.id, 'err': exc}, resource=volume)
         with self._completing_lock:
             if volume.id in self._aborting:
                 return
             self._aborting.add(volume.id)
         try:
+            try:
+                self._stop_completion(volume, _STOP_TIMEOUT)
+            except exception.MigrationEngineError as exc:
+                # it stops at its next step; the lock waits for it
+                LOG.warning('Volume %(vol)s: %(err)s; the abort waits for '
+                            'it.', {'vol': volume.id, 'err': exc},
+                            resource=volume)
             self._abort_until_done(ctxt, volume)
         finally:
             with self._completing_lock:
