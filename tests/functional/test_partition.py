@@ -204,6 +204,11 @@ class PartitionTest(base.FunctionalTestCase):
         return facts
 
     def test_copying_host_cut_off_from_the_cluster(self):
+        if roots.current() != roots.HOST:
+            # for time: the e2e test of the same partition, with real
+            # services, runs on 20.2
+            self.skipTest('the driver-level partition runs on the host\'s '
+                          'release (%s)' % roots.HOST)
         facts = self.partition_mid_copy(hypervisor=False)
         cut, healed = facts['window']
         # the copy stood still but what was in flight, and went on once
@@ -219,6 +224,10 @@ class PartitionTest(base.FunctionalTestCase):
         self.assertTrue(facts['errors'])
 
     def test_copying_host_cut_off_while_a_hypervisor_reads(self):
+        if roots.current() == 'reef':
+            # for time: the releases before and after Reef run it
+            self.skipTest('the lock holder\'s partition runs on 16.2 and '
+                          '20.2')
         facts = self.partition_mid_copy(hypervisor=True)
         # the hypervisor holds the image's exclusive lock: the copy ran
         # in it, which the partition did not cut off, and its reads went
