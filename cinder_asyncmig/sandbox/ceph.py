@@ -82,6 +82,12 @@ mon allow pool delete = true
 mon warn on pool no redundancy = false
 mon data avail warn = 1
 mon data avail crit = 0
+# A PG's read lease is osd_heartbeat_grace x 0.8 (16 s). A lone OSD whose
+# op threads stall longer than that (a host short of CPU for a while) does
+# not renew it on 16.2, and keeps its ops "waiting for readable" until it
+# is marked down. No peer watches its heartbeats here: a longer grace only
+# lengthens the lease, to 96 s
+osd heartbeat grace = 120
 
 [mon]
 mon data = %(dir)s/$name
