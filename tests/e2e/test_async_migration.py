@@ -868,7 +868,10 @@ class AsyncMigrationTest(SandboxTestCase):
              self.sandbox.source_host.split('#')[0], '--to',
              self.sandbox.target_host, '-f', 'json'] + list(args),
             env=self.sandbox.cli_env(), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
+            stderr=subprocess.PIPE, text=True,
+            # Ctrl-C as at a terminal: a test run in the background
+            # (CI) ignores SIGINT, and its children would inherit that
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.addCleanup(lambda: proc.poll() is None and proc.kill())
         lines, out = [], []
         readers = [threading.Thread(target=lambda: lines.extend(proc.stderr)),
