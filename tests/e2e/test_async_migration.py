@@ -1293,7 +1293,16 @@ class AsyncMigrationTest(SandboxTestCase):
             service.start()
         self.assert_migrated(volume_id, model, self.follow(volume_id))
 
+    def _services_fault_on_the_host_release(self):
+        if roots.current() != roots.HOST:
+            # Cinder's services, its broker and its database behave alike
+            # whatever librbd the volume services load
+            self.skipTest('faults of the services, the broker and the '
+                          'database are tested on the host\'s release (%s), '
+                          'for time' % roots.HOST)
+
     def test_broker_restarted_mid_copy(self):
+        self._services_fault_on_the_host_release()
         volume_id, model = self._slow_copy_under_way()
         log_from = os.path.getsize(
             self.sandbox.service(cloud.VOLUME_TARGET).log)
@@ -1308,6 +1317,7 @@ class AsyncMigrationTest(SandboxTestCase):
         self.assert_no_worker_left(volume_id)
 
     def test_target_stopped_past_service_down_time(self):
+        self._services_fault_on_the_host_release()
         volume_id, model = self._slow_copy_under_way()
         self._stop(cloud.VOLUME_TARGET, signal.SIGSTOP)
         try:
@@ -1417,6 +1427,7 @@ class AsyncMigrationTest(SandboxTestCase):
         self.assert_no_worker_left(volume_id)
 
     def test_database_restarted_mid_copy(self):
+        self._services_fault_on_the_host_release()
         volume_id, model = self._slow_copy_under_way()
         # longer than the progress interval: progress writes fail
         self.sandbox.restart_database(down=8)
