@@ -5,7 +5,8 @@
 #   pacific           pep8, docs, unit, functional, e2e, tempest
 #                                                (the host's Ceph 16.2)
 #   reef              functional                   (Ceph 18.2, trixie root)
-#   tentacle          functional, e2e              (Ceph 20.2, sid root)
+#   tentacle          functional, e2e of the source kinds
+#                                                (Ceph 20.2, sid root)
 #   reef-on-tentacle  e2e: Cinder with Reef clients, a Tentacle cluster
 #                     (what devstack-plugin-ceph deploys)
 #

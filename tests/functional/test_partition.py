@@ -206,7 +206,7 @@ class PartitionTest(base.FunctionalTestCase):
     def test_copying_host_cut_off_from_the_cluster(self):
         if roots.current() != roots.HOST:
             # for time: the e2e test of the same partition, with real
-            # services, runs on 20.2
+            # services, runs there too
             self.skipTest('the driver-level partition runs on the host\'s '
                           'release (%s)' % roots.HOST)
         facts = self.partition_mid_copy(hypervisor=False)
@@ -224,10 +224,10 @@ class PartitionTest(base.FunctionalTestCase):
         self.assertTrue(facts['errors'])
 
     def test_copying_host_cut_off_while_a_hypervisor_reads(self):
-        if roots.current() == 'reef':
-            # for time: the releases before and after Reef run it
-            self.skipTest('the lock holder\'s partition runs on 16.2 and '
-                          '20.2')
+        if roots.current() != 'tentacle':
+            # for time: on 16.2 the e2e test of the same partition has a
+            # hypervisor reading through it too
+            self.skipTest('the lock holder\'s partition runs on 20.2')
         facts = self.partition_mid_copy(hypervisor=True)
         # the hypervisor holds the image's exclusive lock: the copy ran
         # in it, which the partition did not cut off, and its reads went
