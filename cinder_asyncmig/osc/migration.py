@@ -215,10 +215,48 @@ def progress_line(migration, status):
     return line
 
 
-class StartMigration(_OnVolume, command.ShowOne):
+class _WaitingAction(_OnVolume, command.ShowOne):
+    """A volume action, then with ``--wait`` a wait for its end.
+
+    Shows where the volume is once the action is taken, or once the wait
+    ends, and how long it took.
+    """
+
+    wait_help = None
+
+    def get_parser(self, prog_name):
+        parser = super(_WaitingAction, self).get_parser(prog_name)
+        parser.add_argument(
+            '--wait', action='store_true', default=False,
+            help=self.wait_help)
+        return parser
+
+    def action(self, parsed_args):
+        """The action's body: ``{name: arguments}``."""
+        raise NotImplementedError()
+
+    def wait(self, volume_client, volume_id):
+        """Poll until the action has ended; the volume then."""
+        raise NotImplementedError()
+
+    def take_action(self, parsed_args):
+        volume_client, volume = self.volume(parsed_args)
+        started = time.monotonic()
+        _post_action(volume_client, volume.id, self.action(parsed_args))
+        shown = self.wait(volume_client, volume.id) if (
+            parsed_args.wait) else volume_client.get_volume(volume.id)
+        result = {'id': shown.id, 'host': shown.host,
+                  'migration_status': shown.migration_status,
+                  'seconds': round(time.monotonic() - started, 1)}
+        return zip(*sorted(result.items()))
+
+
+class StartMigration(_WaitingAction):
     """Migrate a volume to another backend (admin only)."""
 
     volume_help = 'Volume to migrate (name or ID).'
+    wait_help = ('Show the progress until the migration ends (Ctrl-C stops '
+                 'the waiting, not the migration).')
 
     def get_parser(self, prog_name):
         parser = super(StartMigration, self).get_parser(prog_name)
@@ -230,29 +268,25 @@ class StartMigration(_OnVolume, command.ShowOne):
         parser.add_argument(
             '--force-host-copy', action='store_true', default=False,
             help='Cinder\'s own generic copy, never the async one.')
-        parser.add_argument(
-            '--wait', action='store_true', default=False,
-            help='Show the progress until the migration ends (Ctrl-C stops '
-                 'the waiting, not the migration).')
         return parser
 
-    def take_action(self, parsed_args):
-        volume_client, volume = self.volume(parsed_args)
-        started = time.monotonic()
-        _post_action(volume_client, volume.id, {'os-migrate_volume': {
+    def action(self, parsed_args):
+        return {'os-migrate_volume': {
             'host': parsed_args.host,
-            'force_host_copy': parsed_args.force_host_copy}})
-        shown = _watch(volume_client, volume.id) if (
-            parsed_args.wait) else volume_client.get_volume(volume.id)
-        if parsed_args.wait and shown.migration_status == 'error':
+            'force_host_copy': parsed_args.force_host_copy}}
+
+    def wait(self, volume_client, volume_id):
+        """:raises CommandError: the migration ended in error."""
+        volume = _watch(volume_client, volume_id)
+        if volume.migration_status == 'error':
             raise exceptions.CommandError(
                 'The migration of volume %s ended in error; see its user '
                 'messages (openstack volume message list) and the target '
-                'volume service\'s log.' % volume.id)
-        return _outcome(shown, started)
+                'volume service\'s log.' % volume_id)
+        return volume
 
 
-class AbortMigration(_OnVolume, command.ShowOne):
+class AbortMigration(_WaitingAction):
     """Abort a volume's asynchronous migration (admin only).
 
     The volume goes back to its source backend and its migration_status
@@ -260,6 +294,7 @@ class AbortMigration(_OnVolume, command.ShowOne):
     """
 
     volume_help = 'Volume that migrates, detached (name or ID).'
+    wait_help = 'Wait until the volume is back on its source.'
 
     def get_parser(self, prog_name):
         parser = super(AbortMigration, self).get_parser(prog_name)
@@ -270,23 +305,13 @@ class AbortMigration(_OnVolume, command.ShowOne):
                  'deleted, and every write made to the volume since the '
                  'migration began is lost. A linked migration (a source '
                  'in the same cluster) loses nothing and needs no force.')
-        parser.add_argument(
-            '--wait', action='store_true', default=False,
-            help='Wait until the volume is back on its source.')
         return parser
 
-    def take_action(self, parsed_args):
-        volume_client, volume = self.volume(parsed_args)
-        started = time.monotonic()
-        _post_action(volume_client, volume.id, {'os-async-migration-abort': {
-            'force': parsed_args.force}})
-        shown = self._wait(volume_client, volume.id) if (
-            parsed_args.wait) else volume_client.get_volume(volume.id)
-        return _outcome(shown, started)
+    def action(self, parsed_args):
+        return {'os-async-migration-abort': {'force': parsed_args.force}}
 
-    @staticmethod
-    def _wait(volume_client, volume_id):
-        """Poll while the abort runs; the volume once it has ended.
+    def wait(self, volume_client, volume_id):
+        """Poll while the abort runs.
 
         :raises CommandError: the migration was not aborted (it had
             committed, or a client opened the volume meanwhile) and goes
@@ -337,14 +362,6 @@ def _watch(volume_client, volume_id):
                 sys.stderr.write('\n')
             return volume
         time.sleep(_POLL)
-
-
-def _outcome(volume, started):
-    """What a command that waited shows: where the volume ended."""
-    result = {'id': volume.id, 'migration_status': volume.migration_status,
-              'host': volume.host,
-              'seconds': round(time.monotonic() - started, 1)}
-    return zip(*sorted(result.items()))
 
 
 def _backend(host):

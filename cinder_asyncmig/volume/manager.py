@@ -769,6 +769,33 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             {progress_record.KEY: progress_record.encode(record)}, False)
         self._notify(ctxt, volume, notifications.PROGRESS)
 
+    def _steerable(self, ctxt, volume, what, refuse):
+        """Check that an operator may ``what`` the volume's migration now.
+
+        Not while it is being aborted, nor once its copy is done.
+
+        :param refuse: ``refuse(admin_metadata, record)``, why ``what`` is
+            refused otherwise, or None.
+        :returns: the volume's admin metadata and progress record.
+        :raises InvalidVolume: it does not migrate here, or is refused.
+        """
+        self._migrating_here(volume, what)
+        admin = self._admin_metadata(ctxt, volume)
+        record = progress_record.decode(admin.get(progress_record.KEY))
+        if admin.get(constants.ABORTING_KEY):
+            why = _('it is being aborted')
+        elif record.get('phase') in (progress_record.COMMITTING,
+                                     progress_record.CLEANING_SOURCE):
+            why = _('its copy is done and it is %s; it ends in success on '
+                    'its own') % record['phase']
+        else:
+            why = refuse(admin, record)
+        if why:
+            raise cinder_exception.InvalidVolume(reason=_(
+                'cannot %(what)s the migration of volume %(vol)s: '
+                '%(why)s') % {'what': what, 'vol': volume.id, 'why': why})
+        return admin, record
+
     def pause_migration(self, ctxt, volume):
         """Stop the volume's copy until :meth:`resume_migration`.
 
@@ -780,27 +807,17 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             commits, or its copy runs in the client that holds the
             volume's exclusive lock, where librbd cannot stop it.
         """
-        self._migrating_here(volume, _('pause'))
-        admin = self._admin_metadata(ctxt, volume)
-        record = progress_record.decode(admin.get(progress_record.KEY))
-        refusal = None
-        if admin.get(constants.ABORTING_KEY):
-            refusal = _('it is being aborted')
-        elif admin.get(constants.PAUSED_KEY):
-            refusal = _('its migration is paused already')
-        elif record.get('phase') in (progress_record.COMMITTING,
-                                     progress_record.CLEANING_SOURCE):
-            refusal = _('its copy is done and it is %s') % record['phase']
-        elif record.get('copy_in'):
-            refusal = _('its copy runs in %s, the client that holds the '
-                        'volume\'s exclusive lock (its hypervisor), and '
-                        'librbd cannot stop it there; it ends on its own, '
-                        'or once that client closes the volume') % (
-                            record['copy_in'].split()[0])
-        if refusal:
-            raise cinder_exception.InvalidVolume(reason=_(
-                'cannot pause the migration of volume %(vol)s: %(why)s') % {
-                    'vol': volume.id, 'why': refusal})
+        def refuse(admin, record):
+            if admin.get(constants.PAUSED_KEY):
+                return _('its migration is paused already')
+            if record.get('copy_in'):
+                return _('its copy runs in %s, the client that holds the '
+                         'volume\'s exclusive lock (its hypervisor), and '
+                         'librbd cannot stop it there; it ends on its own, '
+                         'or once that client closes the volume') % (
+                             record['copy_in'].split()[0])
+
+        _admin, record = self._steerable(ctxt, volume, _('pause'), refuse)
         # first: nothing starts the copy again once it is set
         self.db.volume_admin_metadata_update(
             ctxt.elevated(), volume.id,
@@ -832,15 +849,9 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
 
         :raises InvalidVolume: it does not migrate here or is not paused.
         """
-        self._migrating_here(volume, _('resume'))
-        admin = self._admin_metadata(ctxt, volume)
-        if admin.get(constants.ABORTING_KEY) or not admin.get(
-                constants.PAUSED_KEY):
-            raise cinder_exception.InvalidVolume(reason=_(
-                'cannot resume the migration of volume %(vol)s: it is '
-                '%(what)s') % {'vol': volume.id, 'what': (
-                    _('being aborted') if admin.get(constants.ABORTING_KEY)
-                    else _('not paused'))})
+        self._steerable(ctxt, volume, _('resume'), lambda admin, _record: (
+            None if admin.get(constants.PAUSED_KEY)
+            else _('it is not paused')))
         self._write_record(ctxt, volume, 'resumed by an operator',
                            phase=progress_record.COPYING)
         self.db.volume_admin_metadata_delete(ctxt.elevated(), volume.id,
@@ -893,32 +904,20 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
             already, commits, is attached, or is import-only and not
             ``force``.
         """
-        self._migrating_here(volume, _('abort'))
-        admin = self._admin_metadata(ctxt, volume)
-        record = progress_record.decode(admin.get(progress_record.KEY))
-        refusal = None
-        if admin.get(constants.ABORTING_KEY):
-            refusal = _('it is being aborted already')
-        elif record.get('phase') in (progress_record.COMMITTING,
-                                     progress_record.CLEANING_SOURCE):
-            refusal = _('its copy is done and it is %s; it ends in success '
-                        'on its own') % record['phase']
-        elif volume.volume_attachment:
-            refusal = _('it is attached, and librbd rolls a migration back '
-                        'only once no client has the volume open; detach '
-                        'it first')
-        if refusal is None and hasattr(self.driver,
-                                       'check_abort_migration_target'):
-            volume_utils.require_driver_initialized(self.driver)
-            try:
-                self.driver.check_abort_migration_target(ctxt, volume,
-                                                         force=force)
-            except exception.MigrationAbortRefused as exc:
-                refusal = exc.kwargs['reason']
-        if refusal:
-            raise cinder_exception.InvalidVolume(reason=_(
-                'cannot abort the migration of volume %(vol)s: %(why)s') % {
-                    'vol': volume.id, 'why': refusal})
+        def refuse(_admin, _record):
+            if volume.volume_attachment:
+                return _('it is attached, and librbd rolls a migration back '
+                         'only once no client has the volume open; detach '
+                         'it first')
+            if hasattr(self.driver, 'check_abort_migration_target'):
+                volume_utils.require_driver_initialized(self.driver)
+                try:
+                    self.driver.check_abort_migration_target(ctxt, volume,
+                                                             force=force)
+                except exception.MigrationAbortRefused as exc:
+                    return exc.kwargs['reason']
+
+        self._steerable(ctxt, volume, _('abort'), refuse)
         # first: nothing starts the copy again once it is set
         self.db.volume_admin_metadata_update(
             ctxt.elevated(), volume.id,

@@ -485,12 +485,11 @@ class SteerMigrationTest(testtools.TestCase):
         self.assertEqual(('aborting', 0, 1000), tuple(
             self.record()[k] for k in ('phase', 'rate', 'started')))
         self.assertEqual(['_abort'], self.pool)
-        for ask, why in ((self.mgr.abort_migration, 'aborted already'),
-                         (self.mgr.pause_migration, 'being aborted'),
-                         (self.mgr.resume_migration, 'being aborted')):
+        for ask in (self.mgr.abort_migration, self.mgr.pause_migration,
+                    self.mgr.resume_migration):
             error = self.assertRaises(cinder_exception.InvalidVolume, ask,
                                       self.ctxt, self.volume)
-            self.assertIn(why, str(error))
+            self.assertIn('being aborted', str(error))
         self.assertEqual(['_abort'], self.pool)
         self.assertEqual([], self.started)
 
