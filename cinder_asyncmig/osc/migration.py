@@ -414,40 +414,15 @@ class DrainMigration(command.Lister):
         self._interrupted = self._failed = False
         volume_client = self.app.client_manager.volume
         parallel = self._parallel(volume_client, parsed_args)
-        fleet = {}      # volume id -> its row, in the order found
-        pending = []    # available volumes of the source, not started
-        for volume in volume_client.volumes(details=True, all_projects=True):
-            if _backend(volume.host) != _backend(parsed_args.source):
-                continue
-            reason = self._skipped(volume)
-            fleet[volume.id] = {'ID': volume.id, 'Name': volume.name,
-                                'Size': volume.size, 'Result': reason,
-                                'Seconds': None}
-            if reason is None:
-                pending.append(volume.id)
+        fleet, pending = self._survey(volume_client, parsed_args.source)
         started = {}    # volume id -> when this run started it
         capped = set()
         try:
             while True:
                 under_way = self._under_way(volume_client, parsed_args)
-                for volume_id, migration in under_way.items():
-                    row = fleet.setdefault(volume_id, {
-                        'ID': volume_id, 'Name': migration['name'],
-                        'Size': (migration['bytes_total'] or 0) // 2 ** 30,
-                        'Seconds': None})
-                    row['Result'] = migration['phase']
-                    row['migration'] = migration
-                    if (parsed_args.max_rate is not None and
-                            volume_id not in capped and
-                            migration['phase'] != 'taking-over'):
-                        capped.add(volume_id)
-                        try:
-                            _post_action(volume_client, volume_id, {
-                                'os-async-migration-set': {
-                                    'max_bytes_per_sec':
-                                        parsed_args.max_rate}})
-                        except sdk_exceptions.ConflictException:
-                            pass  # it ended meanwhile
+                for migration in under_way.values():
+                    self._follow(volume_client, fleet, migration,
+                                 parsed_args.max_rate, capped)
                 for volume_id, row in fleet.items():
                     if 'migration' in row and volume_id not in under_way:
                         self._ended(volume_client, row, started)
@@ -465,21 +440,61 @@ class DrainMigration(command.Lister):
                 time.sleep(_POLL)
         except KeyboardInterrupt:
             self._interrupted = True
-            for volume_id in pending:
-                fleet[volume_id]['Result'] = 'not started'
-            for row in fleet.values():
-                if row['Result'] is None:
-                    # interrupted while asking Cinder to migrate it
-                    row['Result'] = 'asked, unknown (see its migration_status)'
-            going = [r for r in fleet.values() if 'migration' in r]
-            for row in going:
-                row['Result'] += ' (goes on)'
-            sys.stderr.write(
-                '\nInterrupted: %d migration(s) under way go on and end on '
-                'their own; %d volume(s) not started. Run the same command '
-                'again to carry on.\n' % (len(going), len(pending)))
+            self._leave(fleet, pending)
         return self._COLUMNS, [tuple(r[c] for c in self._COLUMNS)
                                for r in fleet.values()]
+
+    def _survey(self, volume_client, source):
+        """The source's volumes as rows, by id; those to migrate."""
+        fleet = {}      # in the order found
+        pending = []
+        for volume in volume_client.volumes(details=True, all_projects=True):
+            if _backend(volume.host) != _backend(source):
+                continue
+            reason = self._skipped(volume)
+            fleet[volume.id] = {'ID': volume.id, 'Name': volume.name,
+                                'Size': volume.size, 'Result': reason,
+                                'Seconds': None}
+            if reason is None:
+                pending.append(volume.id)
+        return fleet, pending
+
+    @staticmethod
+    def _follow(volume_client, fleet, migration, max_rate, capped):
+        """Update the row of a migration under way; cap it once."""
+        volume_id = migration['volume_id']
+        row = fleet.setdefault(volume_id, {
+            'ID': volume_id, 'Name': migration['name'],
+            'Size': (migration['bytes_total'] or 0) // 2 ** 30,
+            'Seconds': None})
+        row['Result'] = migration['phase']
+        row['migration'] = migration
+        if (max_rate is not None and volume_id not in capped and
+                migration['phase'] != 'taking-over'):
+            capped.add(volume_id)
+            try:
+                _post_action(volume_client, volume_id, {
+                    'os-async-migration-set': {'max_bytes_per_sec':
+                                               max_rate}})
+            except sdk_exceptions.ConflictException:
+                pass  # it ended meanwhile
+
+    @staticmethod
+    def _leave(fleet, pending):
+        """Mark what an interrupted drain leaves, and say so."""
+        for volume_id in pending:
+            fleet[volume_id]['Result'] = 'not started'
+        for row in fleet.values():
+            if row['Result'] is None:
+                # interrupted while asking Cinder to migrate it
+                row['Result'] = 'asked, unknown (see its migration_status)'
+        going = [r for r in fleet.values() if 'migration' in r]
+        for row in going:
+            row['Result'] += ' (goes on)'
+        sys.stderr.write(
+            '\nInterrupted: %d migration(s) under way go on and end on '
+            'their own; %d volume(s) not started. Run the same command '
+            'again to carry on.\n' % (len(going), len(pending)))
 
     def _parallel(self, volume_client, parsed_args):
         """Migrations at once, within the destination's bound."""
