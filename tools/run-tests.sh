@@ -23,6 +23,11 @@
 #   tests: N passed, N failed, N skipped
 #
 # (expected failures count as passed, unexpected successes as failed).
+#
+# ASYNCMIG_TEST_BUDGET (seconds, default 4800) bounds the whole run: a leg
+# still running when it is spent is stopped, its sandboxes and clusters
+# taken down, and the legs after it are not run, so that a run that hangs
+# still ends with its summary.
 
 set -euo pipefail
 
@@ -57,6 +62,21 @@ if [ -n "${ASYNCMIG_TOX_ENVS:-}" ]; then
 fi
 
 bash tools/install-system-deps.sh
+
+budget=${ASYNCMIG_TEST_BUDGET:-4800}
+
+# what the tox environments' commands_post do, for a leg that was stopped
+take_down() {
+    local dir
+    for dir in .tox/*/tmp/e2e .tox/*/tmp/tempest; do
+        [ -d "$dir" ] && .tox/shared/bin/cinder-asyncmig-sandbox down \
+            --under "$dir" || true
+    done
+    for dir in .tox/*/tmp/functional; do
+        [ -d "$dir" ] && .tox/shared/bin/cinder-asyncmig-ceph down \
+            --under "$dir" || true
+    done
+}
 
 # Two test processes per leg: the e2e tests wait on services most of the
 # time, and each process has its own clusters and sandboxes.
@@ -104,11 +124,28 @@ for leg in "${LEGS[@]}"; do
         cat "$logs/roots.log"
     fi
     echo
+    left=$((budget - SECONDS))
+    if [ "$left" -le 60 ]; then
+        echo "run-tests: the $leg leg is not run: the run's budget" \
+            "(ASYNCMIG_TEST_BUDGET=$budget s) is spent"
+        failures+=("failed: $leg (not run: out of time)")
+        rc=1
+        continue
+    fi
     echo "run-tests: $leg leg: tox -e ${LEG_ENVS[$leg]}"
     started=$SECONDS
     leg_rc=0
-    .venv-tools/bin/tox -e "${LEG_ENVS[$leg]}" "$@" 2>&1 |
+    # timeout signals its whole process group: tox, stestr and the tests
+    timeout --kill-after=30 "$left" \
+        .venv-tools/bin/tox -e "${LEG_ENVS[$leg]}" "$@" 2>&1 |
         tee "$logs/$leg.log" || leg_rc=$?
+    if [ "$leg_rc" -eq 124 ] || [ "$leg_rc" -eq 137 ]; then
+        echo "run-tests: the $leg leg was stopped after" \
+            "$((SECONDS - started)) s: the run's budget" \
+            "(ASYNCMIG_TEST_BUDGET=$budget s) is spent"
+        failures+=("failed: $leg (stopped: out of time)")
+        take_down
+    fi
     read -r passed failed skipped runs < <(count "$logs/$leg.log")
     if [ "$leg_rc" -ne 0 ]; then
         rc=$leg_rc

@@ -77,6 +77,34 @@ def _test_dir():
     return directory
 
 
+def describe_clusters_on_failure(case, sandbox):
+    """On a failure, add the state of the sandbox's clusters to ``case``.
+
+    Health, and the ops an OSD has held for over a minute: what tells a
+    failure of the plugin from a cluster that stopped serving.
+    """
+    def describe(exc_info):
+        if issubclass(exc_info[0], case.skipException):
+            return
+        for name, cluster in sandbox.clusters().items():
+            try:
+                text = cluster.ceph('health', 'detail', timeout=30)
+                for osd in range(len(cluster.daemon_pids('osd'))):
+                    ops = json.loads(cluster.ceph(
+                        'tell', 'osd.%d' % osd, 'dump_ops_in_flight',
+                        timeout=30))['ops']
+                    old = [op for op in ops if op['age'] > 60]
+                    text += 'osd.%d: %d ops in flight, %d over 60 s: %s\n' % (
+                        osd, len(ops), len(old), [
+                            (op['description'][:80], int(op['age']),
+                             op.get('type_data', {}).get('flag_point'))
+                            for op in old[:5]])
+            except Exception as exc:
+                text = 'cannot tell: %s' % exc
+            case.addDetail(name, content.text_content(text))
+    case.addOnException(describe)
+
+
 class SandboxTestCase(testtools.TestCase):
     """A sandbox per class, and what its tests do through the API."""
 
@@ -109,6 +137,7 @@ class SandboxTestCase(testtools.TestCase):
 
     def setUp(self):
         super(SandboxTestCase, self).setUp()
+        describe_clusters_on_failure(self, self.sandbox)
         self.rng = random.Random(self.id())
         for name in self.SERVICES:
             if not self.sandbox.service(name).running():

@@ -115,6 +115,7 @@ class CurrentSourcesTest(testtools.TestCase):
 
     def setUp(self):
         super(CurrentSourcesTest, self).setUp()
+        base_e2e.describe_clusters_on_failure(self, self.sandbox)
         self.rng = random.Random(self.id())
         for name in (cloud.VOLUME_TARGET, cloud.VOLUME_XCLUSTER,
                      cloud.VOLUME_FILE):

@@ -142,6 +142,7 @@ class OtherSourcesTest(testtools.TestCase):
 
     def setUp(self):
         super(OtherSourcesTest, self).setUp()
+        base_e2e.describe_clusters_on_failure(self, self.sandbox)
         self.rng = random.Random(self.id())
         for name in (cloud.VOLUME_TARGET, cloud.VOLUME_XCLUSTER,
                      cloud.VOLUME_FILE):
