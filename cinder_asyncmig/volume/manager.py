@@ -193,7 +193,8 @@ class _ProgressRecorder(object):
     worker started again mid-copy gets it back. Once the event ``stop`` is
     set, the next call raises :class:`_Stopped`. With ``owner``, a
     callable, each write asks it first whether this service still owns the
-    migration, and raises :class:`_Lost` once it does not. With
+    migration, and raises :class:`_Lost` once it does not; before the
+    commit, a database error asking it is raised too. With
     ``notify``, a callable, it calls it at each change of phase and at
     most every ``[asyncmig] notification_interval`` seconds meanwhile.
     """
@@ -245,10 +246,16 @@ class _ProgressRecorder(object):
                 return
         self._last = now
         if self._owner is not None:
-            with self._database():
+            if progress.get('phase') == 'committing':
+                # only the owner commits: a database that cannot say who
+                # owns the migration holds the commit back (the error
+                # ends the attempt, which is retried)
                 if not self._owner():
-                    # before the commit too: the owner commits
                     raise _Lost()
+            else:
+                with self._database():
+                    if not self._owner():
+                        raise _Lost()
         if self._on_cap is not None and progress.get('phase') == 'copying':
             with self._database():
                 self._follow_cap()

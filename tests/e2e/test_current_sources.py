@@ -143,6 +143,12 @@ class CurrentSourcesTest(testtools.TestCase):
     partition_mid_copy = base_e2e.AsyncMigrationTest.partition_mid_copy
     partition_source_cluster_mid_copy = (
         test_other_sources.OtherSourcesTest.partition_source_cluster_mid_copy)
+    capped_copy_under_way = (
+        test_other_sources.OtherSourcesTest.capped_copy_under_way)
+    exporter_handle = test_other_sources.OtherSourcesTest.exporter_handle
+    reset_and_force_delete = base_e2e.AsyncMigrationTest.reset_and_force_delete
+    reset_and_force_delete_mid_copy = (
+        test_other_sources.OtherSourcesTest.reset_and_force_delete_mid_copy)
 
     # -- helpers ---------------------------------------------------------
 
@@ -313,6 +319,13 @@ class CurrentSourcesTest(testtools.TestCase):
         # source's cluster itself, which it still reaches: its reads went
         # on throughout
         self.assertNotIn(0, facts['during'])
+
+    def test_reset_and_force_deleted_mid_copy_leaves_nothing(self):
+        volume_id, _model = self.capped_copy_under_way('xcluster')
+        # the source, frozen with a protected snapshot, goes too
+        self.assertEqual([(native.SNAPSHOT, True)],
+                         self.source_snapshots(volume_id))
+        self.reset_and_force_delete_mid_copy(kinds.RBD_NATIVE, volume_id)
 
     def test_source_open_by_a_client_is_refused_and_left_as_it_was(self):
         volume_id, model = self.create('xcluster', density=0.05)

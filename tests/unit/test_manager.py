@@ -153,6 +153,26 @@ class ProgressRecorderTest(testtools.TestCase):
         self.assertEqual(['copying', 'copying', 'retrying', 'committing'],
                          notified)
 
+    def test_owner_unknown_skips_a_progress_write_but_holds_the_commit(self):
+        db = mock.Mock()
+        db.volume_admin_metadata_get.return_value = {}
+        lost = db_exc.DBConnectionError('gone')
+        owner = mock.Mock(side_effect=lost)
+        rec = manager._ProgressRecorder(db, 'ctxt', 'vol', interval=0,
+                                        owner=owner)
+        # the copy goes on; its progress waits for the database
+        rec({'phase': 'copying', 'percent': 1.0})
+        self.assertEqual(
+            lost, self.assertRaises(db_exc.DBConnectionError, rec,
+                                    {'phase': 'committing',
+                                     'percent': 100.0}))
+        self.assertEqual(2, owner.call_count)
+        # a peer owns it: no commit either
+        owner.side_effect = None
+        owner.return_value = False
+        self.assertRaises(manager._Lost, rec, {'phase': 'committing',
+                                                'percent': 100.0})
+
     def test_a_retry_keeps_what_was_copied_in_view(self):
         db = mock.Mock()
         db.volume_admin_metadata_get.return_value = {}
