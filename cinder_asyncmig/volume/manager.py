@@ -614,10 +614,16 @@ class AsyncMigrationVolumeManager(manager.VolumeManager):
         Cinder logs a message it cannot store and carries on, so the
         message never hides the error it reports.
 
+        The message is the volume's project's, whoever asked: its owner
+        reads why its migration_status is error, and admins see every
+        project's messages.
+
         :param detail: the message's detail; by default the one that
                        tells of ``exc``.
         """
-        self.message_api.create(ctxt, messages.MIGRATE,
+        owners = ctxt.elevated()
+        owners.project_id = volume.project_id
+        self.message_api.create(owners, messages.MIGRATE,
                                 resource_uuid=volume.id,
                                 detail=detail or messages.detail_of(exc))
 

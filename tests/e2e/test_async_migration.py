@@ -1127,9 +1127,10 @@ class AsyncMigrationTest(SandboxTestCase):
         logs_from = [os.path.getsize(self.sandbox.service(name).log)
                      for name in names]
         in_use, in_use_model = self.create(fill=False)
-        bad_rate, bad_rate_model = self.create(fill=False)
+        # a member's own mistake, in the volume's user metadata
+        bad_rate, bad_rate_model = self.create(fill=False, member=True)
         self.api('POST', '/volumes/%s/metadata' % bad_rate,
-                 {'metadata': {throttle.RATE_KEY: 'fast'}})
+                 {'metadata': {throttle.RATE_KEY: 'fast'}}, member=True)
         with rbd.Image(self.ioctx[self.src_pool], 'volume-%s' % in_use):
             self.migrate(in_use)
             self.wait(in_use, 'refused',
@@ -1151,6 +1152,12 @@ class AsyncMigrationTest(SandboxTestCase):
                             text)
             for word in words:
                 self.assertIn(word, text)
+            if volume_id == bad_rate:
+                # the volume's owner reads it too, not only the admin
+                # who asked
+                self.assertEqual(text, self.api(
+                    'GET', '/messages/%s' % found[0]['id'],
+                    member=True)['message']['user_message'])
             volume = self.volume(volume_id)
             self.assertEqual('available', volume['status'])
             self.assertEqual(self.sandbox.source_host,

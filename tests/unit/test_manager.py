@@ -170,8 +170,8 @@ class ProgressRecorderTest(testtools.TestCase):
         # a peer owns it: no commit either
         owner.side_effect = None
         owner.return_value = False
-        self.assertRaises(manager._Lost, rec, {'phase': 'committing',
-                                                'percent': 100.0})
+        self.assertRaises(manager._Lost, rec,
+                          {'phase': 'committing', 'percent': 100.0})
 
     def test_a_retry_keeps_what_was_copied_in_view(self):
         db = mock.Mock()
@@ -638,9 +638,11 @@ class _FakeMessages(object):
 
     def __init__(self):
         self.left = []
+        self.projects = []
 
     def create(self, ctxt, action, resource_uuid=None, detail=None):
         self.left.append((resource_uuid, detail))
+        self.projects.append(ctxt.project_id)
 
 
 class _RecordedWaits(threading.Event):
@@ -888,6 +890,9 @@ class CompletionTest(testtools.TestCase):
         self.assertEqual(({}, {}), (self.mgr.db.admin, self.mgr.db.metadata))
         self.assertEqual([(self.volume.id, messages.ABORTED)],
                          self.mgr.message_api.left)
+        # the volume's owner reads it, not only the admin who aborted
+        self.assertEqual([self.volume.project_id],
+                         self.mgr.message_api.projects)
         # the phase, each time it is tried; then its end, from the target
         self.assertEqual(['progress', 'progress', 'end'],
                          [event for event, _ in self.notified])
