@@ -201,6 +201,9 @@ def progress_line(migration, status):
     """One line of a migration's progress: bar, percent, rate, ETA."""
     if not migration:
         return 'migration_status %s' % status
+    if migration['phase'] == 'aborting':
+        return ('aborting: librbd rolls the migration back (it tells no '
+                'progress)')
     percent = migration.get('percent') or 0.0
     filled = int(_BAR * percent / 100)
     line = '[%s%s] %5.1f%%  %s' % ('#' * filled, '.' * (_BAR - filled),
@@ -317,17 +320,11 @@ class AbortMigration(_WaitingAction):
             committed, or a client opened the volume meanwhile) and goes
             on.
         """
-        while True:
-            volume = volume_client.get_volume(volume_id)
+        def ended(volume, migration):
             if volume.migration_status == 'error':
-                return volume
-            phase = None
-            if volume.migration_status == 'migrating_attachable':
-                try:
-                    phase = _get(volume_client, '%s/%s' % (
-                        _PATH, volume_id))['async_migration']['phase']
-                except sdk_exceptions.NotFoundException:
-                    pass  # ended meanwhile
+                return True
+            phase = migration['phase'] if migration and (
+                volume.migration_status == 'migrating_attachable') else None
             if phase != 'aborting':
                 raise exceptions.CommandError(
                     'The migration of volume %(id)s was not aborted (its '
@@ -335,11 +332,19 @@ class AbortMigration(_WaitingAction):
                     'see its user messages (openstack volume message '
                     'list).' % {'id': volume_id, 'phase': phase,
                                 'status': volume.migration_status})
-            time.sleep(_POLL)
+            return False
+
+        return _watch(volume_client, volume_id, ended)
 
 
-def _watch(volume_client, volume_id):
-    """Poll until the migration ends; a line of progress on stderr."""
+def _watch(volume_client, volume_id, ended=None):
+    """Poll until the migration ends; a line of progress on stderr.
+
+    :param ended: ``ended(volume, migration)``, whether to stop waiting
+        (it may raise instead); by default once the migration_status is
+        one a migration ends with.
+    :returns: the volume then.
+    """
     tty = sys.stderr.isatty()
     last = None
     while True:
@@ -357,7 +362,13 @@ def _watch(volume_client, volume_id):
             sys.stderr.write(line + '\n')
         sys.stderr.flush()
         last = line
-        if status in _ENDED:
+        try:
+            done = ended(volume, migration) if ended else status in _ENDED
+        except exceptions.CommandError:
+            if tty:
+                sys.stderr.write('\n')
+            raise
+        if done:
             if tty:
                 sys.stderr.write('\n')
             return volume
