@@ -23,6 +23,11 @@ atomically: its pid, its librados address (so that a dead worker's watch
 can be blocklisted instead of waiting ~30 s for it to time out), and the
 objects copied so far.
 
+A worker whose client is blocklisted (a peer of a target cluster took the
+migration over from the member that started it) ends by itself
+(:class:`FenceWatch`): librbd's execute stops copying then, but does not
+return.
+
 The copy's cap, in bytes per second, is in a file of its own next to the
 status file (:func:`write_rate`); the child reads it again whenever it
 changes, so the cap can be changed while the copy runs. :class:`Pacer`
@@ -33,6 +38,7 @@ holds the copy to it, counting the data of the objects copied
 import argparse
 import array
 import bisect
+import errno
 import json
 # the standard library's: oslo.log would add ~0.12 s to every worker start,
 # and records reach the same handlers
@@ -57,6 +63,9 @@ _RATE_CHECK = 0.5
 # how far behind its cap a copy may fall before the pacer forgets the lag:
 # a copy slowed down by the cluster does not then rush ahead
 _MAX_LAG = 1.0
+# seconds without progress before the worker asks whether it is fenced,
+# and between two asks
+_FENCE_CHECK = 5.0
 
 
 def write_status(path, status):
@@ -251,6 +260,64 @@ class LockWatch(threading.Thread):
         self._halt.set()
 
 
+class FenceWatch(threading.Thread):
+    """Call ``on_fenced`` once this worker's client is blocklisted.
+
+    Once blocklisted, librbd's execute (16.2) stops copying and never
+    returns, and nothing this process does reaches the OSDs again. While
+    the copy stands still, this reads the blocklist in the monitors' OSD
+    map (``osd dump``, which ``profile rbd`` may read) every
+    ``interval`` seconds.
+
+    :param last_progress: a callable, when the copy last moved
+        (``time.monotonic()``).
+    """
+
+    def __init__(self, client, addr, last_progress, on_fenced,
+                 interval=_FENCE_CHECK):
+        super(FenceWatch, self).__init__(daemon=True)
+        self._client = client
+        self._addr = addr
+        self._last_progress = last_progress
+        self._on_fenced = on_fenced
+        self._interval = interval
+        self._halt = threading.Event()
+
+    def run(self):
+        import rados
+
+        while not self._halt.wait(self._interval):
+            if time.monotonic() - self._last_progress() < self._interval:
+                continue
+            try:
+                ret, out, err = self._client.mon_command(json.dumps(
+                    {'prefix': 'osd dump', 'format': 'json'}), b'',
+                    timeout=self._interval)
+            except rados.Error as exc:
+                LOG.warning('Cannot read the OSD map: %s', exc)
+                continue
+            if ret:
+                LOG.warning('Cannot read the OSD map: %s', err)
+                continue
+            if self.listed(self._addr, json.loads(out)):
+                self._on_fenced()
+                return
+
+    @staticmethod
+    def listed(addr, osd_map):
+        """Whether ``addr`` is in the blocklist of ``osd_map``."""
+        def bare(address):
+            # 'v2:127.0.0.1:0/123' and '127.0.0.1:0/123' are one client
+            return {a.split(':', 1)[1] if a.startswith(('v1:', 'v2:', 'any:'))
+                    else a for a in address.strip('[]').split(',')}
+
+        listed = osd_map.get('blocklist', osd_map.get('blacklist')) or {}
+        return any(bare(addr) & bare(entry) for entry in listed)
+
+    def stop(self):
+        self._halt.set()
+
+
 class Pacer(object):
     """Holds a copy to its cap by blocking librbd's progress callback.
 
@@ -434,6 +501,19 @@ def main(argv=None):
                                              import_only=source_pool < 0)
         status['data_total'] = allocation.data
         last = [0.0]
+        moved = [time.monotonic()]
+
+        def fenced():
+            LOG.error('This worker\'s client %s is blocklisted: another '
+                      'volume service took the migration over. Ending.',
+                      status['addr'])
+            report(phase=FAILED, error_type='ConnectionShutdown',
+                   errno=errno.ESHUTDOWN, updated_at=time.time())
+            # execute does not return once blocklisted
+            os._exit(1)
+
+        fence = FenceWatch(client, status['addr'], lambda: moved[0], fenced)
+        fence.start()
         lock = LockWatch(ioctx, args.image,
                          'client.%d' % client.get_instance_id(),
                          on_change=lambda holder: report(copy_in=holder))
@@ -441,6 +521,7 @@ def main(argv=None):
 
         def on_progress(done, total):
             now = time.monotonic()
+            moved[0] = now
             rate = pacer.read_rate()
             # librbd counts objects; scaled in case a release counts else
             data = allocation.data_before(
@@ -464,6 +545,7 @@ def main(argv=None):
                    errno=getattr(exc, 'errno', None))
             return 1
         finally:
+            fence.stop()
             lock.stop()
             lock.join()
             ioctx.close()

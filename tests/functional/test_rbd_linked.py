@@ -24,6 +24,7 @@ from oslo_utils import units
 import rados
 import rbd
 import testtools
+from testtools import content
 
 from cinder_asyncmig import children
 from cinder_asyncmig.engine import migration
@@ -31,6 +32,7 @@ from cinder_asyncmig.engine import specs
 from cinder_asyncmig.engine import state
 from cinder_asyncmig.engine import worker as copy_worker
 from cinder_asyncmig import exception
+from cinder_asyncmig.sandbox import process
 from cinder_asyncmig.volume import throttle
 from tests.functional import base
 
@@ -293,6 +295,31 @@ class LinkedMigrationTest(base.FunctionalTestCase):
         self.assertEqual(model.sha256(),
                          base.image_sha256(self.dst_ioctx, volume.name))
         self.assertNotIn(volume.name, self._src_names())
+
+    def test_blocklisted_worker_ends_and_the_copy_resumes(self):
+        # what a peer of a target cluster does to the copy worker of a
+        # member that lost the migration, its service dead or cut off
+        volume, model = self._prepared(256 * units.Mi, density=1.0)
+        status_path = self.target_driver._status_path(volume.name)
+        cluster, conf, user, _secret = (
+            self.target_driver._get_config_tuple())
+        orphan = copy_worker.ExecuteWorker.start(
+            volume.name, self.dst_pool, status_path, conf=conf, user=user,
+            cluster=cluster, max_bytes_per_sec=8 * units.Mi)
+        self.addCleanup(orphan.stop)
+        process.wait_for('the copy under way',
+                         lambda: orphan.read().get('done'), 60)
+        addr = orphan.read()['addr']
+        self.rados.blocklist_add(addr, 600)
+        self.addCleanup(self.cluster.ceph, 'osd', 'blocklist', 'rm', addr)
+        left = children.wait_gone([orphan.pid], 30)
+        with open(copy_worker.log_path(status_path)) as f:
+            self.addDetail('worker-log', content.text_content(f.read()))
+        self.assertEqual([], left)
+        self.assertEqual(
+            (copy_worker.FAILED, 'ConnectionShutdown'),
+            (orphan.read()['phase'], orphan.read().get('error_type')))
+        self._complete_to_success(volume, model, lambda progress: None)
 
     def test_progress_after_a_restart_starts_where_the_copy_was(self):
         # slowed so that the record is written mid-copy (every 10 s)

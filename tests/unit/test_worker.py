@@ -95,3 +95,21 @@ class WorkerHandleTest(testtools.TestCase):
             capture_output=True, timeout=60)
         self.assertNotEqual(0, result.returncode)
         self.assertEqual({}, worker.read_status(self.status))
+
+
+class FenceWatchTest(testtools.TestCase):
+
+    def test_listed_whatever_the_address_notation(self):
+        me = '127.0.0.1:0/2330575827'
+        for blocklist in ({me: '2026-12-05T09:50:00.0+0000'},
+                          {'v2:%s' % me: 'x'}, {'any:%s' % me: 'x'}):
+            self.assertTrue(worker.FenceWatch.listed(
+                me, {'blocklist': blocklist}), blocklist)
+        self.assertTrue(worker.FenceWatch.listed(
+            '[v2:%s,v1:127.0.0.1:0/1]' % me, {'blocklist': {me: 'x'}}))
+        # another client of the same host; a map of before the rename
+        self.assertFalse(worker.FenceWatch.listed(
+            me, {'blocklist': {'127.0.0.1:0/1': 'x'}}))
+        self.assertTrue(worker.FenceWatch.listed(
+            me, {'blacklist': {me: 'x'}}))
+        self.assertFalse(worker.FenceWatch.listed(me, {}))
