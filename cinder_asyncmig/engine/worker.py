@@ -292,7 +292,8 @@ class FenceWatch(threading.Thread):
             try:
                 ret, out, err = self._client.mon_command(json.dumps(
                     {'prefix': 'osd dump', 'format': 'json'}), b'',
-                    timeout=self._interval)
+                    # whole seconds: 18.2's binding takes no float
+                    timeout=int(self._interval))
             except rados.Error as exc:
                 LOG.warning('Cannot read the OSD map: %s', exc)
                 continue
