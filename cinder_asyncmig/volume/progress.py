@@ -119,6 +119,10 @@ def describe(volume, admin=None):
         phase = record.get('phase', COPYING)
     copied, total = record.get('copied'), record.get('total')
     rate = record.get('rate')
+    if admin.get(constants.ABORTING_KEY) and phase != TAKING_OVER:
+        # from the moment an operator's abort is accepted: a progress
+        # record the copy wrote just before it stopped says otherwise
+        phase, rate = ABORTING, 0
     percent = eta = None
     if total:
         percent = round(100.0 * (copied or 0) / total, 1)

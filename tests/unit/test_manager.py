@@ -274,6 +274,19 @@ class DescribeTest(testtools.TestCase):
                          migration_status=migration_status, host=host,
                          admin_metadata=admin)
 
+    def test_aborting_once_the_abort_is_accepted(self):
+        # the copy's last progress record came after the abort's
+        volume = self.volume(constants.ATTACHABLE, 'h@async#p', {
+            constants.SOURCE_KEY: 'h@src#p',
+            constants.ABORTING_KEY: 'safe',
+            progress_record.KEY: progress_record.encode({
+                'phase': 'copying', 'copied': 256 * units.Mi,
+                'total': units.Gi, 'rate': 64 * units.Mi})})
+        seen = progress_record.describe(volume)
+        self.assertEqual(('aborting', 0, None, 25.0),
+                         (seen['phase'], seen['rate_bytes_per_sec'],
+                          seen['eta_seconds'], seen['percent']))
+
     def test_copying(self):
         volume = self.volume(constants.ATTACHABLE, 'h@async#p', {
             constants.SOURCE_KEY: 'h@src#p',
