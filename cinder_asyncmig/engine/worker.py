@@ -198,7 +198,19 @@ class Allocation(object):
         return self.data_before(self.objects)
 
 
-class LockWatch(threading.Thread):
+class _Watch(threading.Thread):
+    """A daemon thread that looks at something every ``interval`` s."""
+
+    def __init__(self, interval):
+        super(_Watch, self).__init__(daemon=True)
+        self._interval = interval
+        self._halt = threading.Event()
+
+    def stop(self):
+        self._halt.set()
+
+
+class LockWatch(_Watch):
     """Tells which other client, if any, holds the image's exclusive lock.
 
     librbd runs execute in the client that holds the lock (a hypervisor
@@ -216,13 +228,11 @@ class LockWatch(threading.Thread):
 
     def __init__(self, ioctx, name, me, interval=_RATE_CHECK,
                  on_change=None):
-        super(LockWatch, self).__init__(daemon=True)
+        super(LockWatch, self).__init__(interval)
         self._ioctx = ioctx
         self._name = name
         self._me = me
-        self._interval = interval
         self._on_change = on_change
-        self._halt = threading.Event()
         self.elsewhere = None  # 'client.<id> <address>' of another holder
 
     def run(self):
@@ -256,11 +266,8 @@ class LockWatch(threading.Thread):
                 return '%s %s' % (entity, address)
         return None
 
-    def stop(self):
-        self._halt.set()
 
-
-class FenceWatch(threading.Thread):
+class FenceWatch(_Watch):
     """Call ``on_fenced`` once this worker's client is blocklisted.
 
     Once blocklisted, librbd's execute (16.2) stops copying and never
@@ -275,13 +282,11 @@ class FenceWatch(threading.Thread):
 
     def __init__(self, client, addr, last_progress, on_fenced,
                  interval=_FENCE_CHECK):
-        super(FenceWatch, self).__init__(daemon=True)
+        super(FenceWatch, self).__init__(interval)
         self._client = client
         self._addr = addr
         self._last_progress = last_progress
         self._on_fenced = on_fenced
-        self._interval = interval
-        self._halt = threading.Event()
 
     def run(self):
         import rados
@@ -314,9 +319,6 @@ class FenceWatch(threading.Thread):
 
         listed = osd_map.get('blocklist', osd_map.get('blacklist')) or {}
         return any(bare(addr) & bare(entry) for entry in listed)
-
-    def stop(self):
-        self._halt.set()
 
 
 class Pacer(object):
