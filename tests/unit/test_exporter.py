@@ -101,6 +101,25 @@ def _recv_all(sock, timeout=10):
         parts.append(data)
 
 
+def _read_while_the_lun_shrinks(case, lun, sock):
+    """GET a whole LUN of 16 MiB, truncated to 1 MiB after the head.
+
+    A promise of more bytes than the LUN now has ends with the
+    connection closed. (What was on its way when the file changed may
+    be either version: sendfile queues page-cache pages.)
+    """
+    sock.sendall(b'GET %s HTTP/1.1\r\nHost: x\r\n\r\n' %
+                 lun.lun_path.encode())
+    received = sock.recv(64 * KIB)
+    os.truncate(lun.path, MIB)
+    before = received.partition(b'\r\n\r\n')[2]
+    received += _recv_all(sock)
+    head, _, body = received.partition(b'\r\n\r\n')
+    case.assertIn(b'Content-Length: %d\r\n' % lun.size, head)
+    case.assertLess(len(body), lun.size)
+    case.assertEqual(lun.data[:len(before)], before)
+
+
 class _Replay(io.BytesIO):
     """Bytes received, read response after response by http.client."""
 
@@ -335,6 +354,22 @@ class ServerTest(testtools.TestCase):
         self.assertEqual('bytes', response.getheader('Accept-Ranges'))
         self.assertEqual(0, self.lun.server.bytes_served)
 
+    def test_head_grows_the_readers_buffer_within_beasts_limit(self):
+        # librbd's client reads bodies as many bytes at a time as the
+        # first head made its buffer hold; Beast refuses a head over 8 KiB
+        sock = self.lun.raw()
+        self.addCleanup(sock.close)
+        for method in (b'HEAD', b'GET'):
+            sock.sendall(b'%s %s HTTP/1.1\r\nHost: x\r\nRange: bytes=0-0'
+                         b'\r\n\r\n' % (method, self.lun.lun_path.encode()))
+        sock.sendall(b'HEAD %s HTTP/1.1\r\nConnection: close\r\n\r\n' %
+                     self.lun.lun_path.encode())
+        heads = _recv_all(sock).split(b'\r\n\r\n')
+        self.assertGreater(len(heads[0]), 4 * KIB)
+        self.assertLess(len(heads[0]), 8 * KIB)
+        self.assertLess(len(heads[1]), KIB, 'a GET carries no filler')
+        self.assertGreater(len(heads[2]), 4 * KIB)
+
     def test_get_without_range_streams_the_whole_lun(self):
         conn = self.lun.connect()
         self.addCleanup(conn.close)
@@ -496,6 +531,13 @@ class ServerTest(testtools.TestCase):
         self.assertIn(exporter.MASK, self.log.output)
         self.assertNotIn(self.lun.token, self.log.output)
 
+    def test_a_lun_that_ends_early_closes_the_connection(self):
+        lun = self.useFixture(ServerFixture(16 * MIB))
+        sock = lun.raw(receive_buffer=64 * KIB)
+        self.addCleanup(sock.close)
+        _read_while_the_lun_shrinks(self, lun, sock)
+        self.assertIn('The exported LUN ended at', self.log.output)
+
     def test_measure_read_rate(self):
         url = exporter.export_url('http', '127.0.0.1', self.lun.port,
                                   self.lun.token)
@@ -533,7 +575,10 @@ class TimeoutTest(testtools.TestCase):
         head = b'HEAD %s HTTP/1.1\r\nHost: x\r\n\r\n' % (
             self.lun.lun_path.encode())
         first.sendall(head)
-        self.assertTrue(first.recv(4096).startswith(b'HTTP/1.1 200 '))
+        answer = first.recv(4096)
+        while not answer.endswith(b'\r\n\r\n'):
+            answer += first.recv(4096)
+        self.assertTrue(answer.startswith(b'HTTP/1.1 200 '))
         # the only worker is free while the first connection idles
         second = self.lun.connect(timeout=30)
         self.addCleanup(second.close)
@@ -586,9 +631,9 @@ class TLSTest(testtools.TestCase):
     def setUp(self):
         super(TLSTest, self).setUp()
         certs = self.useFixture(fixtures.TempDir()).path
-        self.cert_file, key_file = self_signed_cert(certs)
+        self.cert_file, self.key_file = self_signed_cert(certs)
         self.lun = self.useFixture(ServerFixture(
-            2 * MIB + 1, cert_file=self.cert_file, key_file=key_file))
+            2 * MIB + 1, cert_file=self.cert_file, key_file=self.key_file))
 
     def _client_context(self, **kwargs):
         context = ssl.create_default_context(cafile=self.cert_file)
@@ -610,6 +655,16 @@ class TLSTest(testtools.TestCase):
         self.assertEqual(self.lun.data, conn.getresponse().read())
         self.assertEqual('https', self.lun.server.scheme)
         self.assertEqual(1, self.lun.server.connections)
+
+    def test_a_lun_that_ends_early_closes_the_connection(self):
+        log = self.useFixture(fixtures.FakeLogger(level=logging.WARNING))
+        lun = self.useFixture(ServerFixture(
+            16 * MIB, cert_file=self.cert_file, key_file=self.key_file))
+        sock = self._client_context().wrap_socket(
+            lun.raw(receive_buffer=64 * KIB), server_hostname='127.0.0.1')
+        self.addCleanup(sock.close)
+        _read_while_the_lun_shrinks(self, lun, sock)
+        self.assertIn('The exported LUN ended at', log.output)
 
     def _head(self):
         """Status of a HEAD over a new HTTPS connection."""

@@ -22,20 +22,37 @@ On top of it:
 - at most ``max_connections`` requests are answered at once (cheroot's
   worker threads); the others wait in its queue;
 - a request head must arrive whole within ``timeout`` (cheroot only
-  bounds each read, so a head sent a byte at a time would hold a worker);
+  bounds each read, so a head sent a byte at a time would hold a worker;
+  one thread, :class:`_HeadDeadlines`, drops the late ones);
 - the TLS handshake runs in the worker, not in cheroot's accept loop, so
   a silent client cannot stall the others;
 - reads are paced by a shared
   :class:`~cinder_asyncmig.sources.exporter.ratelimit.TokenBucket`, and
-  the token is masked in everything logged.
+  the token is masked in everything logged;
+- a range of a file or block device goes out with ``sendfile(2)`` when the
+  connection is plain TCP (:class:`_Gateway`): the page cache goes to the
+  socket without passing through Python, which takes 60% less of the
+  exporter's CPU;
+- the answer to HEAD, the first request of every librbd client, carries
+  a filler header (:data:`READ_BUFFER_FILLER`): librbd's HTTP client
+  (``librbd/migration/HttpClient.cc``) reads every response through one
+  Boost.Beast ``flat_buffer`` that grows only to hold a head and is never
+  reserved, and Beast reads the body into it ``capacity`` bytes at a time,
+  512 at least. With heads of 200 bytes, a 4 MiB range arrives 550 bytes
+  per ``recvmsg`` (1.9 million calls per GiB, the copy bound by the
+  client's CPU); a head of about 6 KiB leaves the buffer room for 11 KiB
+  per call, and the copy takes half the time.
 
 :func:`measure_read_rate` measures what a reader gets.
 """
 
+import contextlib
 import errno
 import hmac
 from http import client as http_client
 import logging as std_logging
+import os
+import selectors
 import socket
 import ssl
 import threading
@@ -57,6 +74,8 @@ from cinder_asyncmig.sources.exporter import ratelimit
 LOG = logging.getLogger(__name__)
 _LISTEN_BACKLOG = 64
 _NO_BODY = (b'',)
+# see the module's docstring; Beast refuses a response head over 8 KiB
+READ_BUFFER_FILLER = ('X-Read-Buffer-Filler', '-' * (6 * units.Ki))
 _format_exc = traceback.format_exc
 
 
@@ -100,8 +119,12 @@ class LunApp(object):
         if span:
             headers.append(('Content-Range',
                             'bytes %d-%d/%d' % (first, last, size)))
-        body = (self._read(first, length, environ.get('REMOTE_ADDR'))
-                if method == 'GET' else _NO_BODY)
+        if method == 'HEAD':
+            headers.append(READ_BUFFER_FILLER)
+            body = _NO_BODY
+        else:
+            body = _Range(self.server, first, length,
+                          environ.get('REMOTE_ADDR'))
         return '206 Partial Content' if span else '200 OK', headers, body
 
     def _route(self, environ):
@@ -126,30 +149,93 @@ class LunApp(object):
         except ranges.RangeNotSatisfiable:
             return ()
 
-    def _read(self, offset, length, client):
+
+class _Range(object):
+    """A response body: ``length`` bytes of the LUN from ``offset``.
+
+    Iterated, it reads the LUN in chunks (any LUN, any connection);
+    :meth:`send` writes it to a plain socket with ``sendfile(2)``. Both
+    pace it with the server's bucket and count what went out.
+    """
+
+    def __init__(self, server, offset, length, client):
+        self.server = server
+        self.offset = offset
+        self.length = length
+        self.client = client
+
+    def _pieces(self):
         server = self.server
-        end = offset + length
+        offset, end = self.offset, self.offset + self.length
         while offset < end:
             want = min(server.chunk_bytes, end - offset)
             if server.bucket is not None:
                 server.bucket.consume(want)
+            yield offset, want
+            offset += want
+
+    def __iter__(self):
+        lun = self.server.lun
+        for offset, want in self._pieces():
             try:
-                data = server.lun.read(offset, want)
+                data = lun.read(offset, want)
             except OSError as exc:
                 data = b''
                 LOG.error('Reading the exported LUN at %(offset)d failed: '
                           '%(error)s', {'offset': offset, 'error': exc})
-            if not data:
-                # the promised length cannot be kept: cheroot closes the
-                # connection on this error, and the client retries
-                LOG.warning('The exported LUN ended at %(offset)d while '
-                            'serving %(client)s; closing the connection.',
-                            {'offset': offset, 'client': client})
-                raise ConnectionAbortedError(errno.ECONNABORTED,
-                                             'the LUN ended early')
+            self._check(offset, data)
             yield data
-            offset += len(data)
-            server.count_bytes(len(data))
+            self.server.count_bytes(len(data))
+
+    def send(self, sock, timeout):
+        """Write the range to ``sock`` (plain TCP) with ``sendfile(2)``."""
+        fd = self.server.lun.fd
+        with selectors.DefaultSelector() as writable:
+            writable.register(sock, selectors.EVENT_WRITE)
+            for offset, want in self._pieces():
+                while want:
+                    try:
+                        sent = os.sendfile(sock.fileno(), fd, offset, want)
+                    except BlockingIOError:
+                        if not writable.select(timeout):
+                            raise socket.timeout('sending to %s' %
+                                                 self.client)
+                        continue
+                    self._check(offset, sent)
+                    offset += sent
+                    want -= sent
+                    self.server.count_bytes(sent)
+
+    def _check(self, offset, sent):
+        if not sent:
+            # the promised length cannot be kept: cheroot closes the
+            # connection on this error, and the client retries
+            LOG.warning('The exported LUN ended at %(offset)d while '
+                        'serving %(client)s; closing the connection.',
+                        {'offset': offset, 'client': self.client})
+            raise ConnectionAbortedError(errno.ECONNABORTED,
+                                         'the LUN ended early')
+
+
+class _Gateway(wsgi.Gateway_10):
+    """cheroot's WSGI gateway; a :class:`_Range` of a file by sendfile."""
+
+    def respond(self):
+        response = self.req.server.wsgi_app(self.env, self.start_response)
+        sock = self.req.conn.socket
+        if (isinstance(response, _Range) and
+                isinstance(self.req.server.lun, luns.Lun) and
+                not isinstance(sock, ssl.SSLSocket)):
+            self.req.ensure_headers_sent()
+            self.req.conn.wfile.flush()
+            response.send(sock, self.req.server.timeout)
+            return
+        try:
+            for chunk in filter(None, response):
+                self.write(chunk)
+        finally:
+            # as cheroot's own
+            self.req.ensure_headers_sent()
 
 
 def _drop(sock):
@@ -188,14 +274,54 @@ class _LunRequest(cheroot_server.HTTPRequest):
         super(_LunRequest, self).simple_response(status, msg)
 
     def parse_request(self):
-        timer = threading.Timer(self.server.timeout, _drop,
-                                args=(self.conn.socket,))
-        timer.daemon = True
-        timer.start()
-        try:
+        with self.server.head_deadlines.watch(self.conn.socket):
             super(_LunRequest, self).parse_request()
+
+
+class _HeadDeadlines(object):
+    """Drops connections whose request head is late, with one thread.
+
+    A timer thread per request cost more than the rest of the answer to a
+    4 KiB read.
+    """
+
+    def __init__(self, timeout):
+        self.timeout = timeout
+        self._due = {}
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name='head-deadlines')
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stopped.set()
+        if self._thread.ident is not None:
+            self._thread.join()
+
+    @contextlib.contextmanager
+    def watch(self, sock):
+        """Drop ``sock`` if the block has not ended within the timeout."""
+        key = object()
+        with self._lock:
+            self._due[key] = (time.monotonic() + self.timeout, sock)
+        try:
+            yield
         finally:
-            timer.cancel()
+            with self._lock:
+                self._due.pop(key, None)
+
+    def _run(self):
+        while not self._stopped.wait(min(0.1, self.timeout / 10.0)):
+            now = time.monotonic()
+            with self._lock:
+                late = [key for key, (due, _sock) in self._due.items()
+                        if due <= now]
+                socks = [self._due.pop(key)[1] for key in late]
+            for sock in socks:
+                _drop(sock)
 
 
 class _LunConnection(cheroot_server.HTTPConnection):
@@ -259,6 +385,8 @@ class LunServer(wsgi.Server):
             max=max_connections, server_name='cinder-asyncmig-exporter',
             request_queue_size=_LISTEN_BACKLOG, timeout=timeout)
         self.wsgi_app = LunApp(self)
+        self.gateway = _Gateway
+        self.head_deadlines = _HeadDeadlines(timeout)
         self.ssl_adapter = tls
         self.max_request_header_size = configuration.MAX_HEAD_BYTES
         # a GET or HEAD has no body to speak of
@@ -337,6 +465,14 @@ class LunServer(wsgi.Server):
             with self._counter_lock:
                 self.unexpected_errors += 1
         LOG.log(level, '%s', self.mask(msg))
+
+    def prepare(self):
+        super(LunServer, self).prepare()
+        self.head_deadlines.start()
+
+    def stop(self):
+        super(LunServer, self).stop()
+        self.head_deadlines.stop()
 
     def close(self):
         self.stop()
