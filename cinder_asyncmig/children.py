@@ -27,6 +27,8 @@ import time
 
 import psutil
 
+_PACKAGE = __name__.rpartition('.')[0]
+
 
 class Child(object):
     """One child process: spawned here, or adopted by pid.
@@ -135,15 +137,55 @@ class Child(object):
         :returns: True when every process is gone.
         """
         procs = self.processes() if tree else [self._proc]
-        for sig in (signal.SIGTERM, signal.SIGKILL)[0 if term else 1:]:
-            procs = [proc for proc in procs if running(proc)]
-            for proc in procs:
-                try:
-                    proc.send_signal(sig)
-                except psutil.NoSuchProcess:
-                    pass
-            procs = wait_gone(procs, timeout)
-        return not procs
+        return not _stop_all(procs, timeout, term)
+
+
+def stop_left_under(directory, timeout=10):
+    """Stop this package's programs that work on files under ``directory``.
+
+    For throwaway clusters and sandboxes about to be removed: a copy worker
+    or an exporter runs in a session of its own, so when its volume service
+    is killed (as fault tests do) it is left running, a client of a cluster
+    about to go. Any process started as ``python -m cinder_asyncmig.*``
+    whose command line names ``directory`` or a path under it is stopped.
+
+    :returns: the pids that did not stop.
+    """
+    directory = os.path.abspath(directory)
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            argv = proc.cmdline()
+        except psutil.Error:
+            continue
+        if (proc.pid != os.getpid() and running(proc) and
+                _runs_module_of_ours(argv) and
+                any(_is_under(arg.rpartition('=')[2], directory)
+                    for arg in argv)):
+            found.append(proc)
+    return [proc.pid for proc in _stop_all(found, timeout)]
+
+
+def _stop_all(procs, timeout, term=True):
+    # SIGTERM, then SIGKILL what still runs after the timeout
+    for sig in (signal.SIGTERM, signal.SIGKILL)[0 if term else 1:]:
+        procs = [proc for proc in procs if running(proc)]
+        for proc in procs:
+            try:
+                proc.send_signal(sig)
+            except psutil.NoSuchProcess:
+                pass
+        procs = wait_gone(procs, timeout)
+    return procs
+
+
+def _runs_module_of_ours(argv):
+    return any(flag == '-m' and module.startswith(_PACKAGE + '.')
+               for flag, module in zip(argv, argv[1:]))
+
+
+def _is_under(path, directory):
+    return path == directory or path.startswith(directory + os.sep)
 
 
 def running(proc):

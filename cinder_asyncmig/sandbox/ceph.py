@@ -341,7 +341,16 @@ class CephCluster(process.Recorded):
         return cluster
 
     def down(self):
-        """Stop every daemon and remove the cluster's directory."""
+        """Stop every daemon and remove the cluster's directory.
+
+        Copy workers and exporters of this package left running with the
+        cluster's configuration (their volume service was killed) are
+        stopped first.
+        """
+        left = children.stop_left_under(self.directory)
+        if left:
+            raise CephClusterError('clients of the cluster did not stop: '
+                                   'pids %s' % left)
         # memstore writes all its data to disk on a clean stop: a throwaway
         # cluster has nothing to keep, so kill at once.
         for name, pid in self._state.get('daemons', {}).items():

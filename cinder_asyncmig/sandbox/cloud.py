@@ -731,8 +731,9 @@ class Sandbox(process.Recorded):
     def down(self, remove=True):
         """Stop every process of the sandbox by pid; remove its directory.
 
-        Cinder services first, then RabbitMQ and its epmd, Keystone,
-        MariaDB, etcd, the Ceph clusters.
+        Cinder services first, with the copy workers and exporters they
+        left running, then RabbitMQ and its epmd, Keystone, MariaDB, etcd,
+        the Ceph clusters.
 
         :param remove: also remove the directory (when all stopped).
         :raises SandboxError: when a process did not stop; the directory
@@ -742,6 +743,10 @@ class Sandbox(process.Recorded):
         for name in reversed(SERVICES):
             if name in self._state['services']:
                 self._stop(errors, self.service(name).stop)
+        left = children.stop_left_under(self.directory)
+        if left:
+            errors.append('copy workers or exporters did not stop: pids %s'
+                          % left)
         if self._state.get('rabbitmq'):
             self._stop(errors, self._rabbitmq().stop)
         if self._state.get('keystone'):

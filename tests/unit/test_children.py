@@ -14,6 +14,7 @@
 
 import os
 import signal
+import sys
 import time
 
 import fixtures
@@ -71,3 +72,34 @@ class ChildTest(testtools.TestCase):
         self.assertEqual([child.pid], children.wait_gone([child.pid], 0.1))
         child.signal(signal.SIGKILL)
         self.assertEqual([], children.wait_gone([child.pid], 10))
+
+    def test_programs_of_ours_under_a_directory_are_stopped(self):
+        other = self.useFixture(fixtures.TempDir()).path
+        sleep = [sys.executable, '-c', 'import time; time.sleep(60)']
+
+        def start(*argv):
+            child = children.Child.spawn(sleep + list(argv), self.log)
+            self.addCleanup(child.stop, 5, term=False)
+            deadline = time.monotonic() + 10
+            while (argv[-1] not in children.cmdline(child.pid) and
+                   time.monotonic() < deadline):
+                time.sleep(0.01)
+            return child
+
+        worker = start('-m', 'cinder_asyncmig.engine.worker', '--pool', 'p',
+                       '--status-file', os.path.join(self.dir, 'w.status'))
+        exporter = start('-m', 'cinder_asyncmig.sources.exporter',
+                         '--config=%s' % os.path.join(self.dir, 'e.json'))
+        elsewhere = start('-m', 'cinder_asyncmig.engine.worker',
+                          '--status-file', os.path.join(other, 'w.status'))
+        not_ours = start('-m', 'http.server', '--directory', self.dir)
+        prefix = start('-m', 'cinder_asyncmig.engine.worker',
+                       '--status-file', self.dir + '-other/w.status')
+
+        self.assertEqual([], children.stop_left_under(self.dir))
+
+        self.assertEqual(-signal.SIGTERM, worker.wait(5))
+        self.assertEqual(-signal.SIGTERM, exporter.wait(5))
+        self.assertTrue(elsewhere.running())
+        self.assertTrue(not_ours.running())
+        self.assertTrue(prefix.running())
